@@ -1,0 +1,57 @@
+"""Pieces shared by the potentials: safe distances, softening, batching over configurations."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+EnergyFn = Callable[[jax.Array], jax.Array]
+
+#: Training-energy softening (science.md section 3): distances are clipped below this value.
+SOFT_MIN_DISTANCE = 0.01
+
+
+def safe_distances(displacements, mask, cutoff: float, min_distance: float = 0.0):
+    """Distances of the masked pairs that lie inside ``cutoff``, safe to differentiate.
+
+    Entries outside the mask or the cutoff get the placeholder ``cutoff / 2`` so that no
+    NaN or infinity can leak into gradients through ``jnp.where``.
+
+    Returns:
+      ``(r, inside)``: distances ``[..., C]`` and the boolean ``[..., C]`` of pairs to count.
+    """
+    r2 = jnp.sum(displacements**2, axis=-1)
+    r2 = jnp.where(mask, r2, 1.0)
+    # A zero distance between distinct particles is a real (infinite-energy) configuration;
+    # the floor keeps sqrt's derivative finite there.
+    r2 = jnp.maximum(r2, max(min_distance, 1e-18) ** 2)
+    r = jnp.sqrt(r2)
+    inside = mask & (r < cutoff)
+    return jnp.where(inside, r, 0.5 * cutoff), inside
+
+
+def linearised_below(pair_fn: Callable, r_linear: float) -> Callable:
+    """``pair_fn`` continued below ``r_linear`` by its tangent there (value and slope match)."""
+    u0, du0 = jax.value_and_grad(pair_fn)(jnp.float32(r_linear))
+
+    def soft(r):
+        r_safe = jnp.maximum(r, r_linear)
+        return jnp.where(r < r_linear, u0 + du0 * (r - r_linear), pair_fn(r_safe))
+
+    return soft
+
+
+def over_configurations(energy: EnergyFn) -> EnergyFn:
+    """Lift an energy of one configuration ``[N, 3]`` to any batch shape ``[..., N, 3]``."""
+
+    def batched(positions):
+        positions = jnp.asarray(positions)
+        if positions.ndim < 2 or positions.shape[-1] != 3:
+            raise ValueError(f"positions must have shape [..., N, 3]; got {positions.shape}")
+        lead = positions.shape[:-2]
+        flat = positions.reshape((-1,) + positions.shape[-2:])
+        return jax.vmap(energy)(flat).reshape(lead)
+
+    return batched

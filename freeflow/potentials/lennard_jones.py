@@ -1,0 +1,65 @@
+"""Truncated-and-shifted Lennard-Jones potential (reduced units)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from freeflow.neighbors import Strategy, plan_neighbors
+from freeflow.potentials.base import (SOFT_MIN_DISTANCE, EnergyFn, linearised_below,
+                                      over_configurations, safe_distances)
+from freeflow.units import Units, reduced_units
+
+
+@dataclasses.dataclass(frozen=True)
+class LennardJones:
+    """``u(r) = 4 eps [(s/r)^12 - (s/r)^6] - u(rc)`` for ``r < rc``, zero beyond.
+
+    Energies in units of ``epsilon``, lengths in units of ``sigma`` (reduced units, k_B = 1).
+    Set ``shift=False`` for the plain truncated potential.
+    """
+
+    epsilon: float = 1.0
+    sigma: float = 1.0
+    cutoff: float = 2.7
+    shift: bool = True
+
+    kind = "lennard_jones"
+    #: Below this distance (in sigma) the training energy is linearised.
+    soft_linear_below = 0.8
+
+    @property
+    def units(self) -> Units:
+        return reduced_units(self.sigma)
+
+    def pair(self, r):
+        """Pair energy at distance ``r`` (inside the cutoff)."""
+        def bare(x):
+            s6 = (self.sigma / x) ** 6
+            return 4.0 * self.epsilon * (s6 * s6 - s6)
+        return bare(r) - (bare(self.cutoff) if self.shift else 0.0)
+
+    def energy_fn(self, box, sites, *, max_displacement: float, softened: bool = False,
+                  neighbors: Strategy = "auto") -> EnergyFn:
+        """Pure function ``positions [..., N, 3] -> U [...]`` for this box.
+
+        ``softened=True`` gives the training energy: distances clipped below 0.01 and the pair
+        potential linearised below 0.8 sigma. Estimators must use the exact energy.
+        """
+        plan = plan_neighbors(sites, box, self.cutoff, max_displacement, neighbors)
+        pair = self.pair
+        min_distance = 0.0
+        if softened:
+            pair = linearised_below(self.pair, self.soft_linear_below * self.sigma)
+            min_distance = SOFT_MIN_DISTANCE
+
+        def energy(x):
+            d, mask, overflow = plan(x)
+            r, inside = safe_distances(d, mask, self.cutoff, min_distance)
+            u = 0.5 * jnp.sum(jnp.where(inside, pair(r), 0.0))
+            return jnp.where(overflow, jnp.nan, u)
+
+        fn = over_configurations(energy)
+        fn.neighbors = plan
+        return fn

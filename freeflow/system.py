@@ -1,0 +1,234 @@
+"""A ``System``: a crystal in a periodic box, its potential and its temperature.
+
+Named systems are declared in TOML files (``systems/*.toml`` in the repository); users can also
+build a system from any ``ase.Atoms`` or structure file plus a potential and a temperature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from ase import Atoms
+
+from freeflow.lattice import build_lattice, check_orthorhombic, nearest_neighbour_distance
+from freeflow.potentials import potential_from_config
+from freeflow.units import Units
+
+
+def systems_directory() -> Path:
+    """Where the named system definitions live.
+
+    ``$FREEFLOW_SYSTEMS_DIR`` if set, else the repository's ``systems/`` (editable installs),
+    else the copy installed under ``<prefix>/share/freeflow/systems``.
+    """
+    candidates = []
+    if os.environ.get("FREEFLOW_SYSTEMS_DIR"):
+        candidates.append(Path(os.environ["FREEFLOW_SYSTEMS_DIR"]))
+    candidates.append(Path(__file__).resolve().parents[1] / "systems")
+    candidates.append(Path(sys.prefix) / "share" / "freeflow" / "systems")
+    for path in candidates:
+        if path.is_dir() and any(path.glob("*.toml")):
+            return path
+    raise FileNotFoundError(
+        "no system definitions found; looked in " + ", ".join(map(str, candidates))
+        + ". Set FREEFLOW_SYSTEMS_DIR to a folder of *.toml system files.")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class System:
+    """A periodic crystal at a temperature.
+
+    Attributes:
+      name: identifier (``lj_256``, ``mw_hex_64``, or the user's).
+      atoms: the perfect crystal as ``ase.Atoms`` with an orthorhombic periodic cell; its
+        positions are the lattice sites, one of them at the box corner (origin).
+      potential: a potential from ``freeflow.potentials``.
+      temperature: in the potential's temperature unit (``epsilon/k_B`` or K).
+      description: free text.
+      definition: the declarative mapping this system was built from, if any.
+    """
+
+    name: str
+    atoms: Atoms
+    potential: Any
+    temperature: float
+    description: str = ""
+    definition: dict | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.atoms, Atoms):
+            raise TypeError(f"atoms must be an ase.Atoms; got {type(self.atoms).__name__}")
+        if len(self.atoms) < 2:
+            raise ValueError(f"a system needs at least 2 particles; got {len(self.atoms)}")
+        check_orthorhombic(self.atoms)
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be positive and finite; got {self.temperature} "
+                             f"{self.units.temperature}")
+
+    # -- physical quantities -------------------------------------------------------------
+
+    @property
+    def units(self) -> Units:
+        return self.potential.units
+
+    @property
+    def beta(self) -> float:
+        """Inverse temperature 1 / (k_B T) in inverse energy units."""
+        return self.units.beta(self.temperature)
+
+    @property
+    def num_particles(self) -> int:
+        return len(self.atoms)
+
+    @property
+    def box(self) -> np.ndarray:
+        """Edge lengths ``[3]`` of the orthorhombic box (length unit)."""
+        return np.diag(np.asarray(self.atoms.cell)).copy()
+
+    @property
+    def volume(self) -> float:
+        return float(np.prod(self.box))
+
+    @property
+    def number_density(self) -> float:
+        return self.num_particles / self.volume
+
+    @property
+    def lattice(self) -> np.ndarray:
+        """Lattice sites ``[N, 3]`` wrapped into the box (length unit)."""
+        return np.mod(self.atoms.positions, self.box)
+
+    @functools.cached_property
+    def nearest_neighbour_distance(self) -> float:
+        return nearest_neighbour_distance(self.lattice, self.box)
+
+    # -- energies --------------------------------------------------------------------------
+
+    def energy_fn(self, softened: bool = False, neighbors: str = "auto"):
+        """Pure, jit- and grad-safe ``U(positions [..., N, 3]) -> [...]`` in energy units.
+
+        ``softened=True`` selects the training energy (science.md section 3); free-energy
+        estimates always use the exact one.
+        """
+        return self._energy_fn(bool(softened), neighbors)
+
+    @functools.lru_cache(maxsize=8)
+    def _energy_fn(self, softened: bool, neighbors: str):
+        return self.potential.energy_fn(
+            self.box, self.lattice, max_displacement=0.5 * self.nearest_neighbour_distance,
+            softened=softened, neighbors=neighbors)
+
+    def energy(self, positions, softened: bool = False):
+        """Potential energy of configurations ``[..., N, 3]`` (energy unit)."""
+        positions = jnp.asarray(positions)
+        if positions.shape[-2:] != (self.num_particles, 3):
+            raise ValueError(f"{self.name} has {self.num_particles} particles; positions must "
+                             f"have shape [..., {self.num_particles}, 3], got {positions.shape}")
+        return self.energy_fn(softened)(positions)
+
+    def lattice_energy(self) -> float:
+        """Energy of the perfect crystal (energy unit)."""
+        return float(self.energy(jnp.asarray(self.lattice, jnp.float32)))
+
+    def summary(self) -> dict:
+        return {
+            "system": self.name,
+            "potential": self.potential.kind,
+            "num_particles": self.num_particles,
+            "temperature": self.temperature,
+            "temperature_unit": self.units.temperature,
+            "beta": self.beta,
+            "number_density": self.number_density,
+            "box": self.box.tolist(),
+            "length_unit": self.units.length,
+            "energy_unit": self.units.energy,
+        }
+
+    def __repr__(self):
+        return (f"System({self.name!r}, N={self.num_particles}, {self.potential.kind}, "
+                f"T={self.temperature:g} {self.units.temperature}, beta={self.beta:.6g})")
+
+
+# -- construction -----------------------------------------------------------------------------
+
+
+def system_from_definition(definition: dict) -> System:
+    """Build a system from a declarative mapping (the parsed content of a system TOML file)."""
+    try:
+        potential = potential_from_config(definition["potential"])
+        state = definition["state"]
+        lattice = definition["lattice"]
+        name = definition["name"]
+    except KeyError as missing:
+        raise ValueError(f"system definition lacks the {missing} entry; a definition needs "
+                         "name, [potential], [state] and [lattice]") from None
+    density = float(state.get("number_density", float("nan")))
+    if not density > 0:
+        raise ValueError(f"{name}: number_density must be positive; got {density}")
+    atoms = build_lattice(lattice["kind"], int(lattice["num_particles"]), density,
+                          lattice.get("symbol", "X"))
+    return System(name=name, atoms=atoms, potential=potential,
+                  temperature=float(state["temperature"]),
+                  description=definition.get("description", ""), definition=definition)
+
+
+def named_systems() -> list[str]:
+    """Names of the systems declared in the systems directory, sorted."""
+    def natural(name):
+        head, _, size = name.rpartition("_")
+        return (head, int(size)) if size.isdigit() else (name, 0)
+
+    return sorted((p.stem for p in systems_directory().glob("*.toml")), key=natural)
+
+
+def load_system(name_or_path: str | os.PathLike) -> System:
+    """Load a named system (``"lj_256"``) or a system TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        with open(path, "rb") as fh:
+            return system_from_definition(tomllib.load(fh))
+    name = str(name_or_path)
+    directory = systems_directory()
+    file = directory / f"{name}.toml"
+    if not file.is_file():
+        raise ValueError(f"unknown system {name!r}; named systems: {', '.join(named_systems())} "
+                         f"(or give the path of a system .toml file)")
+    with open(file, "rb") as fh:
+        return system_from_definition(tomllib.load(fh))
+
+
+def system_from_atoms(atoms: Atoms | str | os.PathLike, potential, temperature: float,
+                      name: str | None = None, description: str = "") -> System:
+    """A system from the user's own crystal.
+
+    Args:
+      atoms: an ``ase.Atoms`` or the path of any file ``ase.io.read`` understands. Its
+        positions are taken as the lattice sites, translated so that the first atom sits at
+        the box corner; its cell must be orthorhombic and periodic.
+      potential: a ``freeflow.potentials`` object (``LennardJones(...)``, ``MonatomicWater()``).
+      temperature: in the potential's temperature unit (``epsilon/k_B`` for LJ, K for mW).
+    """
+    if not isinstance(atoms, Atoms):
+        import ase.io
+
+        path = Path(atoms)
+        if not path.is_file():
+            raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
+        name = name or path.stem
+        atoms = ase.io.read(path)
+    atoms = atoms.copy()
+    atoms.calc = None
+    check_orthorhombic(atoms)
+    # The flow fixes one particle at the box corner; a global translation changes no energy.
+    atoms.translate(-atoms.positions[0])
+    atoms.wrap()
+    return System(name=name or "custom", atoms=atoms, potential=potential,
+                  temperature=float(temperature), description=description)
