@@ -61,7 +61,7 @@ class MonatomicWater:
         The three-body sum over pairs of neighbours of each atom is evaluated exactly through
         moments of that atom's neighbour shell: with ``f_j = exp(gamma sigma/(r_ij - a sigma))``
         and unit vectors ``e_j``, ``sum_{j != k} f_j f_k (e_j.e_k - c0)^2 = |T|^2 - 2 c0 |v|^2
-        + c0^2 s^2 - (1 - c0)^2 sum_j f_j^2`` with ``T = sum f e e^T``, ``v = sum f e`` and
+        + c0^2 s^2 - sum_j f_j^2 (|e_j|^2 - c0)^2`` with ``T = sum f e e^T``, ``v = sum f e`` and
         ``s = sum f``. That costs O(neighbours) per atom instead of O(neighbours^2) and needs no
         cap on the number of neighbours.
 
@@ -86,8 +86,11 @@ class MonatomicWater:
             s = jnp.sum(f, axis=-1)
             v = jnp.einsum("nc,ncd->nd", f, e)
             t = jnp.einsum("nc,ncd,nce->nde", f, e, e)
+            # The j == k terms are removed with |e_j|^2 rather than 1: under the training
+            # energy's distance clip, e_j = d_j / max(r_j, 0.01) is shorter than a unit vector.
+            self_terms = jnp.sum(f**2 * (jnp.sum(e**2, axis=-1) - c0) ** 2, axis=-1)
             ordered = (jnp.sum(t**2, axis=(-1, -2)) - 2.0 * c0 * jnp.sum(v**2, axis=-1)
-                       + c0**2 * s**2 - (1.0 - c0) ** 2 * jnp.sum(f**2, axis=-1))
+                       + c0**2 * s**2 - self_terms)
             three_body = 0.5 * self.lam * self.epsilon * jnp.sum(ordered)
             return jnp.where(overflow, jnp.nan, two_body + three_body)
 
