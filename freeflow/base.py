@@ -1,0 +1,195 @@
+"""The flow's base distribution: a randomly permuted, thermally smeared lattice.
+
+Particle 0 of the crystal is held at the box corner (the origin) by the translation
+canonicalisation of ``freeflow.flow``, so the base distribution lives on the other ``P = N - 1``
+"mobile" particles. Each mobile particle sits on its own lattice site (the site at the box
+corner removed), displaced by isotropic Gaussian noise of standard deviation ``s`` truncated to
+the ball of radius ``R`` = half the nearest-neighbour distance, and the particle labels are
+then shuffled uniformly at random. The balls of different sites are disjoint, so any
+configuration has at most one assignment of particles to sites, and the density is
+
+    ln b(z) = sum_i ln g(z_i - site_{a(i)}) - ln(P!)
+
+when every ball holds exactly one particle (``a`` the assignment), and ``-inf`` otherwise. Here
+``g(d) = N(d; 0, s^2 I) / P(|d| < R)`` with the Gaussian ball probability
+
+    P(|d| < R) = erf(rho / sqrt 2) - sqrt(2 / pi) rho exp(-rho^2 / 2),    rho = R / s.
+
+Lengths (positions, ``noise_scale``, ``radius``) are in the system's length unit; log densities
+are natural logs of densities per (length unit)^(3P).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow.space import minimum_image, wrap
+
+
+def gaussian_ball_log_probability(radius: float, scale: float) -> float:
+    """``ln P(|d| < radius)`` for ``d ~ N(0, scale^2 I_3)`` (float64, stable for large rho)."""
+    rho = radius / scale
+    inside = math.erf(rho / math.sqrt(2.0)) - math.sqrt(2.0 / math.pi) * rho * math.exp(
+        -0.5 * rho * rho)
+    if inside > 0.5:
+        # Outside mass is tiny here: compute it directly so ln(1 - outside) keeps its digits.
+        outside = math.erfc(rho / math.sqrt(2.0)) + math.sqrt(2.0 / math.pi) * rho * math.exp(
+            -0.5 * rho * rho)
+        return math.log1p(-outside)
+    return math.log(inside)
+
+
+def truncated_chi3_cdf(r, rho):
+    """CDF at ``r`` of the radius ``|d| / s`` of a 3-D standard Gaussian truncated at ``rho``.
+
+    ``r`` and ``rho`` are in units of the noise scale ``s`` (dimensionless).
+    """
+    def untruncated(t):
+        return (jax.scipy.special.erf(t / jnp.sqrt(2.0))
+                - jnp.sqrt(2.0 / jnp.pi) * t * jnp.exp(-0.5 * t * t))
+
+    return untruncated(jnp.clip(r, 0.0, rho)) / untruncated(rho)
+
+
+class LatticeBase:
+    """Truncated-Gaussian smeared, randomly permuted lattice on the ``P = N - 1`` mobile sites.
+
+    Args:
+      sites: ``[N, 3]`` lattice sites (length unit) of the full crystal; site 0 is the one the
+        canonicalisation fixes. Sites are taken relative to site 0 and wrapped into the box,
+        so site 0 lands on the origin.
+      box: ``[3]`` orthorhombic box edges (length unit).
+      noise_scale: standard deviation ``s`` of the Gaussian noise per axis (length unit).
+      radius: truncation radius ``R`` (length unit); default half the nearest-neighbour
+        distance of the sites, the largest radius for which the balls do not overlap.
+      num_rejection_rounds: Gaussian proposals drawn per particle before falling back to
+        inverse-CDF sampling of the radius; ``None`` picks enough rounds that the fallback is
+        needed with probability below 1e-6 per particle; 0 uses the inverse CDF only. Any
+        value gives exact samples.
+    """
+
+    def __init__(self, sites, box, noise_scale: float, radius: float | None = None,
+                 num_rejection_rounds: int | None = None):
+        sites = np.asarray(sites, dtype=np.float64)
+        box = np.asarray(box, dtype=np.float64)
+        if sites.ndim != 2 or sites.shape[1] != 3 or len(sites) < 2:
+            raise ValueError(f"sites must have shape [N >= 2, 3]; got {sites.shape}")
+        if not noise_scale > 0:
+            raise ValueError(f"noise_scale must be positive; got {noise_scale}")
+        self.box = box
+        self.mobile_sites = np.mod(sites[1:] - sites[0], box)
+        if radius is None:
+            from freeflow.lattice import nearest_neighbour_distance
+            radius = 0.5 * nearest_neighbour_distance(np.mod(sites - sites[0], box), box)
+        if not radius > 0:
+            raise ValueError(f"truncation radius must be positive; got {radius}")
+        self.radius = float(radius)
+        self.noise_scale = float(noise_scale)
+        self.num_mobile = len(self.mobile_sites)
+        self.log_ball_probability = gaussian_ball_log_probability(self.radius, self.noise_scale)
+        # Per-particle constant of ln g(d) = -|d|^2 / (2 s^2) + log_density_offset.
+        self.log_density_offset = (-1.5 * math.log(2.0 * math.pi * self.noise_scale**2)
+                                   - self.log_ball_probability)
+        self.log_num_permutations = math.lgamma(self.num_mobile + 1)
+        if num_rejection_rounds is None:
+            accept = math.exp(self.log_ball_probability)
+            if accept >= 1.0 - 1e-12:
+                num_rejection_rounds = 1
+            else:
+                num_rejection_rounds = math.ceil(math.log(1e-6) / math.log1p(-accept))
+            num_rejection_rounds = int(min(max(num_rejection_rounds, 1), 16))
+        if num_rejection_rounds < 0:
+            raise ValueError(f"num_rejection_rounds must be >= 0; got {num_rejection_rounds}")
+        self.num_rejection_rounds = int(num_rejection_rounds)
+        # Jitted once per instance: eager dispatch of the many small ops is far slower.
+        self.sample_and_log_prob = jax.jit(self._sample_and_log_prob, static_argnums=1)
+        self.log_prob = jax.jit(self._log_prob)
+
+    # -- displacements -------------------------------------------------------------------------
+
+    def displacement_log_density(self, squared_norm):
+        """``ln g(d)`` from ``|d|^2`` (inside the ball; no check), per length unit cubed."""
+        return -0.5 * squared_norm / self.noise_scale**2 + self.log_density_offset
+
+    def _sample_displacements(self, key, shape):
+        """Exact draws ``[*shape, 3]`` from the ball-truncated Gaussian (length unit)."""
+        rounds = self.num_rejection_rounds
+        k_proposal, k_direction, k_radius = jax.random.split(key, 3)
+        if rounds > 0:
+            proposals = self.noise_scale * jax.random.normal(k_proposal, (rounds, *shape, 3))
+            accepted = jnp.sum(proposals**2, axis=-1) < self.radius**2
+            first = jnp.argmax(accepted, axis=0)
+            chosen = jnp.take_along_axis(proposals, first[None, ..., None], axis=0)[0]
+            any_accepted = jnp.any(accepted, axis=0)
+        else:
+            chosen = jnp.zeros((*shape, 3))
+            any_accepted = jnp.zeros(shape, bool)
+        # Fallback when every proposal left the ball: the radius by inverse CDF (bisection,
+        # monotone, so exact to float precision) and an isotropic direction. Independent of
+        # the rejected proposals, so the mixture of both branches is exactly the target.
+        direction = jax.random.normal(k_direction, (*shape, 3))
+        direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+        rho = self.radius / self.noise_scale
+        target = jax.random.uniform(k_radius, shape)
+
+        def bisect(_, bounds):
+            low, high = bounds
+            mid = 0.5 * (low + high)
+            below = truncated_chi3_cdf(mid, rho) < target
+            return jnp.where(below, mid, low), jnp.where(below, high, mid)
+
+        low, high = jax.lax.fori_loop(
+            0, 40, bisect, (jnp.zeros(shape), jnp.full(shape, rho)))
+        fallback = direction * (self.noise_scale * 0.5 * (low + high))[..., None]
+        return jnp.where(any_accepted[..., None], chosen, fallback)
+
+    # -- distribution ----------------------------------------------------------------------
+
+    def _sample_and_log_prob(self, key, num_samples: int):
+        """Draw ``num_samples`` configurations of the mobile particles.
+
+        Returns:
+          z: ``[num_samples, P, 3]`` positions (length unit) wrapped into ``[0, L)``.
+          log_prob: ``[num_samples]`` base log density (natural log, per length^(3P)).
+        """
+        k_noise, k_perm = jax.random.split(key)
+        shape = (num_samples, self.num_mobile)
+        displacement = self._sample_displacements(k_noise, shape)
+        log_prob = (jnp.sum(self.displacement_log_density(jnp.sum(displacement**2, -1)), -1)
+                    - self.log_num_permutations)
+        sites = jnp.asarray(self.mobile_sites, displacement.dtype)
+        positions = wrap(sites + displacement, jnp.asarray(self.box, displacement.dtype))
+        perms = jax.vmap(lambda k: jax.random.permutation(k, self.num_mobile))(
+            jax.random.split(k_perm, num_samples))
+        positions = jnp.take_along_axis(positions, perms[..., None], axis=1)
+        return positions, log_prob
+
+    def sample(self, key, num_samples: int):
+        """``[num_samples, P, 3]`` base configurations (length unit)."""
+        return self.sample_and_log_prob(key, num_samples)[0]
+
+    def _log_prob(self, z):
+        """Exact base log density of any configuration ``z [..., P, 3]`` (length unit).
+
+        Periodic: displacements to the sites are minimum-image. ``-inf`` unless every site's
+        ball holds exactly one particle.
+        """
+        z = jnp.asarray(z)
+        if z.shape[-2:] != (self.num_mobile, 3):
+            raise ValueError(f"expected positions [..., {self.num_mobile}, 3]; got {z.shape}")
+        dtype = z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else jnp.float32
+        sites = jnp.asarray(self.mobile_sites, dtype)
+        box = jnp.asarray(self.box, dtype)
+        # [..., particle, site]: the balls are disjoint, so a row has at most one True.
+        displacement = minimum_image(z[..., :, None, :] - sites, box)
+        squared = jnp.sum(displacement**2, axis=-1)
+        inside = squared < self.radius**2
+        per_pair = jnp.where(inside, self.displacement_log_density(squared), 0.0)
+        one_site_each = jnp.all(jnp.sum(inside, axis=-1) == 1, axis=-1)
+        one_particle_each = jnp.all(jnp.sum(inside, axis=-2) == 1, axis=-1)
+        log_prob = jnp.sum(per_pair, axis=(-2, -1)) - self.log_num_permutations
+        return jnp.where(one_site_each & one_particle_each, log_prob, -jnp.inf)
