@@ -232,3 +232,43 @@ def system_from_atoms(atoms: Atoms | str | os.PathLike, potential, temperature: 
     atoms.wrap()
     return System(name=name or "custom", atoms=atoms, potential=potential,
                   temperature=float(temperature), description=description)
+
+
+# -- serialisation (run directories, sample files) ------------------------------------------
+
+
+def system_to_dict(system: System) -> dict:
+    """Everything needed to rebuild ``system`` exactly, as plain JSON-able data."""
+    if dataclasses.is_dataclass(system.potential):
+        potential = dataclasses.asdict(system.potential)
+        potential.pop("units", None)
+    else:
+        # A user's own potential class: recorded by name (so a resumed run can be checked
+        # against it) but not rebuildable from the run directory alone.
+        potential = {"repr": repr(system.potential)}
+    return {
+        "name": system.name,
+        "description": system.description,
+        "potential": {"kind": system.potential.kind, **potential},
+        "temperature": system.temperature,
+        "atoms": {
+            "symbols": system.atoms.get_chemical_symbols(),
+            "positions": system.atoms.positions.tolist(),
+            "cell": np.asarray(system.atoms.cell).tolist(),
+        },
+        "definition": system.definition,
+    }
+
+
+def system_from_dict(data: dict) -> System:
+    """Inverse of ``system_to_dict``."""
+    if "repr" in data["potential"]:
+        raise ValueError(f"system {data['name']!r} uses a custom potential "
+                         f"({data['potential']['repr']}) that cannot be rebuilt from its "
+                         "definition; pass the System object itself instead of a run directory")
+    atoms = Atoms(symbols=data["atoms"]["symbols"], positions=data["atoms"]["positions"],
+                  cell=data["atoms"]["cell"], pbc=True)
+    return System(name=data["name"], atoms=atoms,
+                  potential=potential_from_config(data["potential"]),
+                  temperature=float(data["temperature"]),
+                  description=data.get("description", ""), definition=data.get("definition"))

@@ -140,7 +140,8 @@ def test_einstein_crystal_is_its_formula(systems):
     d = x - system.lattice
     d -= system.box * np.round(d / system.box)
     assert float(energy(x.astype(np.float32))) == pytest.approx(0.5 * 3.5 * np.sum(d**2), rel=1e-6)
-    assert EinsteinCrystal.from_width(beta=0.5, width=0.05).spring_constant == pytest.approx(400.0)
+    # (k/2) d^2 with k = 1 / (beta s^2): each coordinate has variance 1 / (beta k) = s^2.
+    assert EinsteinCrystal.from_width(beta=0.5, width=0.05).spring_constant == pytest.approx(800.0)
 
 
 def test_cell_list_agrees_with_all_images():

@@ -6,11 +6,12 @@ Each potential is a frozen dataclass of its parameters with ``units`` and an
 
 import dataclasses
 
-from freeflow.potentials.einstein import EinsteinCrystal
+from freeflow.potentials.einstein import EinsteinCrystal, SymmetricEinsteinCrystal
 from freeflow.potentials.lennard_jones import LennardJones
 from freeflow.potentials.monatomic_water import MonatomicWater
 
-POTENTIALS = {cls.kind: cls for cls in (LennardJones, MonatomicWater, EinsteinCrystal)}
+POTENTIALS = {cls.kind: cls for cls in (LennardJones, MonatomicWater, EinsteinCrystal,
+                                  SymmetricEinsteinCrystal)}
 
 
 def potential_from_config(config: dict):
@@ -29,4 +30,4 @@ def potential_from_config(config: dict):
 
 
 __all__ = ["EinsteinCrystal", "LennardJones", "MonatomicWater", "POTENTIALS",
-           "potential_from_config"]
+           "SymmetricEinsteinCrystal", "potential_from_config"]

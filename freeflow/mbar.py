@@ -1,0 +1,434 @@
+"""MBAR baseline: absolute ``beta F / N`` of a crystal from an analytic Einstein crystal.
+
+Free-energy convention (science.md section 1)::
+
+    beta F / N = -(ln Z - ln N!) / N + 3 ln(Lambda),   Z = integral over box^N of exp(-beta U).
+
+Counting the crystal's configurations
+-------------------------------------
+The sampler holds particle 0 at its lattice site and lets the other ``N - 1`` move; MCMC
+started on the lattice explores ``Z_fixed``, the integral of ``exp(-beta U)`` over the mobile
+particles with particle 0 on site 0 and particle ``i`` near site ``i`` (particles of a solid do
+not exchange). ``freeflow.conventions`` counts how many such regions make up Z: a global
+translation (particle 0 anywhere in V), ``(N - 1)!`` permutations of the mobile particles over
+the other sites, and a factor ``m`` (sites per primitive cell: 1 for FCC, 2 for diamond, 4 for
+hexagonal ice) for the crystals in which particle 0 sits on a site not related to site 0 by a
+lattice translation::
+
+    ln Z = ln Z_fixed + ln (N - 1)! + ln m + ln V,
+    beta F / N = -(ln V + ln Z_fixed + ln m - ln N) / N + 3 ln(Lambda).
+
+The flow's estimate (base with ``(N - 1)!`` permutations and a uniform translation) covers
+``Z / m`` and gets ``ln m`` added back by ``freeflow.conventions.log_z_from_flow``, so both
+methods report the same number.
+
+Reference
+---------
+``freeflow.potentials.EinsteinCrystal``: ``U_EC = (k / 2) sum_{i >= 1} |minimum_image(x_i -
+site_i)|^2`` on the mobile particles (particle 0 is fixed, so its spring would be a
+constant zero). Each Cartesian displacement is an independent Gaussian of variance
+``1 / (beta k)`` restricted to one periodic cell ``[-L/2, L/2]``, so exactly::
+
+    ln Z_fixed,EC = (N - 1) sum_{a=x,y,z} ln[ sqrt(2 pi / (beta k)) erf(L_a sqrt(beta k / 8)) ]
+
+(the ``erf`` factor is 1 to machine precision unless the width is a sizeable fraction of the
+box; ``einstein_ln_z_fixed`` computes it anyway). Note the factor 1/2 in freeflow's spring
+energy: a width ``s`` (standard deviation per coordinate) means ``k = 1 / (beta s^2)``.
+
+Relation to the centre-of-mass-fixed formula of the literature (science.md section 4,
+``com_fixed_einstein_beta_f``): there the springs act on all N particles, ``U = k_p sum |u_i|^2``
+with ``k_p = 1 / (2 beta s^2)`` (no 1/2 in front), and the centre of mass is held fixed. For a
+translation-invariant target ``Z_COM = Z_fixed`` (both equal ``Z_labelled / V``), but the two
+*reference Hamiltonians* differ: constraining the mean of N Gaussians instead of one of them
+multiplies the Gaussian integral by ``N^(3/2)``. With the counting above this gives exactly::
+
+    beta F_COM / N = beta F_fixed,EC / N - (3 / (2N)) ln N          (same width s)
+
+(taking ``m = 1``, as the published formula does; it is the Bravais-lattice counting applied to
+the translation-invariant Einstein crystal). ``tests/test_mbar.py`` checks the published values
+and this identity. Either
+reference gives the same target free energy; we use the one-particle-fixed one because it is
+exactly what the sampler and the flow simulate.
+
+Path
+----
+``U_lambda = (1 - lambda) U_EC + lambda (U - U_lattice)``, lambda_k = (k / (K - 1))^p with
+p = 2 by default. Shifting the target by its lattice energy keeps reduced energies O(N)
+rather than O(N * |u_lattice|) (float32-friendly); it is added back exactly. States are packed
+towards lambda = 0 because there the samples come from the harmonic reference and the target's
+anharmonic (and, for close contacts, very repulsive) energy has the widest fluctuations under
+them, so ``Var_lambda[dU/dlambda]`` is largest near lambda = 0; spacing ``d lambda ~ lambda``
+there (p = 2 gives ``d lambda_k / lambda_k = 2 / k``) keeps neighbouring states' overlap
+roughly constant. The smallest overlap between neighbouring states is reported
+(``details["min_neighbour_overlap"]``) so a too-sparse schedule is visible. The spring constant
+defaults to a pilot run of the target: ``s^2`` = mean squared displacement per coordinate, which
+makes the reference's fluctuations match the target's.
+
+pymbar 4 switches JAX to float64 for the whole process when it first solves; every pymbar call
+here runs inside ``pymbar_guard`` which restores the previous setting (and quiets pymbar's
+import banner). pymbar is only imported inside functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import erf
+
+from freeflow.conventions import (beta_f_per_particle, log_z_from_fixed_particle,
+                                  translation_multiplicity)
+from freeflow.estimators import FreeEnergy
+from freeflow.potentials import EinsteinCrystal
+from freeflow.sampling import sample, sample_system
+
+__all__ = ["FreeEnergyResult", "mbar_free_energy", "path_free_energy",
+           "einstein_ln_z_fixed", "com_fixed_einstein_beta_f", "beta_f_from_ln_z_fixed",
+           "lambda_schedule", "pymbar_guard"]
+
+
+@contextlib.contextmanager
+def pymbar_guard():
+    """Import pymbar quietly and undo its switch of JAX to float64 on exit.
+
+    Yields the ``pymbar`` module.
+    """
+    previous = bool(jax.config.read("jax_enable_x64"))
+    log = logging.getLogger("pymbar")
+    level = log.level
+    log.setLevel(logging.ERROR)  # pymbar warns about 64-bit JAX at import and first solve
+    try:
+        import pymbar
+
+        yield pymbar
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+        log.setLevel(level)
+
+
+#: Results are ``freeflow.estimators.FreeEnergy``; the old name stays importable.
+FreeEnergyResult = FreeEnergy
+
+
+# -- analytic pieces ---------------------------------------------------------------------------
+
+
+def einstein_ln_z_fixed(beta: float, spring_constant: float, box, num_mobile: int) -> float:
+    """``ln Z`` of ``num_mobile`` particles on springs ``(k / 2) |minimum_image(d)|^2``.
+
+    Args:
+      beta: inverse energy unit. spring_constant: energy / length^2. box: ``[3]`` edges.
+
+    Returns:
+      ``ln`` of the integral over the mobile particles' positions in the periodic box of
+      ``exp(-beta U_EC)`` (length^(3 num_mobile)); exact, including the minimum-image cut.
+    """
+    bk = beta * spring_constant
+    box = np.asarray(box, dtype=np.float64)
+    per_axis = 0.5 * np.log(2 * np.pi / bk) + np.log(erf(box * np.sqrt(bk / 8.0)))
+    return float(num_mobile * np.sum(per_axis))
+
+
+def com_fixed_einstein_beta_f(num_particles: int, beta: float, width: float, volume: float,
+                              reference_length: float = 1.0) -> float:
+    """Published ``beta F / N`` of the Einstein crystal with fixed centre of mass.
+
+    ``beta F_EC / N = (1/N) ln(N Lambda^3 / V) + (3/2)(1 - 1/N) ln(beta k Lambda^2 / pi)
+    - (3 / (2N)) ln N`` with ``k = 1 / (2 beta width^2)`` (science.md section 4); ``width``
+    is the springs' standard deviation per coordinate (length unit).
+    """
+    n = num_particles
+    k = 1.0 / (2.0 * beta * width**2)
+    lam = reference_length
+    return (math.log(n * lam**3 / volume) / n
+            + 1.5 * (1 - 1 / n) * math.log(beta * k * lam**2 / math.pi)
+            - 1.5 * math.log(n) / n)
+
+
+def beta_f_from_ln_z_fixed(ln_z_fixed: float, num_particles: int, volume: float,
+                           reference_length: float, multiplicity: int = 1) -> float:
+    """``beta F / N`` from ``ln Z_fixed`` (particle 0 held on site 0), with the counting of
+    ``freeflow.conventions``: ``ln Z = ln Z_fixed + ln (N-1)! + ln m + ln V``."""
+    ln_z = log_z_from_fixed_particle(ln_z_fixed, num_particles, volume, multiplicity)
+    return beta_f_per_particle(ln_z, num_particles, reference_length)
+
+
+def lambda_schedule(num_states: int, power: float = 2.0) -> np.ndarray:
+    """``lambda_k = (k / (K - 1))^power``, k = 0..K-1 (0 = reference, 1 = target)."""
+    if num_states < 2:
+        raise ValueError("an MBAR path needs at least 2 states")
+    return (np.arange(num_states) / (num_states - 1)) ** power
+
+
+# -- interpolated energies ---------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _path_functions(reference_fn: Callable, target_fn: Callable):
+    """Interpolated energy and its two components; cached so the sampler compiles once."""
+
+    def energy(x, lam, ref_scale, shift):
+        # Reference part times its scale (the spring constant) and the shifted target.
+        return (1.0 - lam) * ref_scale * reference_fn(x) + lam * (target_fn(x) - shift)
+
+    def components(x, lam, ref_scale, shift):
+        del lam
+        return jnp.stack([ref_scale * reference_fn(x), target_fn(x) - shift])
+
+    return energy, components
+
+
+@functools.lru_cache(maxsize=16)
+def _unit_einstein(box: tuple, sites_bytes: bytes, num: int):
+    sites = np.frombuffer(sites_bytes, dtype=np.float64).reshape(num, 3)
+    return EinsteinCrystal(1.0).energy_fn(np.asarray(box), sites)
+
+
+def unit_einstein_energy_fn(system) -> Callable:
+    """``sum_i (1/2) |minimum_image(x_i - site_i)|^2`` for the system's lattice (k = 1)."""
+    sites = np.ascontiguousarray(system.lattice, dtype=np.float64)
+    return _unit_einstein(tuple(float(b) for b in system.box), sites.tobytes(), len(sites))
+
+
+# -- MBAR over a path --------------------------------------------------------------------------
+
+
+def _decorrelate(timeseries, du):
+    """Indices ``[C][...]`` of an uncorrelated subsample of each chain of ``du [C, S]``."""
+    s = du.shape[1]
+    if np.allclose(du, du[:, :1]):
+        return [np.arange(s) for _ in range(du.shape[0])], 1.0
+    g = float(timeseries.statistical_inefficiency_multiple([row for row in du]))
+    # pymbar picks indices spaced by about g (not ceil(g)), keeping ~S/g samples per chain.
+    return [np.asarray(timeseries.subsample_correlated_data(row, g=g)) for row in du], g
+
+
+def solve_mbar(components: list[np.ndarray], lambdas, beta: float):
+    """MBAR on the linear path.
+
+    Args:
+      components: per state ``[n_k, 2]`` energies (reference, shifted target) of its
+        (decorrelated) samples, energy unit.
+      lambdas: ``[K]``. beta: inverse energy unit.
+
+    Returns:
+      ``(delta_f, stderr, min_neighbour_overlap)`` with ``delta_f = f_target - f_reference =
+      -ln(Z_target / Z_reference)`` (reduced units).
+    """
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    all_c = np.concatenate(components).astype(np.float64)  # [n, 2]
+    n_k = np.array([len(c) for c in components])
+    u_kn = beta * ((1.0 - lambdas)[:, None] * all_c[None, :, 0]
+                   + lambdas[:, None] * all_c[None, :, 1])
+    if not np.all(np.isfinite(u_kn)):
+        raise FloatingPointError("non-finite reduced energies in the MBAR matrix")
+    with pymbar_guard() as pymbar:
+        mbar = pymbar.MBAR(u_kn, n_k, solver_protocol="robust")
+        out = mbar.compute_free_energy_differences(compute_uncertainty=True)
+        overlap = mbar.compute_overlap()["matrix"]
+    delta = float(out["Delta_f"][0, -1])
+    stderr = float(out["dDelta_f"][0, -1])
+    k = len(lambdas)
+    neighbour = min(float(overlap[i, i + 1]) for i in range(k - 1)) if k > 1 else 1.0
+    return delta, stderr, neighbour
+
+
+def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positions, key, *,
+                     beta: float, box, lambdas, reference_scale: float = 1.0,
+                     target_shift: float = 0.0, fixed=None, num_chains: int = 16,
+                     samples_per_state: int = 512, num_warmup: int = 200, thin: int = 2,
+                     num_integration_steps: int = 8, workdir: str | Path | None = None,
+                     progress: bool | None = None, label: str = "mbar") -> dict:
+    """``-ln(Z_target / Z_reference)`` by MBAR along ``U_l = (1-l) s U_ref + l (U_tgt - c)``.
+
+    Args:
+      reference_fn, target_fn: pure energies ``[P, 3] -> scalar`` (energy unit).
+      initial_positions: ``[P, 3]`` start of the first state's chains; each later state
+        starts from the previous state's final positions.
+      beta: inverse energy unit. box: ``[3]`` periodic box. lambdas: ``[K]`` from 0 to 1.
+      reference_scale: ``s`` multiplying ``reference_fn`` (a spring constant, say).
+      target_shift: ``c`` subtracted from the target (its lattice energy, say).
+      fixed: boolean ``[P]`` of fixed particles.
+      samples_per_state: saved samples per state over all chains (before decorrelation).
+      workdir: if given, each finished state's energies are saved there and reused on re-run.
+
+    Returns:
+      dict with ``delta_f`` (= ``-ln(Z_tgt / Z_ref)``; the target's shift ``c`` is part of
+      ``U_tgt - c``), ``stderr``, ``num_samples`` (after decorrelation), ``energy_evaluations``
+      (target + reference), ``states`` (per-state diagnostics) and ``min_neighbour_overlap``.
+    """
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    if lambdas[0] != 0.0 or lambdas[-1] != 1.0 or np.any(np.diff(lambdas) <= 0):
+        raise ValueError("lambdas must increase from 0 to 1")
+    energy, components = _path_functions(reference_fn, target_fn)
+    per_chain = max(1, math.ceil(samples_per_state / num_chains))
+    workdir = Path(workdir) if workdir is not None else None
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    from tqdm import tqdm
+
+    with pymbar_guard() as pymbar:
+        timeseries = pymbar.timeseries
+    x = np.asarray(initial_positions, np.float32)
+    comps, states = [], []
+    evaluations = 0
+    step = None
+    bar = tqdm(total=len(lambdas), desc=label, unit="state", file=sys.stderr, leave=False,
+               disable=(not progress) if progress is not None else None)
+    with bar:
+        for k, lam in enumerate(lambdas):
+            file = workdir / f"state_{k:03d}.npz" if workdir is not None else None
+            if file is not None and file.is_file():
+                with np.load(file) as saved:
+                    if not np.isclose(float(saved["lam"]), lam):
+                        raise ValueError(f"{file} holds lambda = {float(saved['lam'])}, "
+                                         f"expected {lam}; use a fresh work directory")
+                    c = saved["components"]
+                    x = saved["final_positions"]
+                    info = json.loads(str(saved["info"]))
+            else:
+                # Later states start from the previous state's chains and step size, so
+                # they need only a short re-equilibration and step-size re-tuning.
+                warm = num_warmup if step is None else max(50, num_warmup // 4)
+                res = sample(energy, x, jax.random.fold_in(key, k), beta=beta,
+                             num_chains=num_chains, num_samples=per_chain, step_size=step,
+                             num_warmup=warm, thin=thin, box=box, fixed=fixed,
+                             energy_args=(lam, reference_scale, target_shift),
+                             observables=components, keep_positions=False,
+                             num_integration_steps=num_integration_steps, progress=progress,
+                             desc=f"{label} state {k + 1}/{len(lambdas)} lambda={lam:.4f}")
+                c = res.by_chain(res.observables).astype(np.float64)  # [C, S, 2]
+                x = res.final_positions
+                # Each interpolated-energy evaluation evaluates the target and the reference.
+                info = {"lambda": float(lam), "acceptance": res.acceptance, "tau": res.tau,
+                        "step_size": res.step_size,
+                        "energy_evaluations": 2 * (res.energy_evaluations
+                                                   + res.observable_evaluations),
+                        "wall_time": res.wall_time}
+                if file is not None:
+                    tmp = file.with_suffix(".tmp.npz")
+                    np.savez(tmp, lam=lam, components=c, final_positions=x,
+                             info=json.dumps(info))
+                    tmp.replace(file)  # atomic: an interrupted run never leaves half a state
+            evaluations += int(info["energy_evaluations"])
+            step = float(info["step_size"])
+            du = beta * (c[..., 1] - c[..., 0])  # d u_lambda / d lambda, what MBAR needs
+            idx, g = _decorrelate(timeseries, du)
+            comps.append(np.concatenate([c[i, j] for i, j in enumerate(idx)]))
+            info = dict(info, statistical_inefficiency=g, num_uncorrelated=len(comps[-1]))
+            states.append(info)
+            bar.update(1)
+            bar.set_postfix(acc=f"{info['acceptance']:.2f}", g=f"{g:.1f}")
+    delta, stderr, overlap = solve_mbar(comps, lambdas, beta)
+    return {"delta_f": delta, "stderr": stderr,
+            "num_samples": int(sum(len(c) for c in comps)),
+            "energy_evaluations": evaluations, "states": states,
+            "min_neighbour_overlap": overlap}
+
+
+def _pilot_width(system, key, num_chains: int, progress) -> tuple[float, int]:
+    """Root-mean-square displacement per coordinate of the mobile particles in the target."""
+    res = sample_system(system, key, num_chains=num_chains, num_samples=32, num_warmup=150,
+                        thin=2, progress=progress, desc=f"pilot {system.name}")
+    d = res.positions[:, 1:] - system.lattice[None, 1:]
+    d = d - system.box * np.round(d / system.box)
+    # The pilot only evaluates the target (value and gradient).
+    return float(np.sqrt(np.mean(d**2))), res.energy_evaluations
+
+
+def mbar_free_energy(system, key=None, *, num_states: int = 16,
+                     samples_per_state: int = 1024, num_chains: int = 32,
+                     num_warmup: int = 200, thin: int = 2, num_integration_steps: int = 8,
+                     width: float | None = None, schedule_power: float = 2.0,
+                     workdir: str | Path | None = None, seed: int = 0,
+                     progress: bool | None = None) -> FreeEnergyResult:
+    """Absolute ``beta F / N`` of ``system`` by MBAR from a one-particle-fixed Einstein crystal.
+
+    Args:
+      system: a ``freeflow.system.System``.
+      key: jax random key (default ``jax.random.key(seed)``).
+      num_states: K states including the reference (lambda = 0) and the target (lambda = 1).
+      samples_per_state: saved samples per state over all chains, before decorrelation.
+      width: the Einstein springs' standard deviation per coordinate (length unit); default:
+        measured in a short pilot run of the target.
+      workdir: directory for resumable runs (``config.json`` and one ``state_###.npz`` per
+        finished state). Re-running with the same settings skips finished states; different
+        settings raise ``ValueError``.
+
+    Returns:
+      ``FreeEnergyResult`` with ``method="mbar"``; ``details`` holds ``ln_z_fixed``, the
+      spring constant and width, the lambdas and per-state diagnostics.
+    """
+    start = time.perf_counter()
+    key = jax.random.key(seed) if key is None else key
+    workdir = Path(workdir) if workdir is not None else None
+    lambdas = lambda_schedule(num_states, schedule_power)
+    settings = {"system": system.name, "definition": system.definition,
+                "num_states": num_states, "schedule_power": schedule_power,
+                "samples_per_state": samples_per_state, "num_chains": num_chains,
+                "num_warmup": num_warmup, "thin": thin,
+                "num_integration_steps": num_integration_steps, "seed": seed,
+                "requested_width": width}
+    pilot_evaluations = 0
+    config_file = workdir / "config.json" if workdir is not None else None
+    if config_file is not None and config_file.is_file():
+        saved = json.loads(config_file.read_text())
+        if saved["settings"] != json.loads(json.dumps(settings)):
+            raise ValueError(f"{workdir} holds a run with different settings; use a fresh "
+                             f"--workdir (saved: {saved['settings']})")
+        width, pilot_evaluations = saved["width"], saved["pilot_evaluations"]
+    else:
+        if width is None:
+            width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
+                                                    num_chains, progress)
+        if config_file is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+            config_file.write_text(json.dumps({"settings": settings, "width": width,
+                                               "pilot_evaluations": pilot_evaluations},
+                                              indent=1))
+    if not width < 0.1 * float(np.min(system.box)):
+        raise ValueError(f"Einstein width {width:g} is not small against the box "
+                         f"{system.box.tolist()}; the reference would not be a crystal")
+    k_spring = 1.0 / (system.beta * width**2)
+    n = system.num_particles
+    fixed = np.zeros(n, bool)
+    fixed[0] = True
+    shift = system.lattice_energy()
+    out = path_free_energy(unit_einstein_energy_fn(system), system.energy_fn(),
+                           system.lattice, key, beta=system.beta, box=system.box,
+                           lambdas=lambdas, reference_scale=k_spring, target_shift=shift,
+                           fixed=fixed, num_chains=num_chains,
+                           samples_per_state=samples_per_state, num_warmup=num_warmup,
+                           thin=thin, num_integration_steps=num_integration_steps,
+                           workdir=workdir, progress=progress, label=f"mbar {system.name}")
+    ln_z_ref = einstein_ln_z_fixed(system.beta, k_spring, system.box, n - 1)
+    # ln Z_fixed(target) = ln Z_ref - Delta f - beta U_lattice (the shift comes back here).
+    ln_z_fixed = ln_z_ref - out["delta_f"] - system.beta * shift
+    m = translation_multiplicity(system.lattice, system.box)
+    lam_ref = system.units.reference_length
+    value = beta_f_from_ln_z_fixed(ln_z_fixed, n, system.volume, lam_ref, m)
+    ref_value = beta_f_from_ln_z_fixed(ln_z_ref, n, system.volume, lam_ref, m)
+    details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m,
+               "ln_z": log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m), "einstein_width": width,
+               "spring_constant": k_spring, "reference_beta_f_per_particle": ref_value,
+               "lattice_energy": shift, "lambdas": lambdas.tolist(),
+               "min_neighbour_overlap": out["min_neighbour_overlap"],
+               "samples_per_state": samples_per_state, "num_chains": num_chains,
+               "states": out["states"]}
+    return FreeEnergyResult(value=value, stderr=out["stderr"] / n, method="mbar",
+                            num_states=num_states, num_samples=out["num_samples"],
+                            energy_evaluations=out["energy_evaluations"] + pilot_evaluations,
+                            wall_time=time.perf_counter() - start, system=system.name,
+                            details=details)

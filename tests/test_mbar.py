@@ -1,0 +1,112 @@
+"""MBAR baseline: reference conventions, an analytic path, resumability, dtype guard."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+from freeflow.mbar import (beta_f_from_ln_z_fixed, com_fixed_einstein_beta_f, einstein_ln_z_fixed,
+                           lambda_schedule, mbar_free_energy, path_free_energy,
+                           unit_einstein_energy_fn)
+
+MW_SIGMA = 2.3925
+MW_BETA = 1.0 / (0.0019872067 * 200.0)
+MW_DENSITY = 0.033567184
+
+
+@pytest.mark.parametrize("n, expected", [(64, 4.50564), (216, 4.62588), (512, 4.65956)])
+def test_com_fixed_formula_mw(n, expected):
+    value = com_fixed_einstein_beta_f(n, MW_BETA, 0.2, n / MW_DENSITY, MW_SIGMA)
+    assert round(value, 5) == expected
+
+
+@pytest.mark.parametrize("n, expected", [(108, 6.10995), (180, 6.15386), (256, 6.17452),
+                                         (500, 6.19977)])
+def test_com_fixed_formula_lj(n, expected):
+    value = com_fixed_einstein_beta_f(n, 0.5, 0.05, n / 1.28, 1.0)
+    assert round(value, 5) == expected
+
+
+@pytest.mark.parametrize("n", [64, 216, 512])
+def test_fixed_particle_reference_relates_to_com_formula(n):
+    # Same width s: freeflow's spring energy (k/2) d^2 with k = 1/(beta s^2). The documented
+    # identity beta F_COM / N = beta F_fixed / N - (3 / (2N)) ln N.
+    s, volume = 0.2, n / MW_DENSITY
+    box = np.full(3, volume ** (1 / 3))
+    k = 1.0 / (MW_BETA * s**2)
+    fixed = beta_f_from_ln_z_fixed(einstein_ln_z_fixed(MW_BETA, k, box, n - 1), n, volume,
+                                   MW_SIGMA, multiplicity=1)
+    com = com_fixed_einstein_beta_f(n, MW_BETA, s, volume, MW_SIGMA)
+    assert fixed - com == pytest.approx(1.5 * math.log(n) / n, abs=1e-10)
+
+
+def test_einstein_ln_z_includes_periodic_cut():
+    # Wide springs in a small box: the erf factor matters; compare with quadrature.
+    beta, k, box = 1.0, 0.5, np.array([2.0, 3.0, 4.0])
+    per_axis = [integrate.quad(lambda d: math.exp(-0.5 * beta * k * d * d), -b / 2, b / 2)[0]
+                for b in box]
+    exact = 2 * sum(math.log(p) for p in per_axis)
+    assert einstein_ln_z_fixed(beta, k, box, 2) == pytest.approx(exact, rel=1e-10)
+
+
+def test_lambda_schedule():
+    lam = lambda_schedule(5, 2.0)
+    np.testing.assert_allclose(lam, [0, 1 / 16, 1 / 4, 9 / 16, 1])
+
+
+def test_mbar_between_einstein_crystals(systems):
+    # Reference: springs k1; target: springs k2 = 3 k1 (minimum-image Einstein crystals on the
+    # lj_32 lattice, particle 0 fixed). Exact: Delta f = -ln(Z2/Z1) = (3(N-1)/2) ln(k2/k1).
+    from freeflow.potentials import EinsteinCrystal
+
+    system = systems("lj_32")
+    beta, n = system.beta, system.num_particles
+    k1, k2 = 100.0, 300.0
+    fixed = np.zeros(n, bool)
+    fixed[0] = True
+    target = EinsteinCrystal(k2).energy_fn(system.box, system.lattice)
+    out = path_free_energy(unit_einstein_energy_fn(system), target, system.lattice,
+                           jax.random.key(7), beta=beta, box=system.box,
+                           lambdas=lambda_schedule(4, 1.0), reference_scale=k1, fixed=fixed,
+                           num_chains=32, samples_per_state=1024, num_warmup=100, thin=2,
+                           progress=False)
+    exact = (einstein_ln_z_fixed(beta, k1, system.box, n - 1)
+             - einstein_ln_z_fixed(beta, k2, system.box, n - 1))
+    assert abs(out["delta_f"] - exact) < 3 * out["stderr"], (out["delta_f"], exact, out)
+    assert out["stderr"] < 0.05 * exact  # able to fail
+    assert out["min_neighbour_overlap"] > 0.01
+    # pymbar must have left JAX in its default 32-bit mode.
+    assert jnp.zeros(1).dtype == jnp.float32
+    assert jax.random.normal(jax.random.key(0), (2,)).dtype == jnp.float32
+
+
+def test_mbar_free_energy_resumes(systems, tmp_path):
+    system = systems("mw_cubic_8")
+    kwargs = dict(num_states=3, samples_per_state=64, num_chains=16, num_warmup=60,
+                  workdir=tmp_path, progress=False)
+    first = mbar_free_energy(system, **kwargs)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["config.json", "state_000.npz", "state_001.npz", "state_002.npz"]
+    d = first.to_dict()
+    for key in ("system", "method", "beta_f_per_particle", "stderr", "num_states",
+                "energy_evaluations", "num_samples", "wall_time"):
+        assert key in d
+    assert d["method"] == "mbar" and d["num_states"] == 3 and d["system"] == "mw_cubic_8"
+    json.dumps(d)
+    assert np.isfinite(first.value) and 0 < first.stderr < 1
+    # A plausible value: the lattice energy dominates (beta u_lattice = -31.1 per particle).
+    assert -28 < first.value < -24
+    assert d["multiplicity"] == 2  # diamond: two sites per primitive cell
+    ln_z = d["ln_z_fixed"] + math.lgamma(8) + math.log(2) + math.log(system.volume)
+    assert first.value == pytest.approx(-(ln_z - math.lgamma(9)) / 8 + 3 * math.log(MW_SIGMA))
+    # Re-run: everything is read back, nothing is sampled, the estimate is identical.
+    again = mbar_free_energy(system, **kwargs)
+    assert again.value == first.value and again.energy_evaluations == first.energy_evaluations
+    assert again.wall_time < first.wall_time
+    with pytest.raises(ValueError):
+        mbar_free_energy(system, **dict(kwargs, samples_per_state=128))
+    assert jnp.zeros(1).dtype == jnp.float32
