@@ -76,6 +76,97 @@ def _energy(args) -> int:
     return 0 if np.isfinite(energy) else 1
 
 
+def _sample(args) -> int:
+    import jax
+
+    from freeflow.sampling import sample_system
+    from freeflow.system import load_system
+    from freeflow.trajectory import save_samples
+
+    system = load_system(args.system)
+    per_chain = max(1, -(-args.samples // args.chains))  # ceil: at least --samples in total
+    result = sample_system(system, jax.random.key(args.seed), num_chains=args.chains,
+                           num_samples=per_chain, num_warmup=args.warmup, thin=args.thin,
+                           progress=None, desc=f"sampling {system.name}")
+    save_samples(args.out, result.positions, system, energies=result.energies)
+    mean, err = result.mean_and_stderr()
+    n = system.num_particles
+    summary = dict(result.summary(), system=system.name, out=str(args.out),
+                   num_saved=int(len(result.energies)), energy_per_particle=mean / n,
+                   energy_per_particle_stderr=err / n, energy_unit=system.units.energy)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{system.name}: {summary['num_saved']} samples ({args.chains} chains) -> {args.out}")
+        print(f"  acceptance {result.acceptance:.3f}, step {result.step_size:.4g} "
+              f"{system.units.length}, tau(U) {result.tau:.2f} saved samples")
+        print(f"  U/N = {mean / n:.6f} +- {err / n:.6f} {system.units.energy}")
+        print(f"  energy evaluations: {result.energy_evaluations}, "
+              f"{result.wall_time:.1f} s")
+    return 0
+
+
+def _baseline(args) -> int:
+    from freeflow.mbar import mbar_free_energy
+    from freeflow.system import load_system
+
+    system = load_system(args.system)
+    result = mbar_free_energy(system, num_states=args.states,
+                              samples_per_state=args.samples_per_state,
+                              num_chains=args.chains, num_warmup=args.warmup,
+                              width=args.width, workdir=args.workdir, seed=args.seed)
+    row = result.to_dict()
+    if args.json:
+        print(json.dumps(row))
+        return 0 if np.isfinite(result.value) else 1
+    print(f"{system.name}: beta F / N = {result.value:.6f} +- {result.stderr:.6f} (MBAR, "
+          f"{result.num_states} states, {result.num_samples} decorrelated samples)")
+    print(f"  Einstein reference width {row['einstein_width']:.4g} {system.units.length}, "
+          f"smallest neighbour overlap {row['min_neighbour_overlap']:.3f}")
+    print(f"  energy evaluations: {result.energy_evaluations}, {result.wall_time:.1f} s")
+    return 0 if np.isfinite(result.value) else 1
+
+
+def _train(args) -> int:
+    from freeflow.train import TrainingDiverged, train
+
+    overrides = {k: v for k, v in (("num_steps", args.steps), ("batch_size", args.batch_size),
+                                   ("seed", args.seed)) if v is not None}
+    try:
+        result = train(args.system, args.out, preset=args.preset, **overrides)
+    except TrainingDiverged as error:
+        print(f"freeflow train: error: {error}", file=sys.stderr)
+        return 2
+    last = result.metrics[-1] if result.metrics else {}
+    print(f"{result.system.name}: {len(result.metrics)} steps in {args.out}; "
+          f"last batch ESS {100 * last.get('ess', float('nan')):.1f}%")
+    if "eval_beta_f_per_particle" in last:
+        print(f"  evaluation: beta F / N = {last['eval_beta_f_per_particle']:.5f} "
+              f"(ESS {100 * last['eval_ess']:.1f}% of {last['eval_samples']} samples)")
+    print(f"  next: freeflow estimate {args.out}")
+    return 0
+
+
+def _estimate(args) -> int:
+    from freeflow.estimators import estimate
+
+    result = estimate(args.run_dir, args.samples, method=args.method, reference=args.reference,
+                      seed=args.seed, progress=not args.json)
+    row = result.to_dict()
+    if args.json:
+        print(json.dumps(row))
+        return 0 if np.isfinite(result.value) else 1
+    digits = max(5, 1 - int(np.floor(np.log10(result.stderr)))) if result.stderr > 0 else 6
+    print(f"{result.system}: beta F / N = {result.value:.{digits}f} +- "
+          f"{result.stderr:.{digits}f} ({result.method.upper()}, {result.num_samples} samples)")
+    if result.ess is not None:
+        print(f"  ESS {100 * result.ess:.2f}% ({result.ess * result.num_samples:.0f} of "
+              f"{result.num_samples})")
+    if result.wall_time is not None:
+        print(f"  {result.wall_time:.1f} s")
+    return 0 if np.isfinite(result.value) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="freeflow",
@@ -95,6 +186,61 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any file ase.io.read understands; its own orthorhombic cell is used")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_energy)
+
+    p = commands.add_parser("sample", help="Metropolis-corrected HMC samples of a system "
+                                           "(particle 0 fixed), saved to .npz or .extxyz")
+    p.add_argument("system", help="a named system or a .toml file")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .npz or .extxyz")
+    p.add_argument("--samples", type=int, default=1000,
+                   help="samples to save, over all chains (default 1000)")
+    p.add_argument("--chains", type=int, default=16, help="parallel chains (default 16)")
+    p.add_argument("--warmup", type=int, default=300,
+                   help="warm-up transitions per chain (default 300)")
+    p.add_argument("--thin", type=int, default=4,
+                   help="transitions between saved samples (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_sample)
+
+    p = commands.add_parser("baseline", help="beta F / N by MBAR from an Einstein crystal "
+                                             "(resumable with --workdir)")
+    p.add_argument("system", help="a named system or a .toml file")
+    p.add_argument("--states", type=int, default=16, help="MBAR states K (default 16)")
+    p.add_argument("--samples-per-state", type=int, default=2048,
+                   help="saved samples per state over all chains (default 2048)")
+    p.add_argument("--chains", type=int, default=32, help="parallel chains (default 32)")
+    p.add_argument("--warmup", type=int, default=200,
+                   help="warm-up transitions of the first state (default 200)")
+    p.add_argument("--width", type=float, default=None,
+                   help="Einstein springs' standard deviation (length unit); default: "
+                        "measured in a pilot run")
+    p.add_argument("--workdir", default=None, metavar="DIR",
+                   help="keep finished states here and skip them when re-run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_baseline)
+
+    p = commands.add_parser("train", help="train a flow by reverse KL (resumes from the "
+                                          "run directory's last checkpoint)")
+    p.add_argument("system", help="a named system or a .toml file")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
+                   help="model and training settings (default cpu)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (preset default)")
+    p.add_argument("--batch-size", type=int, default=None, help="samples per step")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(run=_train)
+
+    p = commands.add_parser("estimate", help="beta F / N of a trained run (LFEP or LBAR)")
+    p.add_argument("run_dir", metavar="DIR", help="run directory made by 'freeflow train'")
+    p.add_argument("--samples", type=int, default=100_000,
+                   help="model samples (default 100000)")
+    p.add_argument("--method", default="lfep", choices=["lfep", "lbar"])
+    p.add_argument("--reference", metavar="FILE", default=None,
+                   help="target samples for LBAR ('freeflow sample SYSTEM --out FILE')")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_estimate)
     return parser
 
 

@@ -1,0 +1,80 @@
+"""Train the ``cpu`` preset for a fixed wall-clock budget, then estimate beta F / N by LFEP.
+
+For each system: time a few training steps, size the run (and its learning-rate decays at 60%
+and 85% of it) to fill the budget, train, and draw LFEP samples with the exact energy.
+Prints one JSON line per system and a summary.
+
+    python bench/train_cpu.py --systems lj_32 mw_cubic_8 --minutes 30 --samples 100000
+    python bench/train_cpu.py --quick          # 2 minutes per system, 10^4 samples
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+import freeflow
+from freeflow.config import presets
+from freeflow.train import train
+
+
+def run(name: str, minutes: float, samples: int, out: Path, seed: int) -> dict:
+    model_config, training = presets("cpu")
+    # Time steps 11..40 of a throwaway run (the first ones include compilation).
+    stamps = []
+    train(name, None, model_config=model_config,
+          training=dataclasses.replace(training, num_steps=40, eval_every=0, seed=seed),
+          progress=False, callback=lambda step, record: stamps.append(time.perf_counter()))
+    step_s = (stamps[-1] - stamps[9]) / 30
+    num_steps = max(100, int(minutes * 60 / step_s))
+    training = dataclasses.replace(
+        training, num_steps=num_steps, seed=seed,
+        decay_steps=(int(0.6 * num_steps), int(0.85 * num_steps)),
+        eval_every=max(1, num_steps // 5), checkpoint_every=max(1, num_steps // 20))
+    start = time.perf_counter()
+    result = train(name, out / name, model_config=model_config, training=training,
+                   max_wall_time=minutes * 60 * 1.1)
+    train_s = time.perf_counter() - start
+    steps_done = result.metrics[-1]["step"] if result.metrics else 0
+    start = time.perf_counter()
+    estimate = freeflow.estimate(out / name, num_samples=samples, seed=seed + 1)
+    estimate_s = time.perf_counter() - start
+    return {"bench": "train_cpu", "system": name, "preset": "cpu",
+            "planned_steps": num_steps, "steps": steps_done, "train_s": train_s,
+            "steps_per_s": steps_done / train_s, "lfep_samples": estimate.num_samples,
+            "lfep_s": estimate_s, "beta_f_per_particle": estimate.value,
+            "stderr": estimate.stderr, "ess": estimate.ess,
+            "devices": len(jax.devices()), "cores": os.cpu_count(), "run_dir": str(out / name)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_8"])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_train_cpu"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="2 minutes, 10^4 samples")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.minutes, args.samples = 2.0, 10_000
+    rows = []
+    for name in args.systems:
+        row = run(name, args.minutes, args.samples, args.out, args.seed)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print("\nsystem        steps  steps/s   ESS     beta F / N (LFEP)", file=sys.stderr)
+    for r in rows:
+        print(f"{r['system']:<12}{r['steps']:>7}{r['steps_per_s']:>9.2f}{100 * r['ess']:>7.1f}%"
+              f"   {r['beta_f_per_particle']:.5f} +- {r['stderr']:.5f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
