@@ -167,6 +167,50 @@ def _estimate(args) -> int:
     return 0 if np.isfinite(result.value) else 1
 
 
+def _diagnose(args) -> int:
+    from freeflow.diagnostics import baseline_references, diagnose
+
+    references = None
+    if args.baseline:
+        from freeflow.train import load_run
+
+        references = baseline_references(args.baseline, load_run(args.run_dir)[0].name) or None
+    paths = diagnose(args.run_dir, args.out, reference=args.reference,
+                     num_samples=args.samples, seed=args.seed, references=references)
+    summary = json.loads(paths["summary"].read_text())
+    lfep = summary["lfep"]
+    print(f"{summary['system']}: diagnostics of {args.run_dir} in {args.out}")
+    if lfep["beta_f_per_particle"] is not None:
+        print(f"  LFEP of these {summary['num_samples']} samples: beta F / N = "
+              f"{lfep['beta_f_per_particle']:.5f} +- {lfep['stderr']:.5f}, "
+              f"ESS {100 * lfep['ess']:.2f}%")
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def _table(args) -> int:
+    from freeflow.tables import build_table, to_csv, to_markdown
+
+    rows = build_table(args.systems, args.preset, args.runs, args.baseline or None,
+                       args.references, num_samples=args.samples, seed=args.seed,
+                       compute_baseline=args.compute_baseline, cache_file=args.cache)
+    if args.out and args.out.lower().endswith(".csv"):
+        to_csv(rows, args.out)
+        print(f"{len(rows)} rows -> {args.out}")
+        return 0
+    text = to_markdown(rows)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"{len(rows)} rows -> {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="freeflow",
@@ -241,6 +285,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_estimate)
+
+    p = commands.add_parser("diagnose", help="g(r), energy and work histograms, training "
+                                             "curves and the running LFEP estimate of a run")
+    p.add_argument("run_dir", metavar="DIR", help="run directory made by 'freeflow train'")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--reference", metavar="FILE", default=None,
+                   help="target samples of the same system ('freeflow sample SYSTEM --out "
+                        "FILE') for g(r) and the energy histogram")
+    p.add_argument("--samples", type=int, default=2000,
+                   help="model and base samples to draw (default 2000)")
+    p.add_argument("--baseline", metavar="FILE", default=None,
+                   help="MBAR results (JSONL) whose value for this system is drawn as a "
+                        "reference line")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_diagnose)
+
+    p = commands.add_parser("table", help="beta F / N by LFEP, LBAR and MBAR per system with "
+                                          "costs (computes only what is missing, resumable)")
+    p.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_8", "mw_cubic_64",
+                                                    "mw_hex_64"], metavar="SYSTEM",
+                   help="named systems (default lj_32 mw_cubic_8 mw_cubic_64 mw_hex_64)")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
+                   help="model preset the runs must have been trained with (default cpu)")
+    p.add_argument("--runs", default="runs/bench_train_cpu", metavar="DIR",
+                   help="directory holding one run directory per system, named after it "
+                        "(default runs/bench_train_cpu)")
+    p.add_argument("--baseline", default="bench/results/baseline.jsonl", metavar="FILE",
+                   help="MBAR results, JSON lines (default bench/results/baseline.jsonl; "
+                        "'' for none)")
+    p.add_argument("--references", default=None, metavar="DIR",
+                   help="directory of target samples SYSTEM.npz for LBAR (default: no LBAR)")
+    p.add_argument("--samples", type=int, default=100_000,
+                   help="model samples per LFEP/LBAR estimate (default 100000)")
+    p.add_argument("--cache", default=None, metavar="FILE",
+                   help="JSON lines of computed estimates, reused when re-run (default "
+                        "RUNS/table_PRESET.jsonl)")
+    p.add_argument("--compute-baseline", action="store_true",
+                   help="run the MBAR baseline for systems the baseline file lacks (long)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write Markdown (.md) or CSV (.csv) here instead of printing Markdown")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_table)
     return parser
 
 

@@ -33,7 +33,8 @@ class ModelConfig:
       mlp_width: hidden width of the transformer's MLPs; ``None`` means ``embedding_size``.
       noise_scale: standard deviation of the base distribution's Gaussian noise, in the
         system's length unit; ``None`` means the paper's value for the potential
-        (``PAPER_NOISE_SCALE``).
+        (``PAPER_NOISE_SCALE``); ``"einstein"`` means the system's ``einstein_width`` (one
+        atom vibrating in the frozen lattice), which starts training much closer to the target.
       min_bin_size: smallest spline bin width/height as a fraction of the box edge; keeps
         the spline's slopes bounded.
       min_derivative: smallest spline knot slope (dimensionless).
@@ -46,7 +47,7 @@ class ModelConfig:
     num_blocks: int = 2
     num_frequencies: int = 8
     mlp_width: int | None = None
-    noise_scale: float | None = None
+    noise_scale: float | str | None = None
     min_bin_size: float = 1e-3
     min_derivative: float = 1e-3
 
@@ -62,8 +63,13 @@ class ModelConfig:
                              f"num_heads ({self.num_heads})")
         if self.mlp_width is not None and self.mlp_width <= 0:
             raise ValueError(f"mlp_width must be positive or None; got {self.mlp_width}")
-        if self.noise_scale is not None and not self.noise_scale > 0:
-            raise ValueError(f"noise_scale must be positive or None; got {self.noise_scale}")
+        if isinstance(self.noise_scale, str):
+            if self.noise_scale != "einstein":
+                raise ValueError(f"noise_scale must be a positive length, None (the paper's "
+                                 f"value) or 'einstein'; got {self.noise_scale!r}")
+        elif self.noise_scale is not None and not self.noise_scale > 0:
+            raise ValueError(f"noise_scale must be a positive length, None (the paper's "
+                             f"value) or 'einstein'; got {self.noise_scale}")
         if not 0 < self.min_bin_size * self.num_bins < 1:
             raise ValueError(f"min_bin_size * num_bins must lie in (0, 1); got "
                              f"{self.min_bin_size} * {self.num_bins}")
@@ -108,7 +114,7 @@ PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(num_layers=24, num_bins=16, embedding_size=256, num_heads=2,
                          num_blocks=2, num_frequencies=8),
     "cpu": ModelConfig(num_layers=12, num_bins=8, embedding_size=64, num_heads=2,
-                       num_blocks=1, num_frequencies=8),
+                       num_blocks=1, num_frequencies=8, noise_scale="einstein"),
 }
 
 

@@ -62,6 +62,8 @@ class FlowModel:
         noise = self.config.noise_scale
         if noise is None:
             noise = default_noise_scale(system.potential)
+        elif noise == "einstein":
+            noise = system.einstein_width
         self.base = LatticeBase(system.lattice, self.box, noise)
         box, config = self.box, self.config
 

@@ -138,6 +138,32 @@ class System:
         """Energy of the perfect crystal (energy unit)."""
         return float(self.energy(jnp.asarray(self.lattice, jnp.float32)))
 
+    @functools.cached_property
+    def einstein_width(self) -> float:
+        """Thermal width ``1 / sqrt(beta k_E)`` of one atom moving alone in the frozen lattice.
+
+        ``k_E`` is the mean curvature ``(1/3) tr d^2 U / d r_i^2`` at the perfect lattice,
+        averaged over up to 8 sites (length unit). It is the conditional width of a harmonic
+        crystal, so it somewhat underestimates the true vibration amplitude, but it is
+        data-free and a far better starting point for a flow's base than a fixed small number.
+        """
+        import jax
+
+        energy = self.energy_fn()
+        lattice = jnp.asarray(self.lattice, jnp.float32)
+        sites = np.unique(np.linspace(0, self.num_particles - 1, 8).astype(int))
+
+        def curvature(i):
+            def moved(d):
+                return energy(lattice.at[i].add(d))
+            return jnp.trace(jax.hessian(moved)(jnp.zeros(3, jnp.float32))) / 3.0
+
+        k = float(np.mean([float(jax.jit(curvature)(int(i))) for i in sites]))
+        if not (np.isfinite(k) and k > 0):
+            raise ValueError(f"{self.name}: the perfect lattice is not a minimum of the energy "
+                             f"(mean curvature {k}); set the flow's noise_scale explicitly")
+        return float(1.0 / np.sqrt(self.beta * k))
+
     def summary(self) -> dict:
         return {
             "system": self.name,

@@ -151,6 +151,7 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
         step's checkpoint, if any); it may raise to stop training.
       max_wall_time: stop (with a checkpoint) after this many seconds; re-running resumes.
       **overrides: fields of ``TrainingConfig`` (``num_steps``, ``batch_size``, ``seed``, ...).
+        Overriding ``num_steps`` alone rescales ``decay_steps`` to the same fractions of the run.
 
     Raises:
       TrainingDiverged: when the loss or the gradient becomes NaN or infinite.
@@ -160,7 +161,13 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
         system = load_system(system)
     default_model, default_training = presets(preset)
     model_config = model_config or default_model
-    training = dataclasses.replace(training or default_training, **overrides)
+    base_training = training or default_training
+    if "num_steps" in overrides and "decay_steps" not in overrides:
+        # Keep the schedule's shape: decays happen at the same fractions of the run.
+        scale = overrides["num_steps"] / base_training.num_steps
+        overrides["decay_steps"] = tuple(max(1, int(round(d * scale)))
+                                         for d in base_training.decay_steps)
+    training = dataclasses.replace(base_training, **overrides)
     training.validate()
     model = FlowModel(system, model_config)
     optim = optimizer(training)

@@ -7,6 +7,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
+import freeflow
 from freeflow import (FreeflowCalculator, LennardJones, MonatomicWater, build_lattice,
                       load_system, named_systems, system_from_atoms)
 from freeflow.cli import main
@@ -137,3 +138,12 @@ def test_cli_systems_table(capsys, monkeypatch, tmp_path):
 def _definition_path(name):
     from freeflow.system import systems_directory
     return systems_directory() / f"{name}.toml"
+
+
+def test_einstein_width_of_a_harmonic_crystal_is_exact():
+    """One atom in the frozen lattice of springs k feels curvature k: width 1/sqrt(beta k)."""
+    atoms = freeflow.load_system("lj_32").atoms
+    system = freeflow.System(name="springs", atoms=atoms,
+                             potential=freeflow.EinsteinCrystal(spring_constant=400.0),
+                             temperature=2.0)
+    assert system.einstein_width == pytest.approx(1.0 / np.sqrt(0.5 * 400.0), rel=1e-5)

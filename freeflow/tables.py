@@ -1,0 +1,511 @@
+"""Result tables: ``beta F / N`` by LFEP, LBAR and MBAR per system, with errors and costs.
+
+Values are the dimensionless ``beta F / N`` of ``freeflow.conventions``; errors are standard
+errors and are printed in parenthesised notation (``3.1080(1)`` means 3.1080 +- 0.0001).
+
+``build_table`` assembles rows from what already exists (trained run directories, baseline
+JSONL results, reference sample files) and computes only the missing estimates, caching each
+one as a line of a JSONL file as soon as it is done, so an interrupted build resumes where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import decimal
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = ["Entry", "Row", "METHODS", "format_value_error", "format_duration", "format_count",
+           "agree_within", "to_markdown", "to_csv", "read_baseline", "build_table"]
+
+METHODS = ("lfep", "lbar", "mbar")
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def format_value_error(value: float, stderr: float, error_digits: int = 1) -> str:
+    """``value`` with its standard error in parenthesised notation.
+
+    Rule: the error is rounded (half up) to ``error_digits`` significant digits (default one)
+    and the value is rounded to the same decimal place; a rounding carry moves the place
+    (0.00096 -> 0.001). Examples: ``(3.107965, 0.000012) -> "3.10797(1)"``,
+    ``(3.10797, 0.00012) -> "3.1080(1)"``, ``(2.91916, 0.00091) -> "2.9192(9)"``,
+    ``(-25.1749, 0.0010) -> "-25.175(1)"``, ``(1234.5, 23) -> "1230(20)"``.
+
+    Special cases: a NaN or infinite value prints as ``"nan"``, ``"inf"``, ``"-inf"``; a zero
+    error prints the value with 6 decimals and no parentheses; a NaN error prints
+    ``"<value to 6 decimals>(?)"`` and an infinite one ``"<value>(inf)"``.
+
+    Raises:
+      ValueError: for a negative error or ``error_digits < 1``.
+    """
+    value, stderr = float(value), float(stderr)
+    if error_digits < 1:
+        raise ValueError(f"error_digits must be at least 1; got {error_digits}")
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if math.isnan(stderr):
+        return f"{value:.6f}(?)"
+    if stderr < 0:
+        raise ValueError(f"a standard error cannot be negative; got {stderr}")
+    if math.isinf(stderr):
+        return f"{value:.6f}(inf)"
+    if stderr == 0:
+        return f"{value:.6f}"
+    # Decimal of the shortest repr: 0.0010 must count as 1e-3, not 9.99...e-4.
+    err = decimal.Decimal(repr(stderr))
+    place = err.adjusted() - (error_digits - 1)
+    digits = int((err.scaleb(-place)).quantize(decimal.Decimal(1), decimal.ROUND_HALF_UP))
+    if digits >= 10**error_digits:  # carry: 9.6 -> 10
+        place += 1
+        digits //= 10
+    quantum = decimal.Decimal(1).scaleb(place)
+    with decimal.localcontext(prec=400):  # room for any float at any error's place
+        rounded = decimal.Decimal(repr(value)).quantize(quantum, decimal.ROUND_HALF_UP)
+    if rounded == 0:
+        rounded = abs(rounded)  # no "-0.000"
+    if place >= 0:
+        return f"{int(rounded)}({digits * 10**place})"
+    return f"{rounded:f}({digits})"
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"12.3 s"``, ``"4.5 min"``, ``"2.1 h"``; ``"-"`` for ``None`` or NaN."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def format_count(count: int | float | None) -> str:
+    """Integers below 10^4 in full, larger ones as ``"1.0e7"``; ``"-"`` for ``None``."""
+    if count is None or (isinstance(count, float) and not math.isfinite(count)):
+        return "-"
+    count = int(count)
+    if abs(count) < 10_000:
+        return str(count)
+    mantissa, exponent = f"{count:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Entry:
+    """One method's result for one system.
+
+    Attributes:
+      value, stderr: ``beta F / N`` and its standard error.
+      ess: effective sample size as a fraction of ``num_samples`` (LFEP), else ``None``.
+      wall_time: seconds spent, training included for the flow methods (see ``build_table``).
+      energy_evaluations: target energy evaluations spent, training included likewise.
+      num_samples: samples entering the estimator.
+      details: anything else (cost breakdown, provenance).
+    """
+
+    value: float
+    stderr: float
+    ess: float | None = None
+    wall_time: float | None = None
+    energy_evaluations: int | None = None
+    num_samples: int | None = None
+    details: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_free_energy(cls, result, **details) -> "Entry":
+        """From a ``freeflow.estimators.FreeEnergy``; ``details`` are added to its own."""
+        return cls(value=float(result.value), stderr=float(result.stderr), ess=result.ess,
+                   wall_time=result.wall_time, energy_evaluations=result.energy_evaluations,
+                   num_samples=result.num_samples,
+                   details={k: v for k, v in {**result.details, **details}.items()
+                            if k not in ("states", "lambdas")})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Entry":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def formatted(self) -> str:
+        return format_value_error(self.value, self.stderr)
+
+
+@dataclasses.dataclass
+class Row:
+    """One system's line of the table: its size and an ``Entry`` per method (or ``None``)."""
+
+    system: str
+    num_particles: int
+    lfep: Entry | None = None
+    lbar: Entry | None = None
+    mbar: Entry | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def entry(self, method: str) -> Entry | None:
+        return getattr(self, method)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Row":
+        entries = {m: Entry.from_dict(data[m]) if data.get(m) else None for m in METHODS}
+        return cls(system=data["system"], num_particles=int(data["num_particles"]),
+                   notes=list(data.get("notes", [])), **entries)
+
+
+def _pair(x) -> tuple[float, float]:
+    if hasattr(x, "value") and hasattr(x, "stderr"):
+        return float(x.value), float(x.stderr)
+    value, stderr = x
+    return float(value), float(stderr)
+
+
+def agree_within(a, b, sigmas: float = 3.0) -> bool:
+    """Whether two independent estimates agree: ``|a - b| <= sigmas * sqrt(s_a^2 + s_b^2)``.
+
+    ``a`` and ``b`` are ``(value, stderr)`` pairs or objects with ``.value`` and ``.stderr``
+    (``Entry``, ``FreeEnergy``). Anything NaN never agrees.
+    """
+    (va, sa), (vb, sb) = _pair(a), _pair(b)
+    if any(math.isnan(v) for v in (va, sa, vb, sb)):
+        return False
+    return abs(va - vb) <= sigmas * math.hypot(sa, sb)
+
+
+def _deviation(a: Entry | None, b: Entry | None) -> float | None:
+    """``(a - b) / sqrt(s_a^2 + s_b^2)``, or ``None`` if either is missing."""
+    if a is None or b is None:
+        return None
+    scale = math.hypot(a.stderr, b.stderr)
+    if not scale > 0:
+        return math.nan
+    return (a.value - b.value) / scale
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
+    """A Markdown table: values with errors, the LFEP ESS, each method's wall time and energy
+    evaluations, and the deviation of LFEP and LBAR from MBAR in combined standard errors
+    (marked ``!`` beyond ``sigmas``). Notes of the rows follow as a list."""
+    header = ["system", "N", "LFEP", "ESS", "LBAR", "MBAR",
+              "LFEP time", "LFEP evals", "LBAR time", "LBAR evals", "MBAR time", "MBAR evals",
+              "vs MBAR (sigma)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    notes = []
+    for row in rows:
+        cells = [f"`{row.system}`", str(row.num_particles)]
+        e = row.lfep
+        cells.append(e.formatted() if e else "-")
+        cells.append(f"{100 * e.ess:.2g}%" if e and e.ess is not None else "-")
+        for method in ("lbar", "mbar"):
+            e = row.entry(method)
+            cells.append(e.formatted() if e else "-")
+        for method in METHODS:
+            e = row.entry(method)
+            cells.append(format_duration(e.wall_time) if e else "-")
+            cells.append(format_count(e.energy_evaluations) if e else "-")
+        deviations = []
+        for method in ("lfep", "lbar"):
+            d = _deviation(row.entry(method), row.mbar)
+            if d is not None:
+                flag = " !" if not abs(d) <= sigmas else ""
+                deviations.append(f"{method.upper()} {d:+.1f}{flag}")
+        cells.append(", ".join(deviations) or "-")
+        lines.append("| " + " | ".join(cells) + " |")
+        notes.extend(f"`{row.system}`: {note}" for note in row.notes)
+    text = "\n".join(lines) + "\n"
+    text += ("\nValues are beta F / N with the standard error in the last digit. Costs of LFEP "
+             "and LBAR include training; LBAR's exclude the reference samples. "
+             f"'!' marks a deviation from MBAR beyond {sigmas:g} combined standard errors.\n")
+    if notes:
+        text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    return text
+
+
+_CSV_FIELDS = ("value", "stderr", "formatted", "ess", "wall_time", "energy_evaluations",
+               "num_samples")
+
+
+def to_csv(rows: Sequence[Row], path: str | os.PathLike) -> Path:
+    """Write the rows as CSV (full precision, one column per method and field, empty where
+    missing) and return the path. Columns: ``system, num_particles``, then for each of
+    lfep, lbar, mbar: ``<method>_value, _stderr, _formatted, _ess, _wall_time,
+    _energy_evaluations, _num_samples``, and ``notes``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["system", "num_particles"] + [f"{m}_{f}" for m in METHODS for f in _CSV_FIELDS]
+    columns.append("notes")
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            cells: list[Any] = [row.system, row.num_particles]
+            for method in METHODS:
+                e = row.entry(method)
+                for field in _CSV_FIELDS:
+                    if e is None:
+                        cells.append("")
+                    elif field == "formatted":
+                        cells.append(e.formatted())
+                    else:
+                        v = getattr(e, field)
+                        cells.append("" if v is None else repr(v) if isinstance(v, float)
+                                     else v)
+            cells.append("; ".join(row.notes))
+            writer.writerow(cells)
+    return path
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_baseline(path: str | os.PathLike) -> dict[str, Entry]:
+    """MBAR results per system from a JSONL file of ``FreeEnergy.to_dict()`` rows
+    (``bench/baseline.py --out``, ``freeflow baseline --json``).
+
+    Rows marked ``"quick": true`` (pipeline smoke tests) are ignored; of several rows for a
+    system the last one wins.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"baseline file {str(path)!r} does not exist")
+    out = {}
+    for r in _read_jsonl(path):
+        if r.get("method") != "mbar" or r.get("quick") or "system" not in r:
+            continue
+        if "beta_f_per_particle" not in r or "stderr" not in r:
+            continue
+        out[r["system"]] = Entry(
+            value=float(r["beta_f_per_particle"]), stderr=float(r["stderr"]),
+            wall_time=r.get("wall_time"), energy_evaluations=r.get("energy_evaluations"),
+            num_samples=r.get("num_samples"),
+            details={k: r[k] for k in ("num_states", "samples_per_state", "einstein_width",
+                                       "min_neighbour_overlap") if k in r}
+            | {"source": str(path)})
+    return out
+
+
+def _training_cost(run_dir: Path, spec: dict) -> tuple[int, float, int]:
+    """``(last step, wall seconds, energy evaluations)`` of a run's training, from its metrics.
+
+    Wall time sums the gaps between consecutive step records, leaving out gaps more than 20
+    times the median (a run stopped and resumed later); the first step's compilation is not
+    counted. Evaluations: steps x batch size plus the periodic LFEP evaluations' samples.
+    """
+    import numpy as np
+
+    from freeflow.checkpoint import read_metrics
+
+    metrics = read_metrics(run_dir)
+    if not metrics:
+        return 0, 0.0, 0
+    times = np.asarray([m.get("time", np.nan) for m in metrics], dtype=np.float64)
+    gaps = np.diff(times)
+    gaps = gaps[np.isfinite(gaps) & (gaps >= 0)]
+    wall = float(np.sum(gaps[gaps <= 20 * np.median(gaps)])) if len(gaps) else 0.0
+    step = int(metrics[-1]["step"])
+    evals = step * int(spec["training"]["batch_size"])
+    evals += sum(int(m.get("eval_samples", 0)) for m in metrics if "eval_ess" in m)
+    return step, wall, evals
+
+
+class _Cache:
+    """Append-only JSONL of computed entries, each under a key of everything it depends on."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict[str, Entry] = {}
+        if path.is_file():
+            for record in _read_jsonl(path):
+                if "key" in record and "entry" in record:
+                    self.entries[self._id(record["key"])] = Entry.from_dict(record["entry"])
+
+    @staticmethod
+    def _id(key: dict) -> str:
+        return json.dumps(key, sort_keys=True)
+
+    def get(self, key: dict) -> Entry | None:
+        return self.entries.get(self._id(key))
+
+    def put(self, key: dict, entry: Entry):
+        self.entries[self._id(key)] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"key": key, "entry": entry.to_dict()}) + "\n")
+
+
+def _reference_file(reference_dir: Path | None, name: str) -> Path | None:
+    if reference_dir is None:
+        return None
+    for suffix in (".npz", ".extxyz", ".xyz"):
+        path = Path(reference_dir) / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def build_table(systems: Iterable[str], preset: str = "cpu",
+                runs_dir: str | os.PathLike = "runs/bench_train_cpu",
+                baseline_file: str | os.PathLike | None = "bench/results/baseline.jsonl",
+                reference_dir: str | os.PathLike | None = None, *,
+                cache_file: str | os.PathLike | None = None, num_samples: int = 100_000,
+                seed: int = 0, compute_baseline: bool = False,
+                baseline_workdir: str | os.PathLike | None = None,
+                progress: bool = True, check_preset: bool = True) -> list[Row]:
+    """Rows of ``beta F / N`` by LFEP, LBAR and MBAR for ``systems``, computing what is missing.
+
+    Sources, per system ``NAME``:
+
+    * LFEP: the run directory ``runs_dir/NAME`` (``freeflow train NAME --preset PRESET --out
+      runs_dir/NAME``; ``bench/train_cpu.py`` writes exactly that layout). It is used only if
+      its model configuration is the preset's (see ``check_preset``). Runs are never trained here; a missing run
+      leaves LFEP and LBAR empty with a note, an unfinished one gets a note.
+    * LBAR: the same run plus target samples ``reference_dir/NAME.npz`` (or ``.extxyz``),
+      made with ``freeflow sample NAME --out FILE``.
+    * MBAR: the last non-quick row for NAME in ``baseline_file``. If there is none and
+      ``compute_baseline`` is true, ``freeflow.mbar.mbar_free_energy`` is run (resumable under
+      ``baseline_workdir/NAME``; this takes long).
+
+    Computed LFEP, LBAR and MBAR entries are appended to ``cache_file`` (default
+    ``runs_dir/table_PRESET.jsonl``) under a key of everything they depend on (system,
+    method, preset, samples, seed, the run's step, the reference file), so re-running
+    recomputes nothing unless the run was trained further or a setting changed.
+
+    Costs: LFEP and LBAR entries carry the training's wall time and energy evaluations added
+    to the estimator's (``details`` has the breakdown); LBAR's exclude the reference samples.
+
+    Args:
+      systems: system names.
+      preset: ``"cpu"`` or ``"paper"``.
+      num_samples: model samples per LFEP / LBAR estimate.
+      seed: PRNG seed of the model samples.
+      progress: progress bars and one status line per computation on stderr.
+      check_preset: use a run only if its model configuration equals the preset's (False:
+        use whatever was trained in ``runs_dir/NAME``; the key then still records the preset
+        name given).
+    """
+    from freeflow.config import config_to_dict, presets
+    from freeflow.estimators import estimate
+    from freeflow.system import load_system
+
+    model_config, _ = presets(preset)
+    wanted_model = json.loads(json.dumps(config_to_dict(model_config)))
+    runs_dir = Path(runs_dir)
+    cache = _Cache(Path(cache_file) if cache_file is not None
+                   else runs_dir / f"table_{preset}.jsonl")
+    baseline = read_baseline(baseline_file) if baseline_file is not None else {}
+
+    def say(text):
+        if progress:
+            print(text, file=sys.stderr, flush=True)
+
+    rows = []
+    for name in systems:
+        system = load_system(name)
+        row = Row(system=name, num_particles=system.num_particles)
+        run_dir = runs_dir / name
+        run_ok = False
+        if (run_dir / "run.json").is_file():
+            spec = json.loads((run_dir / "run.json").read_text())
+            saved_model = spec.get("model", {})
+            differing = sorted(k for k in set(wanted_model) | set(saved_model)
+                               if wanted_model.get(k) != saved_model.get(k))
+            if differing and check_preset:
+                row.notes.append(f"{run_dir} was trained with another model configuration "
+                                 f"than the {preset!r} preset (differs in {differing}); "
+                                 "LFEP/LBAR left out")
+            elif not (run_dir / "checkpoint.npz").is_file():
+                row.notes.append(f"{run_dir} has no checkpoint yet; LFEP/LBAR left out")
+            else:
+                run_ok = True
+        else:
+            row.notes.append(f"no run in {run_dir} (train with 'freeflow train {name} "
+                             f"--preset {preset} --out {run_dir}')")
+        if run_ok:
+            step, train_wall, train_evals = _training_cost(run_dir, spec)
+            planned = int(spec["training"]["num_steps"])
+            if step < planned:
+                row.notes.append(f"training unfinished: step {step} of {planned}")
+            key = {"system": name, "preset": preset, "num_samples": int(num_samples),
+                   "seed": int(seed), "run_step": step, "run_dir": str(run_dir)}
+            training = {"train_steps": step, "train_wall_time": train_wall,
+                        "train_energy_evaluations": train_evals}
+
+            def with_training(result) -> Entry:
+                entry = Entry.from_free_energy(
+                    result, estimate_wall_time=result.wall_time,
+                    estimate_energy_evaluations=result.energy_evaluations, **training)
+                entry.wall_time = (result.wall_time or 0.0) + train_wall
+                entry.energy_evaluations = (result.energy_evaluations or 0) + train_evals
+                return entry
+
+            row.lfep = cache.get({**key, "method": "lfep"})
+            if row.lfep is None:
+                say(f"{name}: LFEP from {run_dir} ({num_samples} samples)")
+                result = estimate(run_dir, num_samples, method="lfep", seed=seed,
+                                  progress=progress)
+                row.lfep = with_training(result)
+                cache.put({**key, "method": "lfep"}, row.lfep)
+
+            reference = _reference_file(reference_dir, name)
+            if reference is not None:
+                ref_key = {**key, "method": "lbar", "reference": str(reference),
+                           "reference_size": reference.stat().st_size}
+                row.lbar = cache.get(ref_key)
+                if row.lbar is None:
+                    say(f"{name}: LBAR from {run_dir} and {reference}")
+                    result = estimate(run_dir, num_samples, method="lbar", reference=reference,
+                                      seed=seed, progress=progress)
+                    row.lbar = with_training(result)
+                    cache.put(ref_key, row.lbar)
+            elif reference_dir is not None:
+                row.notes.append(f"no reference samples {Path(reference_dir) / name}.npz "
+                                 f"for LBAR ('freeflow sample {name} --out FILE')")
+
+        row.mbar = baseline.get(name)
+        if row.mbar is None:
+            mbar_key = {"system": name, "method": "mbar", "seed": int(seed)}
+            row.mbar = cache.get(mbar_key)
+            if row.mbar is None and compute_baseline:
+                from freeflow.mbar import mbar_free_energy
+
+                say(f"{name}: MBAR baseline (long)")
+                workdir = (Path(baseline_workdir) / name if baseline_workdir is not None
+                           else None)
+                result = mbar_free_energy(system, workdir=workdir, seed=seed,
+                                          progress=progress or None)
+                row.mbar = Entry.from_free_energy(result)
+                cache.put(mbar_key, row.mbar)
+            elif row.mbar is None:
+                row.notes.append("no MBAR baseline (run 'python bench/baseline.py --systems "
+                                 f"{name} --out FILE' or 'freeflow baseline {name} --json')")
+        rows.append(row)
+    return rows
