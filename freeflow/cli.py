@@ -162,6 +162,12 @@ def _estimate(args) -> int:
     if result.ess is not None:
         print(f"  ESS {100 * result.ess:.2f}% ({result.ess * result.num_samples:.0f} of "
               f"{result.num_samples})")
+        if result.ess * result.num_samples < 100:
+            # A few weights dominate: the bootstrap sees only them and understates the error,
+            # and LFEP is biased towards the flow's own (higher) free energy.
+            print(f"  warning: fewer than 100 effective samples; this value and its error bar "
+                  f"are not trustworthy. Train longer (freeflow train ... --steps N resumes) "
+                  f"or compare with 'freeflow baseline {result.system}'.", file=sys.stderr)
     if result.wall_time is not None:
         print(f"  {result.wall_time:.1f} s")
     return 0 if np.isfinite(result.value) else 1

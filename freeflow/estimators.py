@@ -157,6 +157,10 @@ def lfep(model, params, system, key, num_samples: int = 100_000, batch_size: int
       batch_size: samples per device call.
       bootstrap: number of bootstrap resamples for the standard error (0: use the delta-method
         error ``sqrt((1/ESS - 1) / n)`` instead).
+
+    With fewer than ~100 effective samples (``ess * num_samples``) both the value (biased
+    towards the flow's own free energy, i.e. too high) and the bootstrap error (blind to the
+    unseen tail of the weights) are unreliable; the CLI warns in that case.
     """
     import time
     start = time.perf_counter()
