@@ -1,15 +1,22 @@
 """Energy + force throughput of freeflow's potentials on this machine.
 
-Prints one JSON line per system and a readable table, then the exponent b of a fit
-time-per-configuration ~ N^b over the monatomic-water sizes.
+Three parts, each printing JSON lines on stdout and a readable summary on stderr:
 
-    python bench/energy.py             # the issue's systems, batch 64
-    python bench/energy.py --quick     # fewer repeats
+* the named systems (batch 64);
+* scaling: Lennard-Jones FCC from N = 500 to 4000 and mW diamond ice from N = 216 to 4096
+  (batch 8), with the exponent b of a least-squares fit time-per-configuration ~ N^b;
+* side by side, in one run: the cell list with and without its cutoff compaction at the
+  largest sizes (what the compaction bought).
+
+    python bench/energy.py                  # all three
+    python bench/energy.py --part scaling   # one part
+    python bench/energy.py --quick          # 3 repeats instead of 10
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -20,70 +27,124 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freeflow import load_system
+from freeflow import LennardJones, MonatomicWater, build_lattice, load_system, system_from_atoms
 
 SYSTEMS = ["lj_256", "lj_500", "mw_cubic_64", "mw_cubic_216", "mw_cubic_512"]
+LJ_SIZES = [500, 864, 1372, 2048, 2916, 4000]          # 4 n^3
+MW_SIZES = [216, 512, 1000, 1728, 2744, 4096]          # 8 n^3
+LJ_DENSITY, MW_DENSITY = 1.28, 0.033567184
 
 
-def measure(name: str, batch: int, repeats: int, noise: float = 0.05) -> dict:
-    system = load_system(name)
-    energy = system.energy_fn()
+def scaling_system(potential: str, n: int):
+    if potential == "lennard_jones":
+        return system_from_atoms(build_lattice("fcc", n, LJ_DENSITY), LennardJones(),
+                                 temperature=2.0)
+    return system_from_atoms(build_lattice("diamond", n, MW_DENSITY), MonatomicWater(),
+                             temperature=200.0)
+
+
+def time_energy(system, energy, batch: int, repeats: int, noise: float = 0.05) -> dict:
+    """Median wall time of one jitted energy + forces call on ``batch`` perturbed crystals."""
     energy_and_forces = jax.jit(jax.vmap(jax.value_and_grad(lambda x: energy(x))))
     rng = np.random.default_rng(0)
     x = system.lattice + noise * system.nearest_neighbour_distance * rng.standard_normal(
         (batch,) + system.lattice.shape)
     x = jnp.asarray(np.mod(x, system.box), jnp.float32)
     start = time.perf_counter()
-    jax.block_until_ready(energy_and_forces(x))
+    u, _ = jax.block_until_ready(energy_and_forces(x))
     compile_s = time.perf_counter() - start
+    if not np.all(np.isfinite(np.asarray(u))):
+        raise RuntimeError(f"non-finite energy for N = {system.num_particles}")
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(energy_and_forces(x))
         times.append(time.perf_counter() - start)
     median = float(np.median(times))
-    return {"bench": "energy", "system": name, "num_particles": system.num_particles,
-            "neighbors": energy.neighbors.strategy, "batch": batch,
-            "configs_per_s": batch / median, "median_batch_s": median,
+    plan = energy.neighbors
+    return {"num_particles": system.num_particles, "neighbors": plan.strategy,
+            "candidates": plan.num_candidates(system.num_particles), "batch": batch,
+            "configs_per_s": batch / median, "seconds_per_config": median / batch,
             "compile_s": compile_s, "repeats": repeats}
 
 
 def fit_exponent(rows) -> float:
     n = np.log([r["num_particles"] for r in rows])
-    t = np.log([r["median_batch_s"] for r in rows])
+    t = np.log([r["seconds_per_config"] for r in rows])
     return float(np.polyfit(n, t, 1)[0])
+
+
+def named(args, machine):
+    print(f"\nenergy + forces, batch 64, median of {args.repeats} ({machine})", file=sys.stderr)
+    print(f"{'system':<14}{'N':>6}{'neighbours':>12}{'configs/s':>12}{'compile s':>11}",
+          file=sys.stderr)
+    for name in SYSTEMS:
+        system = load_system(name)
+        row = {"bench": "energy", "system": name, "machine": machine,
+               **time_energy(system, system.energy_fn(), 64, args.repeats)}
+        print(json.dumps(row), flush=True)
+        print(f"{name:<14}{row['num_particles']:>6}{row['neighbors']:>12}"
+              f"{row['configs_per_s']:>12.1f}{row['compile_s']:>11.2f}", file=sys.stderr)
+
+
+def scaling(args, machine):
+    for potential, sizes in (("lennard_jones", LJ_SIZES), ("monatomic_water", MW_SIZES)):
+        rows = []
+        print(f"\n{potential}: energy + forces, batch {args.batch}", file=sys.stderr)
+        print(f"{'N':>6}{'neighbours':>12}{'entries':>9}{'ms/config':>11}{'compile s':>11}",
+              file=sys.stderr)
+        for n in sizes:
+            system = scaling_system(potential, n)
+            row = {"bench": "energy_vs_n", "potential": potential, "machine": machine,
+                   **time_energy(system, system.energy_fn(), args.batch, args.repeats)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            print(f"{n:>6}{row['neighbors']:>12}{row['candidates']:>9}"
+                  f"{1e3 * row['seconds_per_config']:>11.2f}{row['compile_s']:>11.1f}",
+                  file=sys.stderr)
+        exponent = fit_exponent(rows)
+        print(json.dumps({"bench": "energy_scaling", "potential": potential,
+                          "sizes": sizes, "exponent": exponent, "machine": machine}))
+        print(f"{potential}: cost per configuration ~ N^{exponent:.2f} over N = "
+              f"{sizes[0]}..{sizes[-1]}", file=sys.stderr)
+
+
+def compaction(args, machine):
+    print(f"\ncell list with and without compaction, batch {args.batch}", file=sys.stderr)
+    for potential, n in (("lennard_jones", LJ_SIZES[-1]), ("monatomic_water", MW_SIZES[-1])):
+        system = scaling_system(potential, n)
+        energy = system.energy_fn(neighbors="cells")
+        plan = energy.neighbors
+        seconds = {}
+        for label, compact in (("compact", plan.compact), ("all_cell_candidates", 0)):
+            variant = system.potential.energy_fn(
+                system.box, system.lattice, neighbors=dataclasses.replace(plan, compact=compact),
+                max_displacement=0.5 * system.nearest_neighbour_distance)
+            row = time_energy(system, variant, args.batch, args.repeats)
+            seconds[label] = row["seconds_per_config"]
+            print(json.dumps({"bench": "energy_compaction", "potential": potential,
+                              "variant": label, "machine": machine, **row}), flush=True)
+        ratio = seconds["all_cell_candidates"] / seconds["compact"]
+        print(f"{potential} N = {n}: {1e3 * seconds['compact']:.1f} ms/config compacted vs "
+              f"{1e3 * seconds['all_cell_candidates']:.1f} uncompacted ({ratio:.1f}x)",
+              file=sys.stderr)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", nargs="+", default=SYSTEMS)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--part", choices=["named", "scaling", "compaction", "all"],
+                        default="all")
+    parser.add_argument("--batch", type=int, default=8, help="batch for scaling and compaction")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="3 repeats")
     args = parser.parse_args(argv)
-    repeats = 3 if args.quick else args.repeats
+    if args.quick:
+        args.repeats = 3
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
               f"{jax.devices()[0].platform}"
-    rows = []
-    for name in args.systems:
-        row = measure(name, args.batch, repeats)
-        row["machine"] = machine
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    print(f"\nenergy + forces, batch {args.batch}, median of {repeats} ({machine})",
-          file=sys.stderr)
-    print(f"{'system':<14}{'N':>6}{'neighbours':>12}{'configs/s':>12}{'compile s':>11}",
-          file=sys.stderr)
-    for r in rows:
-        print(f"{r['system']:<14}{r['num_particles']:>6}{r['neighbors']:>12}"
-              f"{r['configs_per_s']:>12.1f}{r['compile_s']:>11.2f}", file=sys.stderr)
-    mw = [r for r in rows if r["system"].startswith("mw")]
-    if len(mw) >= 2:
-        exponent = fit_exponent(mw)
-        print(json.dumps({"bench": "energy_scaling", "potential": "monatomic_water",
-                          "sizes": [r["num_particles"] for r in mw], "exponent": exponent}))
-        print(f"mW cost ~ N^{exponent:.2f} over N = "
-              f"{', '.join(str(r['num_particles']) for r in mw)}", file=sys.stderr)
+    for part, fn in (("named", named), ("scaling", scaling), ("compaction", compaction)):
+        if args.part in (part, "all"):
+            fn(args, machine)
 
 
 if __name__ == "__main__":

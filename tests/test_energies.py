@@ -1,5 +1,6 @@
 """Energies against independent implementations, symmetries, and gradient safety."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -11,6 +12,7 @@ from ase.calculators.lj import LennardJones as AseLennardJones
 
 from conftest import perturbed
 from freeflow import FreeflowCalculator, MonatomicWater, build_lattice, system_from_atoms
+from freeflow.neighbors import plan_neighbors
 from freeflow.potentials import EinsteinCrystal, LennardJones
 
 # float32 energies summed over up to ~10^5 pair terms: relative error ~1e-6, well inside 1e-5.
@@ -168,6 +170,19 @@ def test_cell_overflow_is_loud_not_silent():
     x = np.array(system.lattice, dtype=np.float32)
     x[1:40] = 0.5 + 0.01 * np.arange(39)[:, None]  # crowd one cell far beyond its capacity
     assert np.isnan(float(energy(x)))
+
+
+def test_compact_list_overflow_is_flagged_exactly_at_its_capacity():
+    # A perfect diamond lattice gives every atom 4 partners inside the mW cutoff.
+    atoms = build_lattice("diamond", 216, 0.033567184)
+    system = system_from_atoms(atoms, MonatomicWater(), temperature=200.0)
+    plan = plan_neighbors(system.lattice, system.box, system.potential.cutoff,
+                          0.5 * system.nearest_neighbour_distance, "cells")
+    x = jnp.asarray(system.lattice, jnp.float32)
+    _, mask, overflow = dataclasses.replace(plan, compact=4)(x)
+    assert not bool(overflow) and np.all(np.asarray(mask).sum(axis=1) == 4)
+    _, _, overflow = dataclasses.replace(plan, compact=3)(x)
+    assert bool(overflow)
 
 
 @pytest.mark.parametrize("name", ["lj_32", "mw_cubic_8"])
