@@ -190,7 +190,7 @@ def _adjacent_cells(cells_per_axis) -> np.ndarray:
 
 
 def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
-                   strategy: Strategy = "auto"):
+                   strategy: Strategy = "auto", pair_cost: float = 1.5):
     """Choose how an energy function finds the pairs inside ``cutoff``.
 
     Args:
@@ -202,11 +202,14 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
         distribution's spheres).
       strategy: ``"dense"``, ``"cells"``, ``"auto"``, or a plan built earlier (returned as
         is). ``auto`` uses the cell list when the box holds at least three cells of width
-        >= cutoff per axis *and* its entries per particle (27 x cell capacity for the cheap
-        pass plus the compact list) are fewer than dense's N x image shifts; measured costs
-        per entry are similar (bench/energy.py). For diamond mW ice that is N >= 1000 and for
-        FCC Lennard-Jones at density 1.28 (about 100 neighbours inside rc = 2.7) N >= 4000;
-        every named system (N <= 512) uses ``dense``.
+        >= cutoff per axis *and* its estimated cost is lower: ``27 x capacity`` cheap entries
+        plus ``pair_cost x compact`` energy entries per particle, against ``pair_cost x N x
+        image shifts`` for ``dense``.
+      pair_cost: cost of one energy-and-gradient entry relative to one entry of the cell
+        list's distance pass, measured with bench/energy.py on CPU: about 1.5 for
+        Lennard-Jones and 15 for mW (whose entries carry the three-body terms). With these,
+        Lennard-Jones FCC at density 1.28 uses the cell list from N = 2048 and diamond mW ice
+        from N = 216.
     """
     if isinstance(strategy, (DenseNeighbors, CellNeighbors)):
         return strategy  # an explicit plan, e.g. a variant built for a benchmark
@@ -215,21 +218,26 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
     if strategy not in ("auto", "dense", "cells"):
         raise ValueError(f"unknown neighbour strategy {strategy!r}; use 'auto', 'dense' or 'cells'")
     dense = DenseNeighbors(box=box, shifts=image_shifts(box, cutoff))
-    cells_per_axis = tuple(int(c) for c in np.floor(box / cutoff))
-    if min(cells_per_axis) < 3:
+    most_cells = np.floor(box / cutoff).astype(int)
+    if min(most_cells) < 3:
         if strategy == "cells":
             raise ValueError(
                 f"a cell list needs box edges of at least 3 x cutoff = {3 * cutoff:g}; "
                 f"this box is {box.tolist()}. Use strategy='dense' or 'auto'.")
         return dense
+    # How the cell walls fall relative to the lattice planes sets the worst-case capacity (by
+    # up to 2x); try up to three cells fewer per axis and keep the smallest capacity.
+    options = itertools.product(*[range(max(3, m - 3), m + 1) for m in most_cells])
+    capacity, cells_per_axis = min(
+        (_cell_capacity(sites, box, c, max_displacement), tuple(int(k) for k in c))
+        for c in options)
     cells = CellNeighbors(
-        box=box, cells_per_axis=cells_per_axis,
-        capacity=_cell_capacity(sites, box, cells_per_axis, max_displacement),
+        box=box, cells_per_axis=cells_per_axis, capacity=capacity,
         adjacent_cells=_adjacent_cells(cells_per_axis), cutoff=float(cutoff),
         compact=_compact_capacity(sites, box, cutoff, max_displacement))
     if strategy == "cells":
         return cells
     if strategy == "dense":
         return dense
-    n = len(sites)
-    return cells if cells.num_candidates(n) < dense.num_candidates(n) else dense
+    cells_cost = 27 * cells.capacity + pair_cost * cells.compact
+    return cells if cells_cost < pair_cost * dense.num_candidates(len(sites)) else dense

@@ -25,6 +25,8 @@ class LennardJones:
     cutoff: float = 2.7
     shift: bool = True
 
+    #: Cost of one pair entry relative to the cell list's distance pass (see plan_neighbors).
+    neighbor_pair_cost = 1.5
     kind = "lennard_jones"
     #: Below this distance (in sigma) the training energy is linearised.
     soft_linear_below = 0.8
@@ -47,7 +49,8 @@ class LennardJones:
         ``softened=True`` gives the training energy: distances clipped below 0.01 and the pair
         potential linearised below 0.8 sigma. Estimators must use the exact energy.
         """
-        plan = plan_neighbors(sites, box, self.cutoff, max_displacement, neighbors)
+        plan = plan_neighbors(sites, box, self.cutoff, max_displacement, neighbors,
+                              pair_cost=self.neighbor_pair_cost)
         pair = self.pair
         min_distance = 0.0
         if softened:

@@ -36,6 +36,8 @@ class MonatomicWater:
     p: float = 4.0
     q: float = 0.0
 
+    #: Cost of one pair entry relative to the cell list's distance pass (see plan_neighbors).
+    neighbor_pair_cost = 15.0
     kind = "monatomic_water"
     #: Below this distance (Angstrom) the training energy's pair term is linearised.
     soft_linear_below = 1.2
@@ -68,7 +70,8 @@ class MonatomicWater:
         ``softened=True`` gives the training energy: distances clipped below 0.01 Angstrom and
         phi2 linearised below 1.2 Angstrom.
         """
-        plan = plan_neighbors(sites, box, self.cutoff, max_displacement, neighbors)
+        plan = plan_neighbors(sites, box, self.cutoff, max_displacement, neighbors,
+                              pair_cost=self.neighbor_pair_cost)
         pair = self.pair
         min_distance = 0.0
         if softened:

@@ -1,0 +1,99 @@
+"""Time-to-answer: wall time and energy evaluations to reach a target stderr of beta F / N.
+
+Reads measured runs (``bench/baseline.py`` and ``bench/train_cpu.py`` JSON lines) and scales
+their cost to each target with the Monte Carlo law stderr ~ 1 / sqrt(samples): cost(target) =
+cost(measured) * (stderr / target)^2. This is an extrapolation from one measured run per row,
+labelled as such; it ignores fixed costs (compilation, warm-up) that do not scale with samples,
+so it slightly overestimates when the target is looser than the measurement and vice versa.
+
+For the flow, the cost is training time (fixed, as measured) plus LFEP sampling scaled the same
+way. An LFEP row whose run had fewer than 100 effective samples is reported as unreliable: its
+bootstrap error cannot be trusted, so neither can any extrapolation from it.
+
+    python bench/time_to_answer.py --baseline bench/results/baseline.jsonl \\
+        --flow bench/results/train_cpu.jsonl --systems lj_32 mw_cubic_64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TARGETS = (1e-3, 2e-4)
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()
+            if line.strip().startswith("{")]
+
+
+def _latest(rows, system, **match):
+    found = [r for r in rows if r.get("system") == system
+             and all(r.get(k) == v for k, v in match.items())]
+    return found[-1] if found else None
+
+
+def mbar_rows(row: dict) -> list[dict]:
+    out = []
+    for target in TARGETS:
+        scale = (row["stderr"] / target) ** 2
+        out.append({"bench": "time_to_answer", "system": row["system"], "method": "mbar",
+                    "target_stderr": target, "measured_stderr": row["stderr"],
+                    "wall_s": row["wall_time"] * scale,
+                    "energy_evaluations": row["energy_evaluations"] * scale,
+                    "extrapolated": abs(scale - 1.0) > 0.05, "reliable": True})
+    return out
+
+
+def flow_rows(row: dict) -> list[dict]:
+    effective = row["ess"] * row["lfep_samples"]
+    out = []
+    for target in TARGETS:
+        scale = (row["stderr"] / target) ** 2
+        out.append({"bench": "time_to_answer", "system": row["system"], "method": "flow_lfep",
+                    "target_stderr": target, "measured_stderr": row["stderr"],
+                    "effective_samples": effective,
+                    "train_s": row["train_s"],
+                    "wall_s": row["train_s"] + row["lfep_s"] * scale,
+                    "energy_evaluations": row["lfep_samples"] * scale,
+                    "extrapolated": True, "reliable": effective >= 100})
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
+    parser.add_argument("--flow", type=Path, default=Path("bench/results/train_cpu.jsonl"))
+    parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_64"])
+    args = parser.parse_args(argv)
+    baseline, flow = _rows(args.baseline), _rows(args.flow)
+    print(f"{'system':<13}{'method':<11}{'target':>8}{'wall (h)':>10}{'energy evals':>15}  note",
+          file=sys.stderr)
+    for system in args.systems:
+        rows = []
+        b = _latest(baseline, system, quick=False)
+        rows += mbar_rows(b) if b else []
+        f = _latest(flow, system)
+        rows += flow_rows(f) if f else []
+        if not rows:
+            print(f"{system:<13}(no measured run in {args.baseline} or {args.flow})",
+                  file=sys.stderr)
+        for r in rows:
+            print(json.dumps(r))
+            note = "extrapolated" if r["extrapolated"] else "measured"
+            if not r["reliable"]:
+                note = (f"UNRELIABLE: only {r['effective_samples']:.0f} effective samples "
+                        "in the measured run")
+            print(f"{system:<13}{r['method']:<11}{r['target_stderr']:>8.0e}"
+                  f"{r['wall_s'] / 3600:>10.2f}{r['energy_evaluations']:>15.3g}  {note}",
+                  file=sys.stderr)
+        if not f:
+            print(f"{system:<13}flow_lfep  (no trained run measured)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
