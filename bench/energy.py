@@ -6,7 +6,8 @@ Three parts, each printing JSON lines on stdout and a readable summary on stderr
 * scaling: Lennard-Jones FCC from N = 500 to 4000 and mW diamond ice from N = 216 to 4096
   (batch 8), with the exponent b of a least-squares fit time-per-configuration ~ N^b;
 * side by side, in one run: the cell list with and without its cutoff compaction at the
-  largest sizes (what the compaction bought).
+  largest sizes (what the compaction bought), and the cell list against the all-pairs sum
+  where ``auto`` switches between them.
 
     python bench/energy.py                  # all three
     python bench/energy.py --part scaling   # one part
@@ -128,6 +129,19 @@ def compaction(args, machine):
         print(f"{potential} N = {n}: {1e3 * seconds['compact']:.1f} ms/config compacted vs "
               f"{1e3 * seconds['all_cell_candidates']:.1f} uncompacted ({ratio:.1f}x)",
               file=sys.stderr)
+    # Where auto switches to the cell list: the all-pairs sum side by side with it.
+    for potential, n in (("lennard_jones", 2048), ("monatomic_water", 512)):
+        system = scaling_system(potential, n)
+        seconds = {}
+        for strategy in ("dense", "cells"):
+            row = time_energy(system, system.energy_fn(neighbors=strategy), args.batch,
+                              args.repeats)
+            seconds[strategy] = row["seconds_per_config"]
+            print(json.dumps({"bench": "energy_dense_vs_cells", "potential": potential,
+                              "machine": machine, **row}), flush=True)
+        print(f"{potential} N = {n}: {1e3 * seconds['cells']:.1f} ms/config cell list vs "
+              f"{1e3 * seconds['dense']:.1f} all pairs "
+              f"({seconds['dense'] / seconds['cells']:.1f}x)", file=sys.stderr)
 
 
 def main(argv=None):

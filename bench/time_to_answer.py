@@ -6,8 +6,8 @@ cost(measured) * (stderr / target)^2. This is an extrapolation from one measured
 labelled as such; it ignores fixed costs (compilation, warm-up) that do not scale with samples,
 so it slightly overestimates when the target is looser than the measurement and vice versa.
 
-For the flow, the cost is training time (fixed, as measured) plus LFEP sampling scaled the same
-way. An LFEP row whose run had fewer than 100 effective samples is reported as unreliable: its
+For the flow, the cost is training (fixed, as measured: wall time, and steps x batch energy
+evaluations) plus LFEP sampling scaled the same way. An LFEP row whose run had fewer than 100 effective samples is reported as unreliable: its
 bootstrap error cannot be trusted, so neither can any extrapolation from it.
 
     python bench/time_to_answer.py --baseline bench/results/baseline.jsonl \\
@@ -50,6 +50,10 @@ def mbar_rows(row: dict) -> list[dict]:
 
 
 def flow_rows(row: dict) -> list[dict]:
+    from freeflow.config import presets
+
+    # Every training step evaluates the (softened) energy once per configuration of the batch.
+    training_evaluations = row["steps"] * presets(row.get("preset", "cpu"))[1].batch_size
     effective = row["ess"] * row["lfep_samples"]
     out = []
     for target in TARGETS:
@@ -59,7 +63,8 @@ def flow_rows(row: dict) -> list[dict]:
                     "effective_samples": effective,
                     "train_s": row["train_s"],
                     "wall_s": row["train_s"] + row["lfep_s"] * scale,
-                    "energy_evaluations": row["lfep_samples"] * scale,
+                    "training_energy_evaluations": training_evaluations,
+                    "energy_evaluations": training_evaluations + row["lfep_samples"] * scale,
                     "extrapolated": True, "reliable": effective >= 100})
     return out
 
