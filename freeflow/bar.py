@@ -38,13 +38,28 @@ def bar(forward_work, reverse_work) -> tuple[float, float]:
       forward_work: ``[n]`` reduced works ``u_1(x) - u_0(x)`` of samples ``x`` of state 0.
       reverse_work: ``[m]`` reduced works ``u_0(y) - u_1(y)`` of samples ``y`` of state 1.
         Both must be independent (decorrelated) samples.
+
+    A work of ``+inf`` is allowed: a sample of one state where the other state's density is
+    zero (a target sample outside the flow's support, say). It adds nothing to BAR's sums but
+    still counts as a sample, which keeps the estimate exact when one state's support only
+    partly covers the other's. NaN or ``-inf`` works raise.
     """
     w_f = np.asarray(forward_work, dtype=np.float64).reshape(-1)
     w_r = np.asarray(reverse_work, dtype=np.float64).reshape(-1)
     if len(w_f) == 0 or len(w_r) == 0:
         raise ValueError("BAR needs at least one forward and one reverse work")
-    if not (np.all(np.isfinite(w_f)) and np.all(np.isfinite(w_r))):
-        raise FloatingPointError("BAR works must be finite")
+    bad = int(np.sum(np.isnan(w_f) | (w_f == -np.inf)) + np.sum(np.isnan(w_r) | (w_r == -np.inf)))
+    if bad:
+        raise FloatingPointError(f"{bad} BAR works are NaN or -inf: an energy or a model "
+                                 "log-density failed on some samples")
+    finite = np.concatenate([w_f[np.isfinite(w_f)], w_r[np.isfinite(w_r)]])
+    if finite.size == 0:
+        raise FloatingPointError("every BAR work is infinite: the two states do not overlap")
+    # pymbar needs finite numbers. 500 above every finite work, a sample's Fermi weight is
+    # e^-500 times that of any finite one: the +inf limit to far below float64 round-off.
+    surrogate = float(np.max(np.abs(finite))) + 500.0
+    w_f = np.where(w_f == np.inf, surrogate, w_f)
+    w_r = np.where(w_r == np.inf, surrogate, w_r)
     with pymbar_guard() as pymbar:
         out = pymbar.other_estimators.bar(w_f, w_r, compute_uncertainty=True)
     return float(out["Delta_f"]), float(out["dDelta_f"])

@@ -88,3 +88,28 @@ def test_lbar_from_model_plumbing():
     assert res.details["multiplicity"] == 4
     assert math.isclose(res.details["ln_z"], res.details["ln_z_model"] + math.log(4))
     assert res.energy_evaluations == 6000
+
+
+def test_bar_with_samples_outside_the_other_support():
+    # State 0: uniform on [0, 1]; state 1: uniform on [0, 2]; Z_1 / Z_0 = 2. Samples of state
+    # 1 above 1 have zero density under state 0: reverse work +inf. BAR stays exact.
+    rng = np.random.default_rng(3)
+    n = m = 20000
+    forward = np.zeros(n)                                  # u_1 - u_0 on [0, 1]
+    y = rng.uniform(0.0, 2.0, m)
+    reverse = np.where(y < 1.0, 0.0, np.inf)               # u_0 - u_1
+    delta_f, err = bar(forward, reverse)
+    # ln(fraction of state-1 samples inside [0, 1]) has binomial error sqrt(1/m) here.
+    assert err < 0.03
+    assert abs(delta_f + math.log(2.0)) < 3 * err
+
+
+def test_bar_refuses_nan_works():
+    forward, reverse, _ = gaussian_case(2, n=50, m=50)
+    reverse[3] = np.nan
+    try:
+        bar(forward, reverse)
+    except FloatingPointError as error:
+        assert "NaN" in str(error)
+    else:
+        raise AssertionError("a NaN work must raise")
