@@ -30,6 +30,8 @@ from freeflow.mbar import FreeEnergyResult, pymbar_guard
 
 __all__ = ["bar", "lbar", "lbar_from_model"]
 
+_WORK_CLIP = 600.0  # reduced units, after centring (see ``bar``)
+
 
 def bar(forward_work, reverse_work) -> tuple[float, float]:
     """Bennett's estimate of ``Delta f = f_1 - f_0`` (dimensionless) and its standard error.
@@ -52,17 +54,19 @@ def bar(forward_work, reverse_work) -> tuple[float, float]:
     if bad:
         raise FloatingPointError(f"{bad} BAR works are NaN or -inf: an energy or a model "
                                  "log-density failed on some samples")
-    finite = np.concatenate([w_f[np.isfinite(w_f)], w_r[np.isfinite(w_r)]])
+    finite = np.concatenate([w_f[np.isfinite(w_f)], -w_r[np.isfinite(w_r)]])
     if finite.size == 0:
         raise FloatingPointError("every BAR work is infinite: the two states do not overlap")
-    # pymbar needs finite numbers. 500 above every finite work, a sample's Fermi weight is
-    # e^-500 times that of any finite one: the +inf limit to far below float64 round-off.
-    surrogate = float(np.max(np.abs(finite))) + 500.0
-    w_f = np.where(w_f == np.inf, surrogate, w_f)
-    w_r = np.where(w_r == np.inf, surrogate, w_r)
+    # BAR is unchanged by w_f -> w_f - c, w_r -> w_r + c, Delta f -> Delta f - c. Centring
+    # the works on a rough Delta f and clipping them to +-600 keeps pymbar's exponentials
+    # finite (its uncertainty turns NaN beyond ~700) and maps +inf to a Fermi weight of
+    # e^-600 relative to works near Delta f: far below float64 round-off.
+    shift = float(np.median(finite))
+    w_f = np.clip(w_f - shift, -_WORK_CLIP, _WORK_CLIP)
+    w_r = np.clip(w_r + shift, -_WORK_CLIP, _WORK_CLIP)
     with pymbar_guard() as pymbar:
         out = pymbar.other_estimators.bar(w_f, w_r, compute_uncertainty=True)
-    return float(out["Delta_f"]), float(out["dDelta_f"])
+    return float(out["Delta_f"]) + shift, float(out["dDelta_f"])
 
 
 def lbar(model_work, target_reverse_work, num_particles: int, reference_length: float = 1.0,

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from freeflow.bar import bar, lbar, lbar_from_model
 from freeflow.potentials import EinsteinCrystal
@@ -113,3 +114,14 @@ def test_bar_refuses_nan_works():
         assert "NaN" in str(error)
     else:
         raise AssertionError("a NaN work must raise")
+
+
+def test_bar_is_shift_covariant_and_survives_huge_works():
+    forward, reverse, ln_z = gaussian_case(4)
+    reverse[:5] = 900.0  # target samples the model almost never produces
+    delta_f, err = bar(forward, reverse)
+    shifted, err_shifted = bar(forward + 1000.0, reverse - 1000.0)
+    assert np.isfinite(err) and err > 0
+    assert shifted - 1000.0 == pytest.approx(delta_f, abs=1e-9)
+    assert err_shifted == pytest.approx(err, rel=1e-9)
+    assert abs(delta_f + ln_z) < 3 * err
