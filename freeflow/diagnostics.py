@@ -237,6 +237,15 @@ def _percentile_range(arrays, lo: float = 0.5, hi: float = 99.5):
     return float(a), float(b)
 
 
+def _fit_ylim(ax, arrays) -> None:
+    """Vertical range spanning every value in ``arrays`` with a 15% margin (no-op if empty)."""
+    pooled = np.concatenate(arrays)
+    if len(pooled):
+        lo, hi = np.min(pooled), np.max(pooled)
+        pad = 0.15 * (hi - lo) or 0.01 * max(abs(hi), 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
+
+
 def _smooth(y, window: int) -> np.ndarray:
     """Centred moving average ignoring non-finite entries; the window shrinks at the ends."""
     y = np.asarray(y, dtype=np.float64)
@@ -451,11 +460,7 @@ def plot_training_curves(metrics: Sequence[dict], path, num_particles: int, *,
         if np.isfinite(err) and err > 0:
             ax.axhspan(value - err, value + err, color="k", alpha=0.15, lw=0)
         shown.append(np.asarray([value]))
-    pooled = np.concatenate(shown)
-    if len(pooled):
-        lo, hi = np.min(pooled), np.max(pooled)
-        pad = 0.15 * (hi - lo) or 0.01 * max(abs(hi), 1.0)
-        ax.set_ylim(lo - pad, hi + pad)
+    _fit_ylim(ax, shown)
     ax.set_ylabel(r"$\beta F / N$")
     ax.set_xlabel("training step")
     ax.legend(frameon=False, fontsize="small")
@@ -495,11 +500,7 @@ def plot_running_estimate(work, num_particles: int, path, *, beta_f_offset: floa
         if np.isfinite(stderr) and stderr > 0:
             ax.axhspan(value - stderr, value + stderr, color=colour, alpha=0.15, lw=0)
         shown.append(np.asarray([value]))
-    pooled = np.concatenate(shown)
-    if len(pooled):
-        lo, hi = np.min(pooled), np.max(pooled)
-        pad = 0.15 * (hi - lo) or 0.01 * max(abs(hi), 1.0)
-        ax.set_ylim(lo - pad, hi + pad)
+    _fit_ylim(ax, shown)
     ax.set_xscale("log")
     ax.set_xlim(1, max(len(n), 2))
     ax.set_xlabel("number of model samples n")
