@@ -4,7 +4,8 @@
     python bench/baseline.py --out bench/results/baseline.jsonl   # full run (long)
 
 Each system's run is resumable: its states are kept under ``--workdir`` (one sub-directory per
-system and setting), so re-running the same command skips finished states. After the systems,
+system and setting), so re-running the same command skips finished states, and re-running it
+with a larger ``--samples-per-state`` continues the saved chains instead of starting again. After the systems,
 if both mw_cubic_64 and mw_hex_64 were run, prints beta (F_Ih - F_Ic) / N with the two
 standard errors added in quadrature (the runs are independent).
 """
@@ -58,7 +59,8 @@ def main(argv=None) -> int:
     results = {}
     for name in args.systems:
         system = load_system(name)
-        workdir = Path(args.workdir) / f"{name}-K{states}-M{samples}-C{chains}-s{args.seed}"
+        # Not keyed by the sample count: a larger --samples-per-state extends the saved chains.
+        workdir = Path(args.workdir) / f"{name}-K{states}-C{chains}-s{args.seed}"
         start = time.perf_counter()
         res = mbar_free_energy(system, num_states=states, samples_per_state=samples,
                                num_chains=chains, num_warmup=warmup, workdir=workdir,

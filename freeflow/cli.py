@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Einstein springs' standard deviation (length unit); default: "
                         "measured in a pilot run")
     p.add_argument("--workdir", default=None, metavar="DIR",
-                   help="keep finished states here and skip them when re-run")
+                   help="keep finished states here and skip them when re-run; a larger "
+                        "--samples-per-state then continues the saved chains")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_baseline)

@@ -91,7 +91,7 @@ from freeflow.conventions import (beta_f_per_particle, log_z_from_fixed_particle
                                   translation_multiplicity)
 from freeflow.estimators import FreeEnergy
 from freeflow.potentials import EinsteinCrystal
-from freeflow.sampling import sample, sample_system
+from freeflow.sampling import integrated_autocorrelation_time, sample, sample_system
 
 __all__ = ["FreeEnergyResult", "mbar_free_energy", "path_free_energy",
            "einstein_ln_z_fixed", "com_fixed_einstein_beta_f", "beta_f_from_ln_z_fixed",
@@ -261,7 +261,9 @@ def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positi
       target_shift: ``c`` subtracted from the target (its lattice energy, say).
       fixed: boolean ``[P]`` of fixed particles.
       samples_per_state: saved samples per state over all chains (before decorrelation).
-      workdir: if given, each finished state's energies are saved there and reused on re-run.
+      workdir: if given, each finished state's energies are saved there and reused on re-run;
+        a larger ``samples_per_state`` than saved continues the saved chains (same
+        ``num_chains`` and ``thin``), a smaller one uses the first samples of each chain.
 
     Returns:
       dict with ``delta_f`` (= ``-ln(Z_tgt / Z_ref)``; the target's shift ``c`` is part of
@@ -290,21 +292,35 @@ def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positi
     with bar:
         for k, lam in enumerate(lambdas):
             file = workdir / f"state_{k:03d}.npz" if workdir is not None else None
+            saved_c = None
             if file is not None and file.is_file():
                 with np.load(file) as saved:
                     if not np.isclose(float(saved["lam"]), lam):
                         raise ValueError(f"{file} holds lambda = {float(saved['lam'])}, "
                                          f"expected {lam}; use a fresh work directory")
-                    c = saved["components"]
+                    saved_c = saved["components"]
                     x = saved["final_positions"]
                     info = json.loads(str(saved["info"]))
+                if saved_c.shape[0] != num_chains:
+                    raise ValueError(f"{file} holds {saved_c.shape[0]} chains, not {num_chains}; "
+                                     f"use the same number of chains or a fresh work directory")
+            if saved_c is not None and saved_c.shape[1] >= per_chain:
+                c = saved_c[:, :per_chain]
             else:
-                # Later states start from the previous state's chains and step size, so
-                # they need only a short re-equilibration and step-size re-tuning.
-                warm = num_warmup if step is None else max(50, num_warmup // 4)
-                res = sample(energy, x, jax.random.fold_in(key, k), beta=beta,
-                             num_chains=num_chains, num_samples=per_chain, step_size=step,
-                             num_warmup=warm, thin=thin, box=box, fixed=fixed,
+                if saved_c is None:
+                    # Later states start from the previous state's chains and step size, so
+                    # they need only a short re-equilibration and step-size re-tuning.
+                    warm = num_warmup if step is None else max(50, num_warmup // 4)
+                    done, state_key = 0, jax.random.fold_in(key, k)
+                else:
+                    # A larger samples_per_state extends the saved chains: they continue from
+                    # their last positions with their frozen step, so no warm-up is needed.
+                    warm, step = 0, float(info["step_size"])
+                    done = saved_c.shape[1]
+                    state_key = jax.random.fold_in(jax.random.fold_in(key, k), done)
+                res = sample(energy, x, state_key, beta=beta,
+                             num_chains=num_chains, num_samples=per_chain - done,
+                             step_size=step, num_warmup=warm, thin=thin, box=box, fixed=fixed,
                              energy_args=(lam, reference_scale, target_shift),
                              observables=components, keep_positions=False,
                              num_integration_steps=num_integration_steps, progress=progress,
@@ -312,11 +328,21 @@ def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positi
                 c = res.by_chain(res.observables).astype(np.float64)  # [C, S, 2]
                 x = res.final_positions
                 # Each interpolated-energy evaluation evaluates the target and the reference.
-                info = {"lambda": float(lam), "acceptance": res.acceptance, "tau": res.tau,
-                        "step_size": res.step_size,
-                        "energy_evaluations": 2 * (res.energy_evaluations
-                                                   + res.observable_evaluations),
-                        "wall_time": res.wall_time}
+                new = {"lambda": float(lam), "acceptance": res.acceptance, "tau": res.tau,
+                       "step_size": res.step_size,
+                       "energy_evaluations": 2 * (res.energy_evaluations
+                                                  + res.observable_evaluations),
+                       "wall_time": res.wall_time}
+                if saved_c is not None:
+                    w = done / per_chain
+                    new["acceptance"] = w * info["acceptance"] + (1 - w) * res.acceptance
+                    c = np.concatenate([saved_c, c], axis=1)
+                    # The interpolated energy of the whole (continued) chains.
+                    new["tau"] = integrated_autocorrelation_time((1.0 - lam) * c[..., 0]
+                                                                 + lam * c[..., 1])
+                    new["energy_evaluations"] += int(info["energy_evaluations"])
+                    new["wall_time"] += float(info["wall_time"])
+                info = new
                 if file is not None:
                     tmp = file.with_suffix(".tmp.npz")
                     np.savez(tmp, lam=lam, components=c, final_positions=x,
@@ -364,8 +390,9 @@ def mbar_free_energy(system, key=None, *, num_states: int = 16,
       width: the Einstein springs' standard deviation per coordinate (length unit); default:
         measured in a short pilot run of the target.
       workdir: directory for resumable runs (``config.json`` and one ``state_###.npz`` per
-        finished state). Re-running with the same settings skips finished states; different
-        settings raise ``ValueError``.
+        finished state). Re-running with the same settings skips finished states; a larger
+        ``samples_per_state`` extends them (the chains continue where they stopped); other
+        changed settings raise ``ValueError``.
 
     Returns:
       ``FreeEnergyResult`` with ``method="mbar"``; ``details`` holds ``ln_z_fixed``, the
@@ -385,10 +412,18 @@ def mbar_free_energy(system, key=None, *, num_states: int = 16,
     config_file = workdir / "config.json" if workdir is not None else None
     if config_file is not None and config_file.is_file():
         saved = json.loads(config_file.read_text())
-        if saved["settings"] != json.loads(json.dumps(settings)):
+        # samples_per_state may change: saved states are extended (or cut) to the new length.
+        same = {k: v for k, v in json.loads(json.dumps(settings)).items()
+                if k != "samples_per_state"}
+        if {k: v for k, v in saved["settings"].items() if k != "samples_per_state"} != same:
             raise ValueError(f"{workdir} holds a run with different settings; use a fresh "
                              f"--workdir (saved: {saved['settings']})")
         width, pilot_evaluations = saved["width"], saved["pilot_evaluations"]
+        if saved["settings"].get("samples_per_state") != samples_per_state:
+            saved["settings"]["samples_per_state"] = samples_per_state
+            tmp = config_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(saved, indent=1))
+            tmp.replace(config_file)
     else:
         if width is None:
             width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),

@@ -107,6 +107,50 @@ def test_mbar_free_energy_resumes(systems, tmp_path):
     again = mbar_free_energy(system, **kwargs)
     assert again.value == first.value and again.energy_evaluations == first.energy_evaluations
     assert again.wall_time < first.wall_time
-    with pytest.raises(ValueError):
-        mbar_free_energy(system, **dict(kwargs, samples_per_state=128))
+    with pytest.raises(ValueError, match="different settings"):
+        mbar_free_energy(system, **dict(kwargs, num_chains=8))
+    with pytest.raises(ValueError, match="different settings"):
+        mbar_free_energy(system, **dict(kwargs, seed=1))
     assert jnp.zeros(1).dtype == jnp.float32
+
+
+def test_mbar_extends_saved_states(systems, tmp_path):
+    # Raising samples_per_state continues the saved chains instead of starting again: the
+    # saved samples stay as they were, each chain grows, and the estimate stays right.
+    from freeflow.potentials import EinsteinCrystal
+
+    system = systems("lj_32")
+    beta, n = system.beta, system.num_particles
+    k1, k2 = 100.0, 300.0
+    fixed = np.zeros(n, bool)
+    fixed[0] = True
+    target = EinsteinCrystal(k2).energy_fn(system.box, system.lattice)
+    exact = (einstein_ln_z_fixed(beta, k1, system.box, n - 1)
+             - einstein_ln_z_fixed(beta, k2, system.box, n - 1))
+
+    def run(samples):
+        return path_free_energy(unit_einstein_energy_fn(system), target, system.lattice,
+                                jax.random.key(3), beta=beta, box=system.box,
+                                lambdas=lambda_schedule(4, 1.0), reference_scale=k1,
+                                fixed=fixed, num_chains=32, samples_per_state=samples,
+                                num_warmup=100, thin=2, workdir=tmp_path, progress=False)
+
+    short = run(256)
+    before = [np.load(tmp_path / f"state_{k:03d}.npz")["components"] for k in range(4)]
+    long = run(1024)
+    for k in range(4):
+        after = np.load(tmp_path / f"state_{k:03d}.npz")["components"]
+        assert before[k].shape == (32, 8, 2) and after.shape == (32, 32, 2)
+        np.testing.assert_array_equal(after[:, :8], before[k])
+        assert not np.allclose(after[:, 8:16], after[:, :8])  # new samples, not a copy
+    # Each state: 24 more samples per chain, thin 2, 8 leapfrog steps, no warm-up; target and
+    # reference both count (factor 2), plus one observable evaluation per sample.
+    extra = 4 * 2 * (32 * (1 + 24 * 2 * 8) + 32 * 24)
+    assert long["energy_evaluations"] - short["energy_evaluations"] == extra
+    assert long["num_samples"] > 2 * short["num_samples"]
+    assert abs(long["delta_f"] - exact) < 3 * long["stderr"], (long["delta_f"], exact)
+    assert long["stderr"] < short["stderr"]
+    # Asking for fewer samples than saved uses the first ones and samples nothing.
+    again = run(256)
+    assert again["delta_f"] == short["delta_f"]
+    assert again["energy_evaluations"] == long["energy_evaluations"]
