@@ -6,8 +6,11 @@ Three parts, each printing JSON lines on stdout and a readable summary on stderr
 * scaling: Lennard-Jones FCC from N = 500 to 4000 and mW diamond ice from N = 216 to 4096
   (batch 8), with the exponent b of a least-squares fit time-per-configuration ~ N^b;
 * side by side, in one run: the cell list with and without its cutoff compaction at the
-  largest sizes (what the compaction bought), and the cell list against the all-pairs sum
-  where ``auto`` switches between them.
+  largest sizes (what the compaction bought); the site list against the plan ``auto`` used
+  before it (all pairs or the cell list), and in blocks against whole-configuration arrays.
+
+Energies are called on whole batches, as the estimators call them, so the exact energy's
+stray guard (a branch taken only for flagged configurations, none here) costs nothing.
 
     python bench/energy.py                  # all three
     python bench/energy.py --part scaling   # one part
@@ -46,7 +49,18 @@ def scaling_system(potential: str, n: int):
 
 def time_energy(system, energy, batch: int, repeats: int, noise: float = 0.05) -> dict:
     """Median wall time of one jitted energy + forces call on ``batch`` perturbed crystals."""
-    energy_and_forces = jax.jit(jax.vmap(jax.value_and_grad(lambda x: energy(x))))
+    # The energy is called on the whole batch (as the estimators do), not under vmap, so that
+    # the exact energy's stray guard stays a branch taken only for flagged configurations.
+    def total(x):
+        u = energy(x)
+        return jnp.sum(u), u
+
+    grad_fn = jax.jit(jax.value_and_grad(total, has_aux=True))
+
+    def energy_and_forces(x):
+        (_, u), g = grad_fn(x)
+        return u, -g
+
     rng = np.random.default_rng(0)
     x = system.lattice + noise * system.nearest_neighbour_distance * rng.standard_normal(
         (batch,) + system.lattice.shape)
@@ -129,19 +143,31 @@ def compaction(args, machine):
         print(f"{potential} N = {n}: {1e3 * seconds['compact']:.1f} ms/config compacted vs "
               f"{1e3 * seconds['all_cell_candidates']:.1f} uncompacted ({ratio:.1f}x)",
               file=sys.stderr)
-    # Where auto switches to the cell list: the all-pairs sum side by side with it.
-    for potential, n in (("lennard_jones", 2048), ("monatomic_water", 512)):
+    # The site list against what auto picked before it existed (the all-pairs sum below the
+    # cell-list sizes, the cell list above), and blocked against whole-configuration arrays.
+    for potential, n, before in (("lennard_jones", 500, "dense"), ("lennard_jones", 4000, "cells"),
+                                 ("monatomic_water", 216, "cells"),
+                                 ("monatomic_water", 4096, "cells")):
         system = scaling_system(potential, n)
+        sites = system.energy_fn(neighbors="sites", strays="nan")
+        variants = [(before, system.energy_fn(neighbors=before)), ("sites", sites)]
+        if n > sites.neighbors.block:
+            whole = dataclasses.replace(sites.neighbors, block=n)
+            variants.append(("sites_unblocked", system.potential.energy_fn(
+                system.box, system.lattice, neighbors=whole,
+                max_displacement=0.5 * system.nearest_neighbour_distance)))
         seconds = {}
-        for strategy in ("dense", "cells"):
-            row = time_energy(system, system.energy_fn(neighbors=strategy), args.batch,
-                              args.repeats)
-            seconds[strategy] = row["seconds_per_config"]
-            print(json.dumps({"bench": "energy_dense_vs_cells", "potential": potential,
-                              "machine": machine, **row}), flush=True)
-        print(f"{potential} N = {n}: {1e3 * seconds['cells']:.1f} ms/config cell list vs "
-              f"{1e3 * seconds['dense']:.1f} all pairs "
-              f"({seconds['dense'] / seconds['cells']:.1f}x)", file=sys.stderr)
+        for label, energy in variants:
+            row = time_energy(system, energy, args.batch, args.repeats)
+            seconds[label] = row["seconds_per_config"]
+            print(json.dumps({"bench": "energy_site_list", "potential": potential,
+                              "variant": label, "machine": machine, **row}), flush=True)
+        line = (f"{potential} N = {n}: site list {1e3 * seconds['sites']:.1f} ms/config vs "
+                f"{before} {1e3 * seconds[before]:.1f} ({seconds[before] / seconds['sites']:.1f}x)")
+        if "sites_unblocked" in seconds:
+            line += (f"; unblocked {1e3 * seconds['sites_unblocked']:.1f} "
+                     f"({seconds['sites_unblocked'] / seconds['sites']:.1f}x)")
+        print(line, file=sys.stderr)
 
 
 def main(argv=None):

@@ -38,12 +38,15 @@ def _latest(rows, system, **match):
 
 
 def mbar_rows(row: dict) -> list[dict]:
+    # A run extended over several sessions reports the sampling time of all of its states;
+    # its wall_time is only the last session's.
+    wall = row.get("sampling_wall_time", row["wall_time"])
     out = []
     for target in TARGETS:
         scale = (row["stderr"] / target) ** 2
         out.append({"bench": "time_to_answer", "system": row["system"], "method": "mbar",
                     "target_stderr": target, "measured_stderr": row["stderr"],
-                    "wall_s": row["wall_time"] * scale,
+                    "wall_s": wall * scale,
                     "energy_evaluations": row["energy_evaluations"] * scale,
                     "extrapolated": abs(scale - 1.0) > 0.05, "reliable": True})
     return out

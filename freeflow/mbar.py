@@ -441,7 +441,7 @@ def mbar_free_energy(system, key=None, *, num_states: int = 16,
     fixed = np.zeros(n, bool)
     fixed[0] = True
     shift = system.lattice_energy()
-    out = path_free_energy(unit_einstein_energy_fn(system), system.energy_fn(),
+    out = path_free_energy(unit_einstein_energy_fn(system), system.energy_fn(strays="nan"),
                            system.lattice, key, beta=system.beta, box=system.box,
                            lambdas=lambdas, reference_scale=k_spring, target_shift=shift,
                            fixed=fixed, num_chains=num_chains,
@@ -461,6 +461,9 @@ def mbar_free_energy(system, key=None, *, num_states: int = 16,
                "lattice_energy": shift, "lambdas": lambdas.tolist(),
                "min_neighbour_overlap": out["min_neighbour_overlap"],
                "samples_per_state": samples_per_state, "num_chains": num_chains,
+               # Sampling time of all states, over every session that added to them (the
+               # result's wall_time is this call's only, short when states were read back).
+               "sampling_wall_time": float(sum(st["wall_time"] for st in out["states"])),
                "states": out["states"]}
     return FreeEnergyResult(value=value, stderr=out["stderr"] / n, method="mbar",
                             num_states=num_states, num_samples=out["num_samples"],

@@ -8,6 +8,11 @@ on them are exact also in boxes with an edge shorter than twice the cutoff.
 
 * ``dense``: all N particles times every image shift that can reach inside the cutoff
   (``C = N * S``). Cost O(N^2); exact for any configuration.
+* ``sites``: partners fixed once from the lattice (every site within ``cutoff + 2
+  max_displacement`` of a particle's own site, each periodic image separately); a
+  configuration only supplies the displacements from the sites. Cost O(N), evaluated in blocks
+  of particles so the working set stays in cache. Valid while every particle stays within
+  ``max_displacement`` of its site (after removing the crystal's overall translation).
 * ``cells``: a cell list with cells at least one cutoff wide and at least three cells per axis,
   compacted (without gradients) to the partners inside the cutoff (``C = compact``). Cost O(N).
   The sizes are fixed at build time (JAX needs static shapes) from the lattice, assuming every
@@ -17,15 +22,19 @@ on them are exact also in boxes with an edge shorter than twice the cutoff.
   bound is flagged (``overflow``); the energy functions then return NaN rather than a silently
   wrong number, and the ASE calculator and the estimators turn that into an error.
 
-``plan_neighbors`` picks ``cells`` only where its cost model says it is cheaper than ``dense``;
-see its docstring for the sizes at which that happens for the named systems.
+Every plan offers ``total(positions, rows_energy)``: the sum of a per-particle energy over all
+particles, with the overflow flag. Potentials are written as such sums (pair terms halved,
+three-body terms per central particle), which lets the site list evaluate them block by block.
+
+``plan_neighbors`` picks the cheapest plan by a cost model; see its docstring for the sizes at
+which each is used for the named systems.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Literal
+from typing import Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -33,11 +42,24 @@ import numpy as np
 
 from freeflow.space import image_shifts, minimum_image, wrap
 
-Strategy = Literal["auto", "dense", "cells"]
+Strategy = Literal["auto", "dense", "cells", "sites"]
+
+#: ``rows_energy(displacements [B, C, 3], mask [B, C]) -> scalar``: the energy carried by B
+#: particles given their candidate partners (zero for rows whose mask is all False).
+RowsEnergy = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+class _WholeRows:
+    """``total`` for plans that build every particle's partners at once."""
+
+    def total(self, positions, rows_energy: RowsEnergy):
+        """``(sum over particles of rows_energy, overflow)`` for one configuration ``[N, 3]``."""
+        d, mask, overflow = self(positions)
+        return rows_energy(d, mask), overflow
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DenseNeighbors:
+class DenseNeighbors(_WholeRows):
     """All particles and all image shifts within reach of the cutoff (O(N^2), always exact)."""
 
     box: np.ndarray
@@ -62,7 +84,7 @@ class DenseNeighbors:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class CellNeighbors:
+class CellNeighbors(_WholeRows):
     """Cell list compacted to the partners inside the cutoff (O(N)).
 
     A first pass without gradients gathers the particles of the 27 cells around each particle's
@@ -148,6 +170,119 @@ class CellNeighbors:
         return 27 * self.capacity + self.compact
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class SiteNeighbors:
+    """Partners fixed by the lattice: each site's sites within ``cutoff + 2 max_displacement``.
+
+    A crystal's particles keep their sites, so the pairs that can come inside the cutoff are
+    known before any configuration is seen. A configuration is reduced to each particle's
+    displacement ``u_i`` from its own site (relative to the crystal's overall translation), and
+    a pair's vector is the fixed site-to-site vector plus ``u_j - u_i``: one gather per pair, no
+    binning, no sorting, no minimum image; in small boxes each periodic image of a partner is a
+    separate entry with its own site vector. Exact while every ``|u_i| <= max_displacement``; a
+    configuration outside that (a particle that left its site: a defect, a melted or badly
+    sampled crystal) is flagged as ``overflow``. ``plan_neighbors`` therefore offers this list
+    only for the exact energy, never for training, and ``System.energy_fn`` re-evaluates
+    flagged configurations with a plan that has no such bound.
+    """
+
+    box: np.ndarray
+    sites: np.ndarray  # [N, 3] wrapped into the box
+    partners: np.ndarray  # [N, K] partner index per slot; N pads
+    site_vectors: np.ndarray  # [N, K, 3] site j (the right image) minus site i; 0 for padding
+    max_displacement: float
+    block: int = 64  # particles per block of ``total`` (times any vmapped batch) stay in cache
+
+    strategy = "sites"
+
+    def displacements(self, positions):
+        """Each particle's displacement from its site, ``[N, 3]``, and the stray flag.
+
+        The crystal's overall translation ``t`` (particle 0's displacement refined by the mean
+        of all, so one particle's vibration does not set it) is removed. ``t`` only selects
+        periodic images, and it cancels in every pair vector, so no gradient flows through it.
+        """
+        box = jnp.asarray(self.box, positions.dtype)
+        sites = jnp.asarray(self.sites, positions.dtype)
+        u = jax.lax.stop_gradient(minimum_image(positions - sites, box))
+        t = u[0] + jnp.mean(minimum_image(u - u[0], box), axis=0)
+        u = minimum_image(positions - sites - t, box)
+        stray = jnp.max(jnp.sum(jax.lax.stop_gradient(u) ** 2, axis=-1))
+        return u, stray > self.max_displacement**2
+
+    def _rows(self, padded, partners, site_vectors, rows):
+        d = jnp.stack([site_vectors[..., axis] + padded[:, axis][partners]
+                       - padded[:, axis][rows][:, None] for axis in range(3)], axis=-1)
+        return d, partners != padded.shape[0] - 1
+
+    def __call__(self, positions):
+        """Returns ``(displacements [N, K, 3], mask [N, K], overflow)``."""
+        n = positions.shape[0]
+        u, overflow = self.displacements(positions)
+        padded = jnp.concatenate([u, jnp.zeros((1, 3), u.dtype)])
+        d, mask = self._rows(padded, jnp.asarray(self.partners),
+                             jnp.asarray(self.site_vectors, u.dtype), jnp.arange(n))
+        return d, mask, overflow
+
+    def total(self, positions, rows_energy: RowsEnergy):
+        """``(sum over particles of rows_energy, overflow)``, ``block`` particles at a time.
+
+        Whole-configuration arrays of a few thousand particles times a few hundred partners
+        fall out of the CPU caches; blocks keep the cost per particle flat in N.
+        """
+        n = positions.shape[0]
+        if n <= self.block:
+            d, mask, overflow = self(positions)
+            return rows_energy(d, mask), overflow
+        u, overflow = self.displacements(positions)
+        padded = jnp.concatenate([u, jnp.zeros((1, 3), u.dtype)])
+        partners, site_vectors, rows = self._blocks()
+
+        def one(block):
+            d, mask = self._rows(padded, *block)
+            return rows_energy(d, mask)
+
+        blocks = (jnp.asarray(partners), jnp.asarray(site_vectors, u.dtype), jnp.asarray(rows))
+        return jnp.sum(jax.lax.map(one, blocks)), overflow
+
+    def _blocks(self):
+        """Partner table, site vectors and row indices padded to whole blocks, ``[nb, B, ...]``."""
+        n, k = self.partners.shape
+        nb = -(-n // self.block)
+        partners = np.full((nb * self.block, k), n, dtype=np.int32)
+        partners[:n] = self.partners
+        vectors = np.zeros((nb * self.block, k, 3))
+        vectors[:n] = self.site_vectors
+        rows = np.minimum(np.arange(nb * self.block), n).astype(np.int32)
+        return (partners.reshape(nb, self.block, k), vectors.reshape(nb, self.block, k, 3),
+                rows.reshape(nb, self.block))
+
+    def num_candidates(self, num_particles: int) -> int:
+        return self.partners.shape[1]
+
+
+def site_neighbors(sites, box, cutoff: float, max_displacement: float) -> SiteNeighbors:
+    """The lattice's partner table for ``SiteNeighbors`` (built with ASE's neighbour list)."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    sites = np.mod(np.asarray(sites, dtype=np.float64), box)
+    atoms = Atoms(positions=sites, cell=np.diag(box), pbc=True)
+    first, second, vectors = neighbor_list("ijD", atoms, cutoff + 2.0 * max_displacement)
+    n = len(sites)
+    counts = np.bincount(first, minlength=n)
+    k = int(counts.max()) if len(first) else 1
+    order = np.argsort(first, kind="stable")
+    first, second, vectors = first[order], second[order], vectors[order]
+    slot = np.arange(len(first)) - (np.cumsum(counts) - counts)[first]
+    partners = np.full((n, k), n, dtype=np.int32)
+    site_vectors = np.zeros((n, k, 3))
+    partners[first, slot] = second
+    site_vectors[first, slot] = vectors
+    return SiteNeighbors(box=np.asarray(box, dtype=np.float64), sites=sites, partners=partners,
+                         site_vectors=site_vectors, max_displacement=float(max_displacement))
+
+
 def _cell_capacity(sites: np.ndarray, box: np.ndarray, cells_per_axis, max_displacement: float,
                    margin: int = 2) -> int:
     """Most sites whose ``max_displacement``-ball can reach any one cell, plus ``margin``."""
@@ -191,54 +326,67 @@ def _adjacent_cells(cells_per_axis) -> np.ndarray:
 
 
 def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
-                   strategy: Strategy = "auto", pair_cost: float = 1.5):
+                   strategy: Strategy = "auto", pair_cost: float = 1.5,
+                   allow_sites: bool = True):
     """Choose how an energy function finds the pairs inside ``cutoff``.
 
     Args:
-      sites: ``[N, 3]`` lattice sites the particles vibrate about (sizes the cell capacity).
+      sites: ``[N, 3]`` lattice sites the particles vibrate about (sizes the cell capacity and
+        builds the site list).
       box: ``[3]`` edge lengths of the orthorhombic box.
       cutoff: interaction range, in the same length unit.
       max_displacement: how far a particle may stray from its site before a cell could
-        overflow; freeflow uses half the nearest-neighbour distance (the radius of the base
-        distribution's spheres).
-      strategy: ``"dense"``, ``"cells"``, ``"auto"``, or a plan built earlier (returned as
-        is). ``auto`` uses the cell list when the box holds at least three cells of width
-        >= cutoff per axis *and* its estimated cost is lower: ``27 x capacity`` cheap entries
-        plus ``pair_cost x compact`` energy entries per particle, against ``pair_cost x N x
-        image shifts`` for ``dense``.
+        overflow or the site list miss a pair; freeflow uses half the nearest-neighbour
+        distance (the radius of the base distribution's spheres).
+      strategy: ``"dense"``, ``"cells"``, ``"sites"``, ``"auto"``, or a plan built earlier
+        (returned as is). ``auto`` takes the cheapest by an estimated cost per particle:
+        ``pair_cost x N x image shifts`` for ``dense``; ``27 x capacity`` cheap entries plus
+        ``pair_cost x compact`` for ``cells`` (only with at least three cells of width >=
+        cutoff per axis); ``pair_cost x partners`` for ``sites``.
       pair_cost: cost of one energy-and-gradient entry relative to one entry of the cell
         list's distance pass, measured with bench/energy.py on CPU: about 1.5 for
-        Lennard-Jones and 15 for mW (whose entries carry the three-body terms). With these,
-        Lennard-Jones FCC at density 1.28 uses the cell list from N = 2048 and diamond mW ice
-        from N = 216.
+        Lennard-Jones and 15 for mW (whose entries carry the three-body terms).
+      allow_sites: whether ``auto`` may pick the site list. Turn it off where configurations
+        can leave the crystal (training a flow from scratch, arbitrary ASE structures).
+
+    With these costs the exact energies use ``sites`` for every named system except
+    ``lj_256`` (``dense``: 256 partners, one image, against 320 listed): Lennard-Jones FCC at
+    density 1.28 lists 320 partners per particle, mW ice 46 or 47. Without the site list (the
+    training energies), Lennard-Jones uses the cell list from N = 2048 and mW from N = 216.
     """
-    if isinstance(strategy, (DenseNeighbors, CellNeighbors)):
+    if isinstance(strategy, (DenseNeighbors, CellNeighbors, SiteNeighbors)):
         return strategy  # an explicit plan, e.g. a variant built for a benchmark
     sites = np.asarray(sites, dtype=np.float64)
     box = np.asarray(box, dtype=np.float64)
-    if strategy not in ("auto", "dense", "cells"):
-        raise ValueError(f"unknown neighbour strategy {strategy!r}; use 'auto', 'dense' or 'cells'")
+    if strategy not in ("auto", "dense", "cells", "sites"):
+        raise ValueError(f"unknown neighbour strategy {strategy!r}; use 'auto', 'dense', "
+                         "'cells' or 'sites'")
+    if strategy == "sites":
+        return site_neighbors(sites, box, cutoff, max_displacement)
     dense = DenseNeighbors(box=box, shifts=image_shifts(box, cutoff))
-    most_cells = np.floor(box / cutoff).astype(int)
-    if min(most_cells) < 3:
-        if strategy == "cells":
-            raise ValueError(
-                f"a cell list needs box edges of at least 3 x cutoff = {3 * cutoff:g}; "
-                f"this box is {box.tolist()}. Use strategy='dense' or 'auto'.")
-        return dense
-    # How the cell walls fall relative to the lattice planes sets the worst-case capacity (by
-    # up to 2x); try up to three cells fewer per axis and keep the smallest capacity.
-    options = itertools.product(*[range(max(3, m - 3), m + 1) for m in most_cells])
-    capacity, cells_per_axis = min(
-        (_cell_capacity(sites, box, c, max_displacement), tuple(int(k) for k in c))
-        for c in options)
-    cells = CellNeighbors(
-        box=box, cells_per_axis=cells_per_axis, capacity=capacity,
-        adjacent_cells=_adjacent_cells(cells_per_axis), cutoff=float(cutoff),
-        compact=_compact_capacity(sites, box, cutoff, max_displacement))
-    if strategy == "cells":
-        return cells
     if strategy == "dense":
         return dense
-    cells_cost = 27 * cells.capacity + pair_cost * cells.compact
-    return cells if cells_cost < pair_cost * dense.num_candidates(len(sites)) else dense
+    candidates = [(pair_cost * dense.num_candidates(len(sites)), 0, dense)]
+    most_cells = np.floor(box / cutoff).astype(int)
+    if min(most_cells) >= 3:
+        # How the cell walls fall relative to the lattice planes sets the worst-case capacity
+        # (by up to 2x); try up to three cells fewer per axis and keep the smallest capacity.
+        options = itertools.product(*[range(max(3, m - 3), m + 1) for m in most_cells])
+        capacity, cells_per_axis = min(
+            (_cell_capacity(sites, box, c, max_displacement), tuple(int(k) for k in c))
+            for c in options)
+        cells = CellNeighbors(
+            box=box, cells_per_axis=cells_per_axis, capacity=capacity,
+            adjacent_cells=_adjacent_cells(cells_per_axis), cutoff=float(cutoff),
+            compact=_compact_capacity(sites, box, cutoff, max_displacement))
+        if strategy == "cells":
+            return cells
+        candidates.append((27 * cells.capacity + pair_cost * cells.compact, 1, cells))
+    elif strategy == "cells":
+        raise ValueError(
+            f"a cell list needs box edges of at least 3 x cutoff = {3 * cutoff:g}; "
+            f"this box is {box.tolist()}. Use strategy='dense', 'sites' or 'auto'.")
+    if allow_sites:
+        listed = site_neighbors(sites, box, cutoff, max_displacement)
+        candidates.append((pair_cost * listed.num_candidates(len(sites)), 2, listed))
+    return min(candidates, key=lambda c: c[:2])[2]

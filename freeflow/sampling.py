@@ -253,8 +253,8 @@ def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
     """Sample ``p(x) ~ exp(-beta U(x))`` with ``num_chains`` Metropolis-corrected HMC chains.
 
     Args:
-      energy_fn: pure ``U(positions [P, D], *energy_args) -> scalar`` (energy unit). It is
-        used as a cache key for the compiled kernels: pass the same function object to reuse
+      energy_fn: pure ``U(positions [P, D], *energy_args) -> scalar`` (energy unit); a
+        configuration it returns NaN for is a rejected proposal. It is used as a cache key for the compiled kernels: pass the same function object to reuse
         them (``System.energy_fn`` is cached).
       initial_positions: ``[P, D]`` (all chains start there) or ``[num_chains, P, D]``.
         For a crystal, ``P = N`` particles and ``D = 3``.
@@ -283,6 +283,10 @@ def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
       ``SampleResult``.
     """
     start = time.perf_counter()
+    # A guarded energy (System.energy_fn's default) is used in its NaN form: each chain is
+    # vmapped, where the guard would evaluate its fallback for every proposal; the Metropolis
+    # test rejects a NaN proposal, which keeps the chains on their sites.
+    energy_fn = getattr(energy_fn, "nan_on_strays", energy_fn)
     x0 = jnp.asarray(initial_positions, jnp.float32)
     if x0.ndim == 2:
         x0 = jnp.broadcast_to(x0, (num_chains,) + x0.shape)
@@ -389,7 +393,9 @@ def sample_system(system, key, *, energy_fn: Callable | None = None, num_chains:
 
     Particle ``fixed_particle`` (default 0, the one at the box corner) stays on its lattice
     site; ``None`` lets every particle move. ``energy_fn`` defaults to the exact energy
-    ``system.energy_fn()``; any pure ``[N, 3] -> scalar`` of the same system (an intermediate
+    ``system.energy_fn(strays="nan")``: a proposal that takes a particle off its site (further
+    than half the nearest-neighbour distance, where the site list stops being exact) is
+    rejected, which confines the chains to the crystal; any pure ``[N, 3] -> scalar`` of the same system (an intermediate
     state of a path, say) can be passed instead. Chains start on the lattice unless
     ``initial_positions`` (``[N, 3]`` or ``[num_chains, N, 3]``) is given. Other keyword
     arguments go to ``sample``.
@@ -399,7 +405,7 @@ def sample_system(system, key, *, energy_fn: Callable | None = None, num_chains:
         fixed = np.zeros(system.num_particles, bool)
         fixed[fixed_particle] = True
     x0 = system.lattice if initial_positions is None else initial_positions
-    return sample(energy_fn or system.energy_fn(), x0, key, beta=system.beta,
+    return sample(energy_fn or system.energy_fn(strays="nan"), x0, key, beta=system.beta,
                   num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup,
                   thin=thin, box=system.box, fixed=fixed,
                   desc=kwargs.pop("desc", f"sampling {system.name}"), **kwargs)

@@ -20,6 +20,7 @@ from ase import Atoms
 
 from freeflow.lattice import build_lattice, check_orthorhombic, nearest_neighbour_distance
 from freeflow.potentials import potential_from_config
+from freeflow.potentials.base import recompute_flagged
 from freeflow.units import Units
 
 
@@ -112,19 +113,36 @@ class System:
 
     # -- energies --------------------------------------------------------------------------
 
-    def energy_fn(self, softened: bool = False, neighbors: str = "auto"):
+    def energy_fn(self, softened: bool = False, neighbors: str = "auto",
+                  strays: str = "recompute"):
         """Pure, jit- and grad-safe ``U(positions [..., N, 3]) -> [...]`` in energy units.
 
         ``softened=True`` selects the training energy (science.md section 3); free-energy
-        estimates always use the exact one.
+        estimates always use the exact one. ``neighbors``: see
+        ``freeflow.neighbors.plan_neighbors``; for the exact energy ``auto`` may choose the site
+        list, which is only valid while every particle is within half the nearest-neighbour
+        distance of its site. ``strays`` says what happens to a configuration outside that:
+        ``"recompute"`` evaluates it again without the site list (exact for any
+        configuration, at the price of one more evaluation of that configuration; call it on
+        whole batches), ``"nan"`` returns NaN (for the Metropolis sampler, which rejects such
+        a move, and for use under ``vmap``).
         """
-        return self._energy_fn(bool(softened), neighbors)
+        if strays not in ("recompute", "nan"):
+            raise ValueError(f"strays must be 'recompute' or 'nan', not {strays!r}")
+        return self._energy_fn(bool(softened), neighbors, strays)
 
     @functools.lru_cache(maxsize=8)
-    def _energy_fn(self, softened: bool, neighbors: str):
-        return self.potential.energy_fn(
-            self.box, self.lattice, max_displacement=0.5 * self.nearest_neighbour_distance,
-            softened=softened, neighbors=neighbors)
+    def _energy_fn(self, softened: bool, neighbors: str, strays: str):
+        def build(neighbors, allow_sites=None):
+            return self.potential.energy_fn(
+                self.box, self.lattice, max_displacement=0.5 * self.nearest_neighbour_distance,
+                softened=softened, neighbors=neighbors, allow_sites=allow_sites)
+
+        fn = build(neighbors)
+        plan = getattr(fn, "neighbors", None)
+        if strays == "nan" or getattr(plan, "strategy", None) != "sites":
+            return fn
+        return recompute_flagged(fn, build("auto", allow_sites=False))
 
     def energy(self, positions, softened: bool = False):
         """Potential energy of configurations ``[..., N, 3]`` (energy unit)."""
@@ -134,9 +152,18 @@ class System:
                              f"have shape [..., {self.num_particles}, 3], got {positions.shape}")
         return self.energy_fn(softened)(positions)
 
+    @functools.lru_cache(maxsize=16)
     def lattice_energy(self) -> float:
-        """Energy of the perfect crystal (energy unit)."""
-        return float(self.energy(jnp.asarray(self.lattice, jnp.float32)))
+        """Energy of the perfect crystal (energy unit), evaluated in float64.
+
+        In float32 the last printed digit of U / N would depend on the summation order of the
+        neighbour list; the context switches 64-bit mode on for this call only.
+        """
+        import jax
+
+        with jax.enable_x64(True):
+            lattice = jnp.asarray(self.lattice, jnp.float64)
+            return float(self.energy_fn(strays="nan")(lattice))
 
     @functools.cached_property
     def einstein_width(self) -> float:
@@ -149,7 +176,7 @@ class System:
         """
         import jax
 
-        energy = self.energy_fn()
+        energy = self.energy_fn(strays="nan")  # the perfect lattice has no strays
         lattice = jnp.asarray(self.lattice, jnp.float32)
         sites = np.unique(np.linspace(0, self.num_particles - 1, 8).astype(int))
 

@@ -163,6 +163,59 @@ def test_cell_list_agrees_with_all_images():
         np.testing.assert_allclose(g_cells, g_dense, rtol=1e-4, atol=1e-4 * np.abs(g_dense).max())
 
 
+@pytest.mark.parametrize("kind, n, density, noise, potential", [
+    ("fcc", 32, 1.28, 0.08, LennardJones()),          # box < 2 x (cutoff + 2 bound): images
+    ("fcc", 500, 1.28, 0.08, LennardJones()),         # blocks of 64 rows, the last one padded
+    ("diamond", 512, 0.033567184, 0.25, MonatomicWater()),
+])
+def test_site_list_agrees_with_all_images(kind, n, density, noise, potential):
+    atoms = build_lattice(kind, n, density)
+    system = system_from_atoms(atoms, potential, temperature=1.0)
+    x = perturbed(system, noise, seed=3, count=2).astype(np.float32)
+    # The whole crystal moved by almost half a box: the translation must not matter.
+    x[1] = np.mod(x[1] + 0.49 * system.box, system.box)
+    dense = system.energy_fn(neighbors="dense")
+    listed = system.energy_fn(neighbors="sites", strays="nan")
+    assert listed.neighbors.strategy == "sites"
+    np.testing.assert_allclose(np.asarray(listed(x)), np.asarray(dense(x)), rtol=RTOL)
+    for y in x:
+        g_dense = jax.grad(lambda y: dense(y))(jnp.asarray(y))
+        g_listed = jax.grad(lambda y: listed(y))(jnp.asarray(y))
+        np.testing.assert_allclose(g_listed, g_dense, rtol=1e-4,
+                                   atol=1e-4 * np.abs(g_dense).max())
+
+
+def test_site_list_flags_a_stray_at_its_bound_and_the_default_recomputes_it(systems):
+    system = systems("lj_32")
+    bound = 0.5 * system.nearest_neighbour_distance
+    n = system.num_particles
+    fast = system.energy_fn(strays="nan")
+    exact = system.energy_fn()
+    dense = system.energy_fn(neighbors="dense")
+    assert fast.neighbors.strategy == "sites" and exact.neighbors.strategy == "sites"
+    x = np.repeat(np.asarray(system.lattice, np.float32)[None], 3, axis=0)
+    # Moving one particle by a shifts the crystal's mean by a / N: its displacement from its
+    # site, relative to the crystal, is a (1 - 1/N).
+    for row, fraction in [(1, 0.99), (2, 1.01)]:
+        x[row, 5, 0] += fraction * bound / (1.0 - 1.0 / n)
+    flagged = np.isnan(np.asarray(fast(x)))
+    assert flagged.tolist() == [False, False, True]
+    np.testing.assert_allclose(np.asarray(exact(x)), np.asarray(dense(x)), rtol=RTOL)
+    # The recomputed configuration's forces are exact too.
+    g_exact = jax.grad(lambda y: jnp.sum(exact(y)))(jnp.asarray(x))
+    g_dense = jax.grad(lambda y: jnp.sum(dense(y)))(jnp.asarray(x))
+    np.testing.assert_allclose(g_exact, g_dense, rtol=1e-4, atol=1e-4 * np.abs(g_dense).max())
+
+
+def test_auto_never_gives_training_energies_the_site_list(systems):
+    for name in ("lj_32", "mw_cubic_8"):
+        system = systems(name)
+        assert system.energy_fn().neighbors.strategy == "sites"
+        assert system.energy_fn(softened=True).neighbors.strategy == "dense"
+    with pytest.raises(ValueError, match="strays"):
+        systems("lj_32").energy_fn(strays="ignore")
+
+
 def test_cell_overflow_is_loud_not_silent():
     atoms = build_lattice("diamond", 216, 0.033567184)
     system = system_from_atoms(atoms, MonatomicWater(), temperature=200.0)

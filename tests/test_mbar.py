@@ -107,6 +107,8 @@ def test_mbar_free_energy_resumes(systems, tmp_path):
     again = mbar_free_energy(system, **kwargs)
     assert again.value == first.value and again.energy_evaluations == first.energy_evaluations
     assert again.wall_time < first.wall_time
+    # The sampling time of the read-back states is still reported.
+    assert again.to_dict()["sampling_wall_time"] == d["sampling_wall_time"] > 0
     with pytest.raises(ValueError, match="different settings"):
         mbar_free_energy(system, **dict(kwargs, num_chains=8))
     with pytest.raises(ValueError, match="different settings"):

@@ -55,3 +55,60 @@ def over_configurations(energy: EnergyFn) -> EnergyFn:
         return jax.vmap(energy)(flat).reshape(lead)
 
     return batched
+
+
+def recompute_flagged(fast: EnergyFn, robust: EnergyFn) -> EnergyFn:
+    """``fast`` over a batch, with the configurations it returns NaN for evaluated by ``robust``.
+
+    ``fast`` flags what it cannot evaluate exactly with NaN (a neighbour list whose bounds a
+    configuration breaks); those configurations alone are evaluated again, one at a time, so
+    the extra cost is one ``robust`` evaluation (and gradient) per flagged configuration. The
+    gradient is defined by a custom VJP, so that reverse mode does not carry the residuals of
+    the branch not taken; use ``fast`` itself for forward-mode derivatives. Meant for whole
+    batches: under an outer ``vmap`` the branches become selects and ``robust`` would run for
+    every configuration (``nan_on_strays`` holds ``fast`` for such callers).
+    """
+
+    def redo_values(flat, u, flagged):
+        def one(args):
+            x, value, flag = args
+            return jax.lax.cond(flag, robust, lambda _: value, x)
+        return jax.lax.cond(jnp.any(flagged), lambda: jax.lax.map(one, (flat, u, flagged)),
+                            lambda: u)
+
+    @jax.custom_vjp
+    def guarded(flat):
+        u = fast(flat)
+        return redo_values(flat, u, jnp.isnan(u))
+
+    def forward(flat):
+        u, pullback = jax.vjp(fast, flat)
+        flagged = jnp.isnan(u)
+        return redo_values(flat, u, flagged), (flat, flagged, pullback)
+
+    def backward(residuals, cotangent):
+        flat, flagged, pullback = residuals
+        (grads,) = pullback(jnp.where(flagged, 0.0, cotangent))
+
+        def one(args):
+            x, flag, c, g = args
+            return jax.lax.cond(flag, lambda x: c * jax.grad(robust)(x), lambda _: g, x)
+
+        grads = jax.lax.cond(jnp.any(flagged),
+                             lambda: jax.lax.map(one, (flat, flagged, cotangent, grads)),
+                             lambda: grads)
+        return (grads,)
+
+    guarded.defvjp(forward, backward)
+
+    def batched(positions):
+        positions = jnp.asarray(positions)
+        if positions.ndim < 2 or positions.shape[-1] != 3:
+            raise ValueError(f"positions must have shape [..., N, 3]; got {positions.shape}")
+        lead = positions.shape[:-2]
+        return guarded(positions.reshape((-1,) + positions.shape[-2:])).reshape(lead)
+
+    batched.neighbors = getattr(fast, "neighbors", None)
+    batched.fallback = robust
+    batched.nan_on_strays = fast  # the unguarded form, for vmapped callers such as samplers
+    return batched

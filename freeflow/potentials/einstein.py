@@ -36,9 +36,9 @@ class EinsteinCrystal:
         return cls(spring_constant=1.0 / (beta * width**2), units=units)
 
     def energy_fn(self, box, sites, *, max_displacement: float = 0.0, softened: bool = False,
-                  neighbors: str = "auto") -> EnergyFn:
+                  neighbors: str = "auto", allow_sites: bool | None = None) -> EnergyFn:
         """Pure function ``positions [..., N, 3] -> U [...]``; softening does not apply."""
-        del max_displacement, softened, neighbors
+        del max_displacement, softened, neighbors, allow_sites  # no pairs to find
         box = np.asarray(box)
         sites = np.asarray(sites)
 
@@ -69,9 +69,9 @@ class SymmetricEinsteinCrystal:
     cutoff = 0.0
 
     def energy_fn(self, box, sites, *, max_displacement: float, softened: bool = False,
-                  neighbors: str = "auto") -> EnergyFn:
+                  neighbors: str = "auto", allow_sites: bool | None = None) -> EnergyFn:
         """Pure function ``positions [..., N, 3] -> U [...]``."""
-        del neighbors
+        del neighbors, allow_sites
         box = np.asarray(box)
         others = np.asarray(sites)[1:] - np.asarray(sites)[0]
         radius2 = max_displacement**2

@@ -43,24 +43,29 @@ class LennardJones:
         return bare(r) - (bare(self.cutoff) if self.shift else 0.0)
 
     def energy_fn(self, box, sites, *, max_displacement: float, softened: bool = False,
-                  neighbors: Strategy = "auto") -> EnergyFn:
+                  neighbors: Strategy = "auto", allow_sites: bool | None = None) -> EnergyFn:
         """Pure function ``positions [..., N, 3] -> U [...]`` for this box.
 
         ``softened=True`` gives the training energy: distances clipped below 0.01 and the pair
         potential linearised below 0.8 sigma. Estimators must use the exact energy.
+        ``allow_sites`` (default: not ``softened``) lets ``auto`` use the lattice-bound site
+        list (``freeflow.neighbors.plan_neighbors``).
         """
         plan = plan_neighbors(sites, box, self.cutoff, max_displacement, neighbors,
-                              pair_cost=self.neighbor_pair_cost)
+                              pair_cost=self.neighbor_pair_cost,
+                              allow_sites=not softened if allow_sites is None else allow_sites)
         pair = self.pair
         min_distance = 0.0
         if softened:
             pair = linearised_below(self.pair, self.soft_linear_below * self.sigma)
             min_distance = SOFT_MIN_DISTANCE
 
-        def energy(x):
-            d, mask, overflow = plan(x)
+        def rows_energy(d, mask):
             r, inside = safe_distances(d, mask, self.cutoff, min_distance)
-            u = 0.5 * jnp.sum(jnp.where(inside, pair(r), 0.0))
+            return 0.5 * jnp.sum(jnp.where(inside, pair(r), 0.0))  # each pair seen twice
+
+        def energy(x):
+            u, overflow = plan.total(x, rows_energy)
             return jnp.where(overflow, jnp.nan, u)
 
         fn = over_configurations(energy)

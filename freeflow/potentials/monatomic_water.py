@@ -57,7 +57,7 @@ class MonatomicWater:
                 * jnp.exp(self.sigma / (r - self.cutoff)))
 
     def energy_fn(self, box, sites, *, max_displacement: float, softened: bool = False,
-                  neighbors: Strategy = "auto") -> EnergyFn:
+                  neighbors: Strategy = "auto", allow_sites: bool | None = None) -> EnergyFn:
         """Pure function ``positions [..., N, 3] -> U [...]`` in kcal/mol.
 
         The three-body sum over pairs of neighbours of each atom is evaluated exactly through
@@ -71,7 +71,8 @@ class MonatomicWater:
         phi2 linearised below 1.2 Angstrom.
         """
         plan = plan_neighbors(sites, box, self.cutoff, max_displacement, neighbors,
-                              pair_cost=self.neighbor_pair_cost)
+                              pair_cost=self.neighbor_pair_cost,
+                              allow_sites=not softened if allow_sites is None else allow_sites)
         pair = self.pair
         min_distance = 0.0
         if softened:
@@ -79,8 +80,9 @@ class MonatomicWater:
             min_distance = SOFT_MIN_DISTANCE
         c0 = self.cos_theta0
 
-        def energy(x):
-            d, mask, overflow = plan(x)
+        def rows_energy(d, mask):
+            # Pair terms are seen from both ends (halved); each three-body term belongs to
+            # its central particle, the row it is computed in.
             r, inside = safe_distances(d, mask, self.cutoff, min_distance)
             two_body = 0.5 * jnp.sum(jnp.where(inside, pair(r), 0.0))
 
@@ -95,7 +97,11 @@ class MonatomicWater:
             ordered = (jnp.sum(t**2, axis=(-1, -2)) - 2.0 * c0 * jnp.sum(v**2, axis=-1)
                        + c0**2 * s**2 - self_terms)
             three_body = 0.5 * self.lam * self.epsilon * jnp.sum(ordered)
-            return jnp.where(overflow, jnp.nan, two_body + three_body)
+            return two_body + three_body
+
+        def energy(x):
+            u, overflow = plan.total(x, rows_energy)
+            return jnp.where(overflow, jnp.nan, u)
 
         fn = over_configurations(energy)
         fn.neighbors = plan
