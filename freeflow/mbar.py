@@ -410,6 +410,7 @@ def mbar_free_energy(system, key=None, *, num_states: int = 16,
                 "requested_width": width}
     pilot_evaluations = 0
     config_file = workdir / "config.json" if workdir is not None else None
+    saved = None
     if config_file is not None and config_file.is_file():
         saved = json.loads(config_file.read_text())
         # samples_per_state may change: saved states are extended (or cut) to the new length.
@@ -419,20 +420,22 @@ def mbar_free_energy(system, key=None, *, num_states: int = 16,
             raise ValueError(f"{workdir} holds a run with different settings; use a fresh "
                              f"--workdir (saved: {saved['settings']})")
         width, pilot_evaluations = saved["width"], saved["pilot_evaluations"]
-        if saved["settings"].get("samples_per_state") != samples_per_state:
-            saved["settings"]["samples_per_state"] = samples_per_state
-            tmp = config_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(saved, indent=1))
-            tmp.replace(config_file)
-    else:
-        if width is None:
-            width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
-                                                    num_chains, progress)
-        if config_file is not None:
+    elif width is None:
+        width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
+                                                num_chains, progress)
+    # The saved energies are relative to this shift, so a resumed run must reuse it exactly.
+    shift = (saved or {}).get("target_shift")
+    if shift is None:
+        shift = system.lattice_energy()
+    if config_file is not None:
+        record = json.loads(json.dumps({"settings": settings, "width": width,
+                                        "pilot_evaluations": pilot_evaluations,
+                                        "target_shift": shift}))
+        if record != saved:
             workdir.mkdir(parents=True, exist_ok=True)
-            config_file.write_text(json.dumps({"settings": settings, "width": width,
-                                               "pilot_evaluations": pilot_evaluations},
-                                              indent=1))
+            tmp = config_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1))
+            tmp.replace(config_file)  # atomic, like the states
     if not width < 0.1 * float(np.min(system.box)):
         raise ValueError(f"Einstein width {width:g} is not small against the box "
                          f"{system.box.tolist()}; the reference would not be a crystal")
@@ -440,7 +443,6 @@ def mbar_free_energy(system, key=None, *, num_states: int = 16,
     n = system.num_particles
     fixed = np.zeros(n, bool)
     fixed[0] = True
-    shift = system.lattice_energy()
     out = path_free_energy(unit_einstein_energy_fn(system), system.energy_fn(strays="nan"),
                            system.lattice, key, beta=system.beta, box=system.box,
                            lambdas=lambdas, reference_scale=k_spring, target_shift=shift,

@@ -90,6 +90,8 @@ def test_mbar_free_energy_resumes(systems, tmp_path):
                   workdir=tmp_path, progress=False)
     first = mbar_free_energy(system, **kwargs)
     files = sorted(p.name for p in tmp_path.iterdir())
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["target_shift"] == system.lattice_energy()  # reused on resume
     assert files == ["config.json", "state_000.npz", "state_001.npz", "state_002.npz"]
     d = first.to_dict()
     for key in ("system", "method", "beta_f_per_particle", "stderr", "num_states",
