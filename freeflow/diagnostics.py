@@ -158,11 +158,21 @@ def coordination_number(r, g, density: float, r_lo: float, r_hi: float) -> float
 
 
 def first_peak(r, g, r_min: float = 0.0) -> float:
-    """Position (length unit) of the largest ``g`` at ``r >= r_min``; NaN if ``g`` is all NaN."""
+    """Position (length unit) of the first coordination peak of ``g`` at ``r >= r_min``.
+
+    The peak is the maximum of the first run of bins where ``g > 1``: the nearest-neighbour
+    shell, even where a later shell is higher (ice, whose 12 second neighbours outnumber its
+    4 first ones). NaN if ``g`` never exceeds 1 there.
+    """
     r = np.asarray(r, dtype=np.float64)
     g = np.where(np.isfinite(g), np.asarray(g, dtype=np.float64), -np.inf)
-    g = np.where(r >= r_min, g, -np.inf)
-    return float(r[np.argmax(g)]) if np.any(np.isfinite(g)) else math.nan
+    above = (g > 1.0) & (r >= r_min)
+    if not np.any(above):
+        return math.nan
+    start = int(np.argmax(above))
+    stop = start + (int(np.argmin(above[start:])) if not np.all(above[start:])
+                    else len(above) - start)
+    return float(r[start + np.argmax(g[start:stop])])
 
 
 # -- the running LFEP estimate -----------------------------------------------------------------

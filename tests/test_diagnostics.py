@@ -47,6 +47,18 @@ def test_rdf_of_fcc_peaks_at_nearest_neighbour_with_coordination_12():
     assert abs(coordination_number(r, g, rho_other, 1.2 * d, 1.6 * d) - 6) < 0.05
 
 
+def test_first_peak_of_ice_is_the_nearest_neighbour_shell_not_the_highest():
+    # Diamond: 4 neighbours at d, 12 at 1.63 d; the second peak of g is the higher one.
+    system = freeflow.load_system("mw_cubic_64")
+    d = system.nearest_neighbour_distance
+    rng = np.random.default_rng(1)
+    x = system.lattice + 0.03 * d * rng.standard_normal((20,) + system.lattice.shape)
+    r, g = radial_distribution(x, system.box, num_bins=120)
+    assert r[np.argmax(g)] > 1.5 * d
+    assert abs(first_peak(r, g) - d) <= r[1] - r[0]
+    assert np.isnan(first_peak(r, np.ones_like(r)))
+
+
 def test_rdf_rejects_r_max_beyond_half_box():
     box = np.array([2.0, 3.0, 4.0])
     x = np.zeros((1, 4, 3))
