@@ -48,6 +48,15 @@ Strategy = Literal["auto", "dense", "cells", "sites"]
 #: particles given their candidate partners (zero for rows whose mask is all False).
 RowsEnergy = Callable[[jax.Array, jax.Array], jax.Array]
 
+#: Partner entries per block of the site list. Measured with bench/energy.py on CPU: blocks pay
+#: once a configuration's [N, K] arrays outgrow the caches (LJ N = 4000, K = 320: 1.4x faster
+#: in blocks of 64 rows) and cost loop overhead below that (mW N = 216: 1.5x slower in 4 blocks).
+BLOCK_ENTRIES = 20_000
+
+#: Cost of gathering one site-list entry, in units of one entry of the cell list's distance
+#: pass (bench/energy.py, LJ N = 500: a site-list entry costs 1.7x an all-pairs entry).
+SITE_GATHER_COST = 1.1
+
 
 class _WholeRows:
     """``total`` for plans that build every particle's partners at once."""
@@ -191,7 +200,7 @@ class SiteNeighbors:
     partners: np.ndarray  # [N, K] partner index per slot; N pads
     site_vectors: np.ndarray  # [N, K, 3] site j (the right image) minus site i; 0 for padding
     max_displacement: float
-    block: int = 64  # particles per block of ``total`` (times any vmapped batch) stay in cache
+    block: int  # particles per block of ``total``; ``block >= N``: one block
 
     strategy = "sites"
 
@@ -231,7 +240,7 @@ class SiteNeighbors:
         fall out of the CPU caches; blocks keep the cost per particle flat in N.
         """
         n = positions.shape[0]
-        if n <= self.block:
+        if n <= self.block:  # small lists: blocks would cost more loop overhead than they save
             d, mask, overflow = self(positions)
             return rows_energy(d, mask), overflow
         u, overflow = self.displacements(positions)
@@ -279,8 +288,12 @@ def site_neighbors(sites, box, cutoff: float, max_displacement: float) -> SiteNe
     site_vectors = np.zeros((n, k, 3))
     partners[first, slot] = second
     site_vectors[first, slot] = vectors
+    # About BLOCK_ENTRIES partner entries per block (per configuration), split evenly so the
+    # last block is not mostly padding.
+    num_blocks = -(-n * k // BLOCK_ENTRIES)
     return SiteNeighbors(box=np.asarray(box, dtype=np.float64), sites=sites, partners=partners,
-                         site_vectors=site_vectors, max_displacement=float(max_displacement))
+                         site_vectors=site_vectors, max_displacement=float(max_displacement),
+                         block=-(-n // num_blocks))
 
 
 def _cell_capacity(sites: np.ndarray, box: np.ndarray, cells_per_axis, max_displacement: float,
@@ -342,7 +355,7 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
         (returned as is). ``auto`` takes the cheapest by an estimated cost per particle:
         ``pair_cost x N x image shifts`` for ``dense``; ``27 x capacity`` cheap entries plus
         ``pair_cost x compact`` for ``cells`` (only with at least three cells of width >=
-        cutoff per axis); ``pair_cost x partners`` for ``sites``.
+        cutoff per axis); ``(pair_cost + SITE_GATHER_COST) x partners`` for ``sites``.
       pair_cost: cost of one energy-and-gradient entry relative to one entry of the cell
         list's distance pass, measured with bench/energy.py on CPU: about 1.5 for
         Lennard-Jones and 15 for mW (whose entries carry the three-body terms).
@@ -350,9 +363,10 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
         can leave the crystal (training a flow from scratch, arbitrary ASE structures).
 
     With these costs the exact energies use ``sites`` for every named system except
-    ``lj_256`` (``dense``: 256 partners, one image, against 320 listed): Lennard-Jones FCC at
-    density 1.28 lists 320 partners per particle, mW ice 46 or 47. Without the site list (the
-    training energies), Lennard-Jones uses the cell list from N = 2048 and mW from N = 216.
+    ``lj_256`` and ``lj_500`` (``dense``: 256 or 500 partners, one image, against 320 listed
+    at a higher cost each); Lennard-Jones FCC at density 1.28 lists 320 partners per particle
+    (``sites`` from N = 864), mW ice 46 or 47. Without the site list (the training energies),
+    Lennard-Jones uses the cell list from N = 2048 and mW from N = 216.
     """
     if isinstance(strategy, (DenseNeighbors, CellNeighbors, SiteNeighbors)):
         return strategy  # an explicit plan, e.g. a variant built for a benchmark
@@ -388,5 +402,6 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
             f"this box is {box.tolist()}. Use strategy='dense', 'sites' or 'auto'.")
     if allow_sites:
         listed = site_neighbors(sites, box, cutoff, max_displacement)
-        candidates.append((pair_cost * listed.num_candidates(len(sites)), 2, listed))
+        candidates.append(((pair_cost + SITE_GATHER_COST) * listed.num_candidates(len(sites)),
+                           2, listed))
     return min(candidates, key=lambda c: c[:2])[2]

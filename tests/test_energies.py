@@ -165,8 +165,8 @@ def test_cell_list_agrees_with_all_images():
 
 @pytest.mark.parametrize("kind, n, density, noise, potential", [
     ("fcc", 32, 1.28, 0.08, LennardJones()),          # box < 2 x (cutoff + 2 bound): images
-    ("fcc", 500, 1.28, 0.08, LennardJones()),         # blocks of 64 rows, the last one padded
-    ("diamond", 512, 0.033567184, 0.25, MonatomicWater()),
+    ("fcc", 500, 1.28, 0.08, LennardJones()),         # 8 blocks of 63 rows, the last padded
+    ("diamond", 512, 0.033567184, 0.25, MonatomicWater()),  # 2 blocks of 256
 ])
 def test_site_list_agrees_with_all_images(kind, n, density, noise, potential):
     atoms = build_lattice(kind, n, density)
