@@ -57,6 +57,13 @@ BLOCK_ENTRIES = 20_000
 #: pass (bench/energy.py, LJ N = 500: a site-list entry costs 1.7x an all-pairs entry).
 SITE_GATHER_COST = 1.1
 
+#: A fixed cost per configuration of the site list, in the same units, fitted to the hot paths
+#: (bench/throughput.py: HMC chains and LFEP batches), where for small crystals the site list
+#: was slower than all pairs although alone it is faster: HMC energy+force evaluations per
+#: second with the site list against all pairs were 3695 vs 4974 (lj_32) and 3712 vs 4343
+#: (mw_cubic_64), but 11457 vs 4944 (mw_cubic_8) and 2281 vs 264 (lj_108).
+SITE_OVERHEAD = 16_000
+
 
 class _WholeRows:
     """``total`` for plans that build every particle's partners at once."""
@@ -355,18 +362,19 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
         (returned as is). ``auto`` takes the cheapest by an estimated cost per particle:
         ``pair_cost x N x image shifts`` for ``dense``; ``27 x capacity`` cheap entries plus
         ``pair_cost x compact`` for ``cells`` (only with at least three cells of width >=
-        cutoff per axis); ``(pair_cost + SITE_GATHER_COST) x partners`` for ``sites``.
+        cutoff per axis); ``(pair_cost + SITE_GATHER_COST) x partners + SITE_OVERHEAD / N``
+        for ``sites``.
       pair_cost: cost of one energy-and-gradient entry relative to one entry of the cell
         list's distance pass, measured with bench/energy.py on CPU: about 1.5 for
         Lennard-Jones and 15 for mW (whose entries carry the three-body terms).
       allow_sites: whether ``auto`` may pick the site list. Turn it off where configurations
         can leave the crystal (training a flow from scratch, arbitrary ASE structures).
 
-    With these costs the exact energies use ``sites`` for every named system except
-    ``lj_256`` and ``lj_500`` (``dense``: 256 or 500 partners, one image, against 320 listed
-    at a higher cost each); Lennard-Jones FCC at density 1.28 lists 320 partners per particle
-    (``sites`` from N = 864), mW ice 46 or 47. Without the site list (the training energies),
-    Lennard-Jones uses the cell list from N = 2048 and mW from N = 216.
+    With these costs the exact energies use ``sites`` for ``lj_108``, ``mw_cubic_8`` and
+    mW ice from N = 216, and for Lennard-Jones from N = 864 (320 listed partners per particle
+    at density 1.28; mW ice lists 46 or 47); ``dense`` for ``lj_32``, ``lj_256``, ``lj_500``
+    and the 64-molecule ices. Without the site list (the training energies), Lennard-Jones
+    uses the cell list from N = 2048 and mW from N = 216.
     """
     if isinstance(strategy, (DenseNeighbors, CellNeighbors, SiteNeighbors)):
         return strategy  # an explicit plan, e.g. a variant built for a benchmark
@@ -402,6 +410,7 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
             f"this box is {box.tolist()}. Use strategy='dense', 'sites' or 'auto'.")
     if allow_sites:
         listed = site_neighbors(sites, box, cutoff, max_displacement)
-        candidates.append(((pair_cost + SITE_GATHER_COST) * listed.num_candidates(len(sites)),
-                           2, listed))
+        per_particle = ((pair_cost + SITE_GATHER_COST) * listed.num_candidates(len(sites))
+                        + SITE_OVERHEAD / len(sites))
+        candidates.append((per_particle, 2, listed))
     return min(candidates, key=lambda c: c[:2])[2]
