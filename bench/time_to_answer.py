@@ -11,7 +11,8 @@ evaluations) plus LFEP sampling scaled the same way. An LFEP row whose run had f
 bootstrap error cannot be trusted, so neither can any extrapolation from it.
 
     python bench/time_to_answer.py --baseline bench/results/baseline.jsonl \\
-        --flow bench/results/train_cpu.jsonl --systems lj_32 mw_cubic_64
+        --flow bench/results/train_cpu.jsonl bench/results/train_cpu_64.jsonl \\
+        --systems lj_32 mw_cubic_64
 """
 
 from __future__ import annotations
@@ -75,10 +76,14 @@ def flow_rows(row: dict) -> list[dict]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
-    parser.add_argument("--flow", type=Path, default=Path("bench/results/train_cpu.jsonl"))
+    parser.add_argument("--flow", type=Path, nargs="+",
+                        default=[Path("bench/results/train_cpu.jsonl"),
+                                 Path("bench/results/train_cpu_64.jsonl")],
+                        help="bench/train_cpu.py results (the latest row per system is used)")
     parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_64"])
     args = parser.parse_args(argv)
-    baseline, flow = _rows(args.baseline), _rows(args.flow)
+    baseline = _rows(args.baseline)
+    flow = [row for path in args.flow for row in _rows(path)]
     print(f"{'system':<13}{'method':<11}{'target':>8}{'wall (h)':>10}{'energy evals':>15}  note",
           file=sys.stderr)
     for system in args.systems:
@@ -88,7 +93,8 @@ def main(argv=None):
         f = _latest(flow, system)
         rows += flow_rows(f) if f else []
         if not rows:
-            print(f"{system:<13}(no measured run in {args.baseline} or {args.flow})",
+            print(f"{system:<13}(no measured run in {args.baseline} or "
+                  f"{', '.join(map(str, args.flow))})",
                   file=sys.stderr)
         for r in rows:
             print(json.dumps(r))

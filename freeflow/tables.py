@@ -305,8 +305,9 @@ def read_baseline(path: str | os.PathLike) -> dict[str, Entry]:
             continue
         out[r["system"]] = Entry(
             value=float(r["beta_f_per_particle"]), stderr=float(r["stderr"]),
-            wall_time=r.get("wall_time"), energy_evaluations=r.get("energy_evaluations"),
-            num_samples=r.get("num_samples"),
+            # A run extended over several sessions: all of its sampling, not the last call.
+            wall_time=r.get("sampling_wall_time", r.get("wall_time")),
+            energy_evaluations=r.get("energy_evaluations"), num_samples=r.get("num_samples"),
             details={k: r[k] for k in ("num_states", "samples_per_state", "einstein_width",
                                        "min_neighbour_overlap") if k in r}
             | {"source": str(path)})
