@@ -18,6 +18,7 @@ Each row is a JSON line on stdout; a readable summary goes to stderr.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -53,20 +54,24 @@ def lfep_throughput(name: str, num_samples: int) -> dict:
             "samples_per_s": len(works) / seconds, "compile_s": compile_s}
 
 
-def sampler_throughput(name: str, num_chains: int, num_samples: int) -> dict:
+def sampler_throughput(name: str, num_chains: int, num_samples: int,
+                       neighbors: str = "auto") -> dict:
     system = load_system(name)
+    energy = system.energy_fn(neighbors=neighbors, strays="nan")
     key = jax.random.PRNGKey(0)
     # A first short run compiles the kernels (cached on the energy function) and equilibrates.
-    warm = sample_system(system, key, num_chains=num_chains, num_samples=10, num_warmup=200,
-                         progress=False)
+    warm = sample_system(system, key, energy_fn=energy, num_chains=num_chains, num_samples=10,
+                         num_warmup=200, progress=False)
     start = time.perf_counter()
-    result = sample_system(system, jax.random.fold_in(key, 1), num_chains=num_chains,
+    result = sample_system(system, jax.random.fold_in(key, 1), energy_fn=energy,
+                           num_chains=num_chains,
                            num_samples=num_samples, num_warmup=0, step_size=warm.step_size,
                            initial_positions=warm.final_positions, keep_positions=False,
                            progress=False)
     seconds = time.perf_counter() - start
     effective = num_chains * num_samples / result.tau
     return {"bench": "sampler_throughput", "system": name, "chains": num_chains,
+            "neighbors": energy.neighbors.strategy,
             "samples_per_chain": num_samples, "acceptance": result.acceptance,
             "tau": result.tau, "energy_evaluations": result.energy_evaluations,
             "energy_evals_per_s": result.energy_evaluations / seconds,
@@ -101,6 +106,10 @@ def main(argv=None):
     parser.add_argument("--part", choices=["lfep", "sampler", "mbar", "all"], default="all")
     parser.add_argument("--systems", nargs="+", default=SYSTEMS)
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--neighbors", nargs="+", default=["auto"],
+                        choices=["auto", "dense", "cells", "sites"],
+                        help="HMC: the exact energy's neighbour plans to time side by side "
+                             "(what auto's cost model was fitted to)")
     args = parser.parse_args(argv)
     lfep_n, chains, per_chain = (4096, 16, 100) if args.quick else (16384, 32, 400)
     states = [8, 16, 32]
@@ -116,11 +125,12 @@ def main(argv=None):
             emit(r, f"LFEP {name}: {r['samples_per_s']:.0f} samples/s "
                     f"(model + exact energy, {r['num_samples']} samples)")
     if args.part in ("sampler", "all"):
-        for name in args.systems:
-            r = sampler_throughput(name, chains, per_chain)
-            emit(r, f"HMC {name}: {r['energy_evals_per_s']:.0f} energy+force evals/s, "
-                    f"tau {r['tau']:.1f}, {r['effective_samples_per_s']:.1f} effective "
-                    f"samples/s (acceptance {r['acceptance']:.2f})")
+        for name, plan in itertools.product(args.systems, args.neighbors):
+            r = sampler_throughput(name, chains, per_chain, plan)
+            emit(r, f"HMC {name} ({r['neighbors']}): {r['energy_evals_per_s']:.0f} "
+                    f"energy+force evals/s, tau {r['tau']:.1f}, "
+                    f"{r['effective_samples_per_s']:.1f} effective samples/s "
+                    f"(acceptance {r['acceptance']:.2f})")
     if args.part in ("mbar", "all"):
         for k in states:
             for m in per_state:

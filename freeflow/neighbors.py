@@ -58,10 +58,11 @@ BLOCK_ENTRIES = 20_000
 SITE_GATHER_COST = 1.1
 
 #: A fixed cost per configuration of the site list, in the same units, fitted to the hot paths
-#: (bench/throughput.py: HMC chains and LFEP batches), where for small crystals the site list
-#: was slower than all pairs although alone it is faster: HMC energy+force evaluations per
-#: second with the site list against all pairs were 3695 vs 4974 (lj_32) and 3712 vs 4343
-#: (mw_cubic_64), but 11457 vs 4944 (mw_cubic_8) and 2281 vs 264 (lj_108).
+#: (bench/throughput.py --part sampler --neighbors dense sites, bench/results/neighbors_hmc.jsonl),
+#: where for small crystals the site list was slower than all pairs although alone it is
+#: faster: HMC energy+force evaluations per second with the site list against all pairs were
+#: 3817 vs 4884 (lj_32) and 3790 vs 4027 (mw_cubic_64), but 10732 vs 5175 (mw_cubic_8) and
+#: 2136 vs 255 (lj_108).
 SITE_OVERHEAD = 16_000
 
 
