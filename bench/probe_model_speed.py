@@ -9,9 +9,17 @@ energy (what ``System.einstein_width`` does) than in one that did not. Cause not
     python bench/probe_model_speed.py sites_hess  # after a site-list energy Hessian
     python bench/probe_model_speed.py dense       # after an all-pairs energy value
 """
-import sys, time, jax, jax.numpy as jnp, numpy as np, dataclasses
+import dataclasses
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 import freeflow
 from freeflow.config import presets
+
 s = freeflow.load_system("lj_108")
 pre = sys.argv[1] if len(sys.argv) > 1 else "none"
 x = jnp.asarray(s.lattice, jnp.float32)
@@ -25,12 +33,15 @@ elif pre == "dense_hess":
 elif pre == "sites_hess":
     e = s.energy_fn(neighbors="sites", strays="nan")
     print(jax.jit(jax.hessian(lambda d: e(x.at[3].add(d))))(jnp.zeros(3)).sum())
-mc, _ = presets("cpu"); mc = dataclasses.replace(mc, noise_scale=0.0460927)
+# The noise scale einstein_width would give, fixed, so that nothing else runs an energy first.
+mc = dataclasses.replace(presets("cpu")[0], noise_scale=0.0460927)
 model = freeflow.FlowModel(s, mc)
 params = model.init(jax.random.key(0))
 f = jax.jit(lambda p, k: model.sample_and_log_prob(p, k, 128))
 f(params, jax.random.key(1))[1].block_until_ready()
 ts = []
 for i in range(4):
-    t = time.perf_counter(); f(params, jax.random.key(i))[1].block_until_ready(); ts.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    f(params, jax.random.key(i))[1].block_until_ready()
+    ts.append(time.perf_counter() - t)
 print(pre, "seconds per batch of 128:", np.round(ts, 3))

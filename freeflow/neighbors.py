@@ -1,6 +1,6 @@
-"""Which particle pairs an energy function looks at: every periodic image, or a cell list.
+"""Which particle pairs an energy function looks at: all images, a site list or a cell list.
 
-Both strategies return, for one configuration ``x`` of shape ``[N, 3]``, the displacement
+All three strategies return, for one configuration ``x`` of shape ``[N, 3]``, the displacement
 vectors from each particle to its candidate partners, ``[N, C, 3]``, and a mask ``[N, C]`` that
 is False for padding and for a particle's zero-shift copy of itself. Every periodic image of
 every particle closer than the cutoff is among the candidates exactly once, so energies built

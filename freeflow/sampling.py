@@ -254,8 +254,9 @@ def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
 
     Args:
       energy_fn: pure ``U(positions [P, D], *energy_args) -> scalar`` (energy unit); a
-        configuration it returns NaN for is a rejected proposal. It is used as a cache key for the compiled kernels: pass the same function object to reuse
-        them (``System.energy_fn`` is cached).
+        configuration it returns NaN for is a rejected proposal. It is used as a cache key
+        for the compiled kernels: pass the same function object to reuse them
+        (``System.energy_fn`` is cached).
       initial_positions: ``[P, D]`` (all chains start there) or ``[num_chains, P, D]``.
         For a crystal, ``P = N`` particles and ``D = 3``.
       key: a ``jax.random`` key.
@@ -395,8 +396,8 @@ def sample_system(system, key, *, energy_fn: Callable | None = None, num_chains:
     site; ``None`` lets every particle move. ``energy_fn`` defaults to the exact energy
     ``system.energy_fn(strays="nan")``: a proposal that takes a particle off its site (further
     than half the nearest-neighbour distance, where the site list stops being exact) is
-    rejected, which confines the chains to the crystal; any pure ``[N, 3] -> scalar`` of the same system (an intermediate
-    state of a path, say) can be passed instead. Chains start on the lattice unless
+    rejected, which confines the chains to the crystal; any pure ``[N, 3] -> scalar`` of the
+    same system (an intermediate state of a path, say) can be passed instead. Chains start on the lattice unless
     ``initial_positions`` (``[N, 3]`` or ``[num_chains, N, 3]``) is given. Other keyword
     arguments go to ``sample``.
     """
