@@ -58,24 +58,29 @@ def test_lambda_schedule():
     np.testing.assert_allclose(lam, [0, 1 / 16, 1 / 4, 9 / 16, 1])
 
 
-def test_mbar_between_einstein_crystals(systems):
-    # Reference: springs k1; target: springs k2 = 3 k1 (minimum-image Einstein crystals on the
-    # lj_32 lattice, particle 0 fixed). Exact: Delta f = -ln(Z2/Z1) = (3(N-1)/2) ln(k2/k1).
+def _einstein_to_einstein(system, key, samples_per_state, workdir=None):
+    """MBAR from springs k1 = 100 to k2 = 300 (minimum-image Einstein crystals on the system's
+    lattice, particle 0 fixed); returns ``(path_free_energy output, exact Delta f)`` with
+    Delta f = -ln(Z2/Z1) = (3(N-1)/2) ln(k2/k1) up to the periodic cut."""
     from freeflow.potentials import EinsteinCrystal
 
-    system = systems("lj_32")
     beta, n = system.beta, system.num_particles
     k1, k2 = 100.0, 300.0
     fixed = np.zeros(n, bool)
     fixed[0] = True
     target = EinsteinCrystal(k2).energy_fn(system.box, system.lattice)
-    out = path_free_energy(unit_einstein_energy_fn(system), target, system.lattice,
-                           jax.random.key(7), beta=beta, box=system.box,
-                           lambdas=lambda_schedule(4, 1.0), reference_scale=k1, fixed=fixed,
-                           num_chains=32, samples_per_state=1024, num_warmup=100, thin=2,
-                           progress=False)
+    out = path_free_energy(unit_einstein_energy_fn(system), target, system.lattice, key,
+                           beta=beta, box=system.box, lambdas=lambda_schedule(4, 1.0),
+                           reference_scale=k1, fixed=fixed, num_chains=32,
+                           samples_per_state=samples_per_state, num_warmup=100, thin=2,
+                           workdir=workdir, progress=False)
     exact = (einstein_ln_z_fixed(beta, k1, system.box, n - 1)
              - einstein_ln_z_fixed(beta, k2, system.box, n - 1))
+    return out, exact
+
+
+def test_mbar_between_einstein_crystals(systems):
+    out, exact = _einstein_to_einstein(systems("lj_32"), jax.random.key(7), 1024)
     assert abs(out["delta_f"] - exact) < 3 * out["stderr"], (out["delta_f"], exact, out)
     assert out["stderr"] < 0.05 * exact  # able to fail
     assert out["min_neighbour_overlap"] > 0.01
@@ -121,27 +126,14 @@ def test_mbar_free_energy_resumes(systems, tmp_path):
 def test_mbar_extends_saved_states(systems, tmp_path):
     # Raising samples_per_state continues the saved chains instead of starting again: the
     # saved samples stay as they were, each chain grows, and the estimate stays right.
-    from freeflow.potentials import EinsteinCrystal
-
     system = systems("lj_32")
-    beta, n = system.beta, system.num_particles
-    k1, k2 = 100.0, 300.0
-    fixed = np.zeros(n, bool)
-    fixed[0] = True
-    target = EinsteinCrystal(k2).energy_fn(system.box, system.lattice)
-    exact = (einstein_ln_z_fixed(beta, k1, system.box, n - 1)
-             - einstein_ln_z_fixed(beta, k2, system.box, n - 1))
 
     def run(samples):
-        return path_free_energy(unit_einstein_energy_fn(system), target, system.lattice,
-                                jax.random.key(3), beta=beta, box=system.box,
-                                lambdas=lambda_schedule(4, 1.0), reference_scale=k1,
-                                fixed=fixed, num_chains=32, samples_per_state=samples,
-                                num_warmup=100, thin=2, workdir=tmp_path, progress=False)
+        return _einstein_to_einstein(system, jax.random.key(3), samples, workdir=tmp_path)
 
-    short = run(256)
+    short, exact = run(256)
     before = [np.load(tmp_path / f"state_{k:03d}.npz")["components"] for k in range(4)]
-    long = run(1024)
+    long, _ = run(1024)
     for k in range(4):
         after = np.load(tmp_path / f"state_{k:03d}.npz")["components"]
         assert before[k].shape == (32, 8, 2) and after.shape == (32, 32, 2)
@@ -155,6 +147,6 @@ def test_mbar_extends_saved_states(systems, tmp_path):
     assert abs(long["delta_f"] - exact) < 3 * long["stderr"], (long["delta_f"], exact)
     assert long["stderr"] < short["stderr"]
     # Asking for fewer samples than saved uses the first ones and samples nothing.
-    again = run(256)
+    again, _ = run(256)
     assert again["delta_f"] == short["delta_f"]
     assert again["energy_evaluations"] == long["energy_evaluations"]

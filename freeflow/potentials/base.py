@@ -109,6 +109,5 @@ def recompute_flagged(fast: EnergyFn, robust: EnergyFn) -> EnergyFn:
         return guarded(positions.reshape((-1,) + positions.shape[-2:])).reshape(lead)
 
     batched.neighbors = getattr(fast, "neighbors", None)
-    batched.fallback = robust
     batched.nan_on_strays = fast  # the unguarded form, for vmapped callers such as samplers
     return batched
