@@ -1,7 +1,8 @@
 """Train the ``cpu`` preset for a fixed wall-clock budget, then estimate beta F / N by LFEP.
 
-For each system: time a few training steps, size the run (and its learning-rate decays at 60%
-and 85% of it) to fill the budget, train, and draw LFEP samples with the exact energy.
+For each system: time a few training steps, size the run (its learning-rate warm-up over the
+first 5% and decays at 60% and 85% of it) to fill the budget, train, and draw LFEP samples
+with the exact energy.
 Prints one JSON line per system and a summary.
 
     python bench/train_cpu.py --systems lj_32 mw_cubic_8 --minutes 30 --samples 100000
@@ -25,8 +26,11 @@ from freeflow.config import presets
 from freeflow.train import train
 
 
-def run(name: str, minutes: float, samples: int, out: Path, seed: int) -> dict:
+def run(name: str, minutes: float, samples: int, out: Path, seed: int,
+        learning_rate: float | None = None) -> dict:
     model_config, training = presets("cpu")
+    if learning_rate is not None:
+        training = dataclasses.replace(training, learning_rate=learning_rate)
     # Time steps 11..40 of a throwaway run (the first ones include compilation).
     stamps = []
     train(name, None, model_config=model_config,
@@ -37,6 +41,7 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int) -> dict:
     training = dataclasses.replace(
         training, num_steps=num_steps, seed=seed,
         decay_steps=(int(0.6 * num_steps), int(0.85 * num_steps)),
+        warmup_steps=int(0.05 * num_steps),
         eval_every=max(1, num_steps // 5), checkpoint_every=max(1, num_steps // 20))
     start = time.perf_counter()
     result = train(name, out / name, model_config=model_config, training=training,
@@ -47,6 +52,7 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int) -> dict:
     estimate = freeflow.estimate(out / name, num_samples=samples, seed=seed + 1)
     estimate_s = time.perf_counter() - start
     return {"bench": "train_cpu", "system": name, "preset": "cpu",
+            "base": model_config.noise_scale, "learning_rate": training.learning_rate,
             "planned_steps": num_steps, "steps": steps_done, "train_s": train_s,
             "steps_per_s": steps_done / train_s, "lfep_samples": estimate.num_samples,
             "lfep_s": estimate_s, "beta_f_per_particle": estimate.value,
@@ -61,13 +67,15 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_train_cpu"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Adam's initial learning rate (default: the cpu preset's)")
     parser.add_argument("--quick", action="store_true", help="2 minutes, 10^4 samples")
     args = parser.parse_args(argv)
     if args.quick:
         args.minutes, args.samples = 2.0, 10_000
     rows = []
     for name in args.systems:
-        row = run(name, args.minutes, args.samples, args.out, args.seed)
+        row = run(name, args.minutes, args.samples, args.out, args.seed, args.learning_rate)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\nsystem        steps  steps/s   ESS     beta F / N (LFEP)", file=sys.stderr)

@@ -1,8 +1,10 @@
 """Short training probe: mean loss, batch ESS and batch beta F / N over the first steps.
 
 Used to choose the ``cpu`` preset's base noise and learning rate (README, "Training and free
-energies"). The learning rate is held constant; nothing is written to disk.
+energies"). The learning rate is held constant after an optional linear warm-up; nothing is written to
+disk.
 
+    python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise harmonic
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise einstein
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise paper
 """
@@ -24,15 +26,17 @@ def main(argv=None):
     parser.add_argument("system")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     parser.add_argument("--noise", default="einstein",
-                        help="'einstein', 'paper' or a length in the system's unit")
+                        help="'harmonic', 'einstein', 'paper' or a length in the system's unit")
     args = parser.parse_args(argv)
     model, training = presets("cpu")
-    noise = {"einstein": "einstein", "paper": None}.get(args.noise)
-    noise = float(args.noise) if noise is None and args.noise != "paper" else noise
+    named = {"harmonic": "harmonic", "einstein": "einstein", "paper": None}
+    noise = named[args.noise] if args.noise in named else float(args.noise)
     model = dataclasses.replace(model, noise_scale=noise)
     training = dataclasses.replace(training, num_steps=args.steps, learning_rate=args.lr,
-                                   eval_every=0, decay_steps=(10**9,))
+                                   eval_every=0, decay_steps=(10**9,),
+                                   warmup_steps=args.warmup)
     result = train(args.system, None, model_config=model, training=training, progress=False)
     loss = np.array([m["loss"] for m in result.metrics])
     ess = np.array([m["ess"] for m in result.metrics])
@@ -44,7 +48,7 @@ def main(argv=None):
         print(f"{start:>5}-{start + window - 1:<5}{loss[sl].mean():>11.2f}{100 * ess[sl].mean():>9.2f}%"
               f"{np.median(beta_f[sl]):>12.4f}")
     print(json.dumps({"bench": "train_probe", "system": args.system, "noise": args.noise,
-                      "lr": args.lr, "steps": args.steps, "first_loss": float(loss[0]),
+                      "lr": args.lr, "warmup": args.warmup, "steps": args.steps, "first_loss": float(loss[0]),
                       "last_window_loss": float(loss[-window:].mean()),
                       "last_window_ess": float(ess[-window:].mean())}))
 

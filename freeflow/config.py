@@ -16,6 +16,9 @@ from typing import Any
 #: unit: 0.01 sigma for Lennard-Jones (reduced units), 0.2 Angstrom for monatomic water.
 PAPER_NOISE_SCALE = {"lennard_jones": 0.01, "monatomic_water": 0.2}
 
+#: The values of ``ModelConfig.noise_scale`` that name a base instead of giving its width.
+NAMED_BASES = ("einstein", "harmonic")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -34,7 +37,10 @@ class ModelConfig:
       noise_scale: standard deviation of the base distribution's Gaussian noise, in the
         system's length unit; ``None`` means the paper's value for the potential
         (``PAPER_NOISE_SCALE``); ``"einstein"`` means the system's ``einstein_width`` (one
-        atom vibrating in the frozen lattice), which starts training much closer to the target.
+        atom vibrating in the frozen lattice), which starts training much closer to the target;
+        ``"harmonic"`` replaces the isotropic noise by the harmonic crystal
+        (``freeflow.base.HarmonicLatticeBase``: correlated displacements with precision
+        ``beta`` times the energy's Hessian at the lattice), closer still.
       min_bin_size: smallest spline bin width/height as a fraction of the box edge; keeps
         the spline's slopes bounded.
       min_derivative: smallest spline knot slope (dimensionless).
@@ -63,13 +69,11 @@ class ModelConfig:
                              f"num_heads ({self.num_heads})")
         if self.mlp_width is not None and self.mlp_width <= 0:
             raise ValueError(f"mlp_width must be positive or None; got {self.mlp_width}")
-        if isinstance(self.noise_scale, str):
-            if self.noise_scale != "einstein":
-                raise ValueError(f"noise_scale must be a positive length, None (the paper's "
-                                 f"value) or 'einstein'; got {self.noise_scale!r}")
-        elif self.noise_scale is not None and not self.noise_scale > 0:
+        if (isinstance(self.noise_scale, str) and self.noise_scale not in NAMED_BASES
+                or not isinstance(self.noise_scale, str) and self.noise_scale is not None
+                and not self.noise_scale > 0):
             raise ValueError(f"noise_scale must be a positive length, None (the paper's "
-                             f"value) or 'einstein'; got {self.noise_scale}")
+                             f"value), 'einstein' or 'harmonic'; got {self.noise_scale!r}")
         if not 0 < self.min_bin_size * self.num_bins < 1:
             raise ValueError(f"min_bin_size * num_bins must lie in (0, 1); got "
                              f"{self.min_bin_size} * {self.num_bins}")
@@ -114,7 +118,7 @@ PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(num_layers=24, num_bins=16, embedding_size=256, num_heads=2,
                          num_blocks=2, num_frequencies=8),
     "cpu": ModelConfig(num_layers=12, num_bins=8, embedding_size=64, num_heads=2,
-                       num_blocks=1, num_frequencies=8, noise_scale="einstein"),
+                       num_blocks=1, num_frequencies=8, noise_scale="harmonic"),
 }
 
 
@@ -161,6 +165,8 @@ class TrainingConfig:
       learning_rate: Adam's initial learning rate.
       decay_steps: steps at which the learning rate is multiplied by ``decay_factor``.
       decay_factor: multiplier applied at each of ``decay_steps``.
+      warmup_steps: the learning rate rises linearly from ``learning_rate / warmup_steps`` to
+        ``learning_rate`` over these first steps (0: no warm-up).
       max_grad_norm: gradients are clipped to this global norm.
       checkpoint_every: steps between checkpoints (one is always written at the end).
       eval_every: steps between LFEP evaluations on the exact energy (0: never).
@@ -173,6 +179,7 @@ class TrainingConfig:
     learning_rate: float = 7e-5
     decay_steps: tuple[int, ...] = (250_000, 500_000)
     decay_factor: float = 0.1
+    warmup_steps: int = 0
     max_grad_norm: float = 10.0
     checkpoint_every: int = 1000
     eval_every: int = 10_000
@@ -185,8 +192,10 @@ class TrainingConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not (isinstance(self.eval_every, int) and self.eval_every >= 0):
-            raise ValueError(f"eval_every must be a non-negative integer; got {self.eval_every!r}")
+        for name in ("eval_every", "warmup_steps"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive; got {self.learning_rate}")
         if not 0 < self.decay_factor <= 1:
@@ -201,7 +210,8 @@ class TrainingConfig:
 TRAINING_PRESETS: dict[str, TrainingConfig] = {
     "paper": TrainingConfig(),
     "cpu": TrainingConfig(num_steps=4000, batch_size=128, learning_rate=5e-4,
-                          decay_steps=(2500, 3500), max_grad_norm=10.0, checkpoint_every=250,
+                          decay_steps=(2500, 3500), warmup_steps=200, max_grad_norm=10.0,
+                          checkpoint_every=250,
                           eval_every=1000, eval_samples=2048),
 }
 

@@ -2,8 +2,8 @@
 
 Sampling a configuration ``x`` of all ``N`` particles:
 
-1. ``z ~ b``: the ``P = N - 1`` mobile particles from ``freeflow.base.LatticeBase``
-   (particle 0 is held at the box corner, the origin).
+1. ``z ~ b``: the ``P = N - 1`` mobile particles from ``freeflow.base.LatticeBase`` (or
+   ``HarmonicLatticeBase``); particle 0 is held at the box corner, the origin.
 2. ``y = f(z)``: the coupling flow (``freeflow.coupling``), a diffeomorphism of the torus^P.
 3. ``x = wrap([0, y] + u)`` with one uniform translation ``u`` of the box for all particles.
 
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freeflow.base import LatticeBase
+from freeflow.base import HarmonicLatticeBase, LatticeBase
 from freeflow.config import ModelConfig, default_noise_scale, model_preset
 from freeflow.coupling import coupling_flow
 from freeflow.space import wrap
@@ -40,6 +40,17 @@ def canonicalize(positions, box):
 def num_parameters(params) -> int:
     """Number of scalar parameters in a parameter pytree."""
     return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+def _base(system, box, noise):
+    if noise == "harmonic":
+        hessian = system.lattice_hessian()[3:, 3:]
+        return HarmonicLatticeBase(system.lattice, box, system.beta * hessian)
+    if noise is None:
+        noise = default_noise_scale(system.potential)
+    elif noise == "einstein":
+        noise = system.einstein_width
+    return LatticeBase(system.lattice, box, noise)
 
 
 class FlowModel:
@@ -59,12 +70,7 @@ class FlowModel:
         self.num_particles = int(system.num_particles)
         self.box = np.asarray(system.box, dtype=np.float64)
         self.log_volume = float(np.sum(np.log(self.box)))
-        noise = self.config.noise_scale
-        if noise is None:
-            noise = default_noise_scale(system.potential)
-        elif noise == "einstein":
-            noise = system.einstein_width
-        self.base = LatticeBase(system.lattice, self.box, noise)
+        self.base = _base(system, self.box, self.config.noise_scale)
         box, config = self.box, self.config
 
         def functions():

@@ -165,6 +165,27 @@ class System:
             lattice = jnp.asarray(self.lattice, jnp.float64)
             return float(self.energy_fn(strays="nan")(lattice))
 
+    @functools.lru_cache(maxsize=4)
+    def lattice_hessian(self) -> np.ndarray:
+        """Hessian ``d^2 U / dr dr`` of the exact energy at the perfect lattice, float64.
+
+        Shape ``[3N, 3N]``, rows and columns ordered (particle, axis); units energy /
+        length^2. Evaluated in float64 (a scoped ``jax.enable_x64``) because the harmonic
+        base of a flow inverts it.
+        """
+        import jax
+
+        with jax.enable_x64(True):
+            energy = self.energy_fn(neighbors="dense" if self.num_particles <= 2048 else "auto",
+                                    strays="nan")
+            lattice = jnp.asarray(self.lattice, jnp.float64)
+            hessian = np.asarray(jax.jit(jax.hessian(energy))(lattice), np.float64)
+        size = 3 * self.num_particles
+        hessian = hessian.reshape(size, size)
+        if not np.all(np.isfinite(hessian)):
+            raise ValueError(f"{self.name}: the energy's Hessian at the lattice is not finite")
+        return 0.5 * (hessian + hessian.T)
+
     @functools.cached_property
     def einstein_width(self) -> float:
         """Thermal width ``1 / sqrt(beta k_E)`` of one atom moving alone in the frozen lattice.

@@ -58,12 +58,21 @@ class TrainResult:
     system: System
 
 
-def optimizer(config: TrainingConfig) -> optax.GradientTransformation:
-    """Adam with a step-decay schedule, after clipping the gradient's global norm."""
-    schedule = optax.piecewise_constant_schedule(
+def learning_rate_schedule(config: TrainingConfig):
+    """Step -> learning rate: a linear ramp over ``warmup_steps``, then step decays."""
+    decays = optax.piecewise_constant_schedule(
         config.learning_rate, {int(s): config.decay_factor for s in config.decay_steps})
+    if not config.warmup_steps:
+        return decays
+    # Adam moves every parameter by about the learning rate from its first step on, whatever
+    # the gradient's size; ramping up keeps a flow that starts close to the target close.
+    return lambda step: decays(step) * jnp.minimum(1.0, (step + 1) / config.warmup_steps)
+
+
+def optimizer(config: TrainingConfig) -> optax.GradientTransformation:
+    """Adam with a warm-up and step-decay schedule, after clipping the gradient's global norm."""
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adam(schedule))
+                       optax.adam(learning_rate_schedule(config)))
 
 
 def _mesh():
@@ -115,9 +124,19 @@ def _run_spec(system: System, model_config: ModelConfig, training: TrainingConfi
     return json.loads(json.dumps(spec))  # the form it takes in run.json (tuples -> lists)
 
 
+def _with_defaults(cls, fields: dict) -> dict:
+    try:
+        return json.loads(json.dumps(config_to_dict(config_from_dict(cls, fields))))
+    except (TypeError, ValueError):
+        return fields  # reported as a difference below
+
+
 def _check_same_run(saved: dict, wanted: dict, run_dir: Path):
     """Resuming is allowed only into the same system, model and training settings."""
     problems = []
+    # Fields added since the run was written take their defaults, as when it is loaded.
+    saved = dict(saved, model=_with_defaults(ModelConfig, saved["model"]),
+                 training=_with_defaults(TrainingConfig, saved["training"]))
     if saved["system"] != wanted["system"]:
         problems.append(f"system {saved['system']['name']!r} (wanted "
                         f"{wanted['system']['name']!r}, or the same name with other settings)")
@@ -167,6 +186,8 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
         scale = overrides["num_steps"] / base_training.num_steps
         overrides["decay_steps"] = tuple(max(1, int(round(d * scale)))
                                          for d in base_training.decay_steps)
+        if "warmup_steps" not in overrides:
+            overrides["warmup_steps"] = int(round(base_training.warmup_steps * scale))
     training = dataclasses.replace(base_training, **overrides)
     training.validate()
     model = FlowModel(system, model_config)

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from freeflow.base import LatticeBase, gaussian_ball_log_probability, truncated_chi3_cdf
+from freeflow.base import (HarmonicLatticeBase, LatticeBase, gaussian_ball_log_probability,
+                           truncated_chi3_cdf)
 from freeflow.space import minimum_image
 
 
@@ -109,3 +110,66 @@ def test_every_lattice_has_disjoint_balls_around_mobile_sites(systems, name):
     z, log_prob = base.sample_and_log_prob(jax.random.PRNGKey(5), 3)
     assert np.all(np.isfinite(log_prob))
     assert np.all(np.isfinite(base.log_prob(z)))
+
+
+# -- the harmonic crystal base ---------------------------------------------------------------
+
+def _random_precision(size, seed, scale):
+    """A random symmetric positive-definite precision, (length unit)^-2."""
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((size, size))
+    return (m @ m.T / size + 0.5 * np.eye(size)) / scale**2
+
+
+def test_harmonic_base_is_the_correlated_gaussian(systems):
+    system = systems("mw_cubic_8")
+    precision = _random_precision(21, seed=1, scale=0.15)
+    base = HarmonicLatticeBase(system.lattice, system.box, precision)
+    z, log_prob = base.sample_and_log_prob(jax.random.PRNGKey(6), 20_000)
+    z = np.asarray(z, np.float64)
+    # Back to site order: each particle's nearest site.
+    offsets = minimum_image(z[:, :, None, :] - base.mobile_sites, system.box)
+    nearest = np.argmin(np.sum(offsets**2, axis=-1), axis=-1)
+    assert not np.all(nearest == np.arange(7))  # labels shuffled
+    d = np.zeros_like(z)
+    rows = np.arange(len(z))[:, None]
+    d[rows, nearest] = offsets[rows, np.arange(7), nearest]
+    d = d.reshape(len(z), 21)
+    # The density is the Gaussian's at the site-ordered displacements, minus ln 7!.
+    sign, logdet = np.linalg.slogdet(precision)
+    expected = (-0.5 * np.einsum("ni,ij,nj->n", d, precision, d) + 0.5 * logdet
+                - 10.5 * math.log(2 * math.pi) - math.lgamma(8))
+    np.testing.assert_allclose(log_prob, expected, atol=2e-3)
+    np.testing.assert_allclose(base.log_prob(z.astype(np.float32)), expected, atol=2e-3)
+    # Sample covariance against the inverse precision: each entry within 5 standard errors.
+    covariance = np.linalg.inv(precision)
+    sample = np.cov(d, rowvar=False)
+    stderr = np.sqrt((covariance**2 + np.outer(np.diag(covariance), np.diag(covariance)))
+                     / len(d))
+    assert np.all(np.abs(sample - covariance) < 5 * stderr)
+
+
+def test_harmonic_base_log_prob_symmetries_and_support(systems):
+    system = systems("lj_32")
+    base = HarmonicLatticeBase(system.lattice, system.box,
+                               _random_precision(93, seed=2, scale=0.05))
+    z = base.sample(jax.random.PRNGKey(7), 4)
+    perm = np.random.default_rng(0).permutation(31)
+    shifted = np.asarray(z) + system.box * np.array([1, -2, 3])
+    np.testing.assert_allclose(base.log_prob(z[:, perm]), base.log_prob(z), atol=1e-4)
+    np.testing.assert_allclose(base.log_prob(shifted), base.log_prob(z), atol=1e-2)
+    doubled = np.asarray(base.mobile_sites, np.float32).copy()
+    doubled[1] = doubled[0] + 0.1 * base.radius  # particles 0 and 1 both nearest site 0
+    assert base.log_prob(doubled) == -np.inf
+
+
+def test_harmonic_base_refuses_an_unstable_or_soft_lattice(systems):
+    system = systems("mw_cubic_8")
+    unstable = _random_precision(21, seed=3, scale=0.15)
+    unstable[0, 0] = -unstable[0, 0]
+    with pytest.raises(ValueError, match="not positive definite"):
+        HarmonicLatticeBase(system.lattice, system.box, unstable)
+    with pytest.raises(ValueError, match="swap sites"):
+        HarmonicLatticeBase(system.lattice, system.box, np.eye(21) / 1.0**2)
+    with pytest.raises(ValueError, match=r"shape \[21, 21\]"):
+        HarmonicLatticeBase(system.lattice, system.box, np.eye(20))

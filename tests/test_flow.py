@@ -204,6 +204,8 @@ def test_configs_round_trip_and_presets():
         model_preset("gpu")
     with pytest.raises(ValueError):
         ModelConfig(embedding_size=10, num_heads=3)
+    with pytest.raises(ValueError, match="'einstein' or 'harmonic'"):
+        ModelConfig(noise_scale="harmonik")
 
 
 def test_parameter_count_and_default_noise(systems):

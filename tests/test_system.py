@@ -147,3 +147,28 @@ def test_einstein_width_of_a_harmonic_crystal_is_exact():
                              potential=freeflow.EinsteinCrystal(spring_constant=400.0),
                              temperature=2.0)
     assert system.einstein_width == pytest.approx(1.0 / np.sqrt(0.5 * 400.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lj_32", "mw_cubic_8"])
+def test_lattice_hessian_against_energy_differences(systems, name):
+    """Autodiff Hessian vs central second differences of the float64 energy along random
+    directions; rows sum to zero (translation invariance)."""
+    import jax
+    system = systems(name)
+    hessian = system.lattice_hessian()
+    n3 = 3 * system.num_particles
+    assert hessian.shape == (n3, n3)
+    np.testing.assert_allclose(hessian, hessian.T, atol=0)
+    scale = np.abs(hessian).max()
+    np.testing.assert_allclose(hessian.reshape(n3, -1, 3).sum(axis=1), 0.0, atol=1e-9 * scale)
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        energy = jax.jit(system.energy_fn(neighbors="dense", strays="nan"))
+        lattice = np.asarray(system.lattice, np.float64)
+        h = 1e-4 * system.nearest_neighbour_distance
+        for _ in range(3):
+            u = rng.standard_normal(lattice.shape)
+            second = (float(energy(lattice + h * u)) - 2 * float(energy(lattice))
+                      + float(energy(lattice - h * u))) / h**2
+            # Difference error ~ h^2 U'''' (relative ~1e-8 here) plus rounding ~1e-16 U / h^2.
+            assert second == pytest.approx(u.ravel() @ hessian @ u.ravel(), rel=1e-5)

@@ -14,7 +14,7 @@ import pytest
 import freeflow
 from freeflow.config import ModelConfig, TrainingConfig
 from freeflow.potentials import SymmetricEinsteinCrystal
-from freeflow.train import TrainingDiverged, load_run, train
+from freeflow.train import TrainingDiverged, learning_rate_schedule, load_run, train
 
 TINY = ModelConfig(num_layers=2, num_bins=8, embedding_size=16, num_heads=2, num_blocks=1,
                    num_frequencies=2)
@@ -66,10 +66,32 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path):
     with pytest.raises(ValueError, match="model config differs"):
         train("mw_cubic_8", run, model_config=bigger, training=tiny_training(num_steps=2),
               progress=False)
+    with pytest.raises(ValueError, match=r"training config differs in \['warmup_steps'\]"):
+        train("mw_cubic_8", run, model_config=TINY,
+              training=tiny_training(num_steps=3, warmup_steps=2), progress=False)
+    # A run written before a training field existed resumes as if it had the default.
+    spec = json.loads((run / "run.json").read_text())
+    del spec["training"]["warmup_steps"]
+    (run / "run.json").write_text(json.dumps(spec))
+    resumed = train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=3),
+                    progress=False)
+    assert resumed.metrics[-1]["step"] == 3
     (run / "checkpoint.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="corrupt"):
         train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=4),
               progress=False)
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = tiny_training(learning_rate=1e-3, warmup_steps=4, decay_steps=(6,),
+                           decay_factor=0.1)
+    rates = [float(learning_rate_schedule(config)(step)) for step in range(8)]
+    np.testing.assert_allclose(rates, [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-4, 1e-4],
+                               rtol=1e-6)
+    no_warmup = learning_rate_schedule(tiny_training(learning_rate=1e-3))
+    assert float(no_warmup(0)) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="warmup_steps must be"):
+        tiny_training(warmup_steps=-1).validate()
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
@@ -168,3 +190,22 @@ def test_lfep_on_analytic_harmonic_crystal(tmp_path):
     # The loss is bounded below by -ln Z; training must have closed most of the initial gap.
     loss = np.array([m["loss"] for m in result.metrics])
     assert loss[-50:].mean() + exact_log_z < 0.5 * (loss[:20].mean() + exact_log_z)
+
+
+def test_harmonic_base_is_exact_on_a_harmonic_crystal():
+    """With the harmonic base a fresh flow already is a harmonic target: every work equals
+    -ln Z and LFEP is exact with ESS 1 (no training)."""
+    lattice = freeflow.load_system("lj_32").atoms
+    target = SymmetricEinsteinCrystal(spring_constant=1.0 / (0.5 * 0.06**2))
+    system = freeflow.System(name="harmonic_32", atoms=lattice, potential=target,
+                             temperature=2.0)
+    model = freeflow.FlowModel(system, dataclasses.replace(TINY, noise_scale="harmonic"))
+    params = model.init(jax.random.PRNGKey(0))
+    estimate = freeflow.lfep(model, params, system, jax.random.PRNGKey(1), num_samples=2048,
+                             progress=False, bootstrap=0)
+    exact = freeflow.conventions.beta_f_per_particle(target.log_partition_function(system),
+                                                     32, 1.0)
+    # float32 works of size ~100: rounding ~1e-5 per work.
+    assert np.std(estimate.work) < 1e-3
+    assert estimate.ess > 0.9999
+    assert estimate.value == pytest.approx(exact, abs=1e-5)
