@@ -2,8 +2,9 @@
 
 For every system and base (the paper's fixed noise, the Einstein width, the harmonic
 crystal), draw samples from a fresh ``cpu``-preset flow (the identity, so from the base
-itself) and print the variance of the work beta Phi = beta U + ln q and the ESS on the exact
-energy. For Gaussian works the KL divergence from the target is about half the variance.
+itself) and print the variance of the work beta Phi = beta U + ln q, the ESS on the exact
+energy, and the KL divergence KL(q || p) = <beta Phi> + ln Z in nats, with ln Z from the MBAR
+value in ``bench/results/baseline.jsonl`` (where it has the system).
 
     python bench/base_overlap.py --systems lj_32 mw_cubic_8 mw_cubic_64 mw_hex_64 --samples 20000
 """
@@ -15,17 +16,28 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
 import freeflow
 from freeflow.config import presets
+from freeflow.tables import read_baseline
 
 BASES = {"paper": None, "einstein": "einstein", "harmonic": "harmonic"}
 
 
-def run(name: str, base: str, samples: int, seed: int) -> dict:
+def kl_divergence(work, beta_f_lfep: float, beta_f_exact: float | None, num_particles: int):
+    """``<beta Phi> + ln Z`` in nats. LFEP's own ``ln Z`` (``ln mean exp(-beta Phi)``) and
+    value differ from the exact ones by the same amount, which is the correction."""
+    if beta_f_exact is None:
+        return None
+    log_z_lfep = float(np.log(np.mean(np.exp(-(work - work.min())))) - work.min())
+    return float(np.mean(work) + log_z_lfep + num_particles * (beta_f_lfep - beta_f_exact))
+
+
+def run(name: str, base: str, samples: int, seed: int, beta_f_exact: float | None) -> dict:
     system = freeflow.load_system(name)
     model_config, _ = presets("cpu")
     model = freeflow.FlowModel(system, dataclasses.replace(model_config,
@@ -38,6 +50,7 @@ def run(name: str, base: str, samples: int, seed: int) -> dict:
     finite = np.isfinite(work)
     return {"bench": "base_overlap", "system": name, "base": base, "samples": samples,
             "infinite_works": int(np.sum(~finite)), "work_variance": float(np.var(work[finite])),
+            "kl_nats": kl_divergence(work, result.value, beta_f_exact, system.num_particles),
             "ess": result.ess, "beta_f_per_particle": result.value,
             "wall_s": time.perf_counter() - start}
 
@@ -49,16 +62,20 @@ def main(argv=None):
     parser.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES))
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
     args = parser.parse_args(argv)
+    exact = read_baseline(args.baseline) if args.baseline.is_file() else {}
     rows = []
     for name in args.systems:
+        beta_f_exact = exact[name].value if name in exact else None
         for base in args.bases:
-            rows.append(run(name, base, args.samples, args.seed))
+            rows.append(run(name, base, args.samples, args.seed, beta_f_exact))
             print(json.dumps(rows[-1]), flush=True)
-    print("\nsystem        base        var(beta Phi)      ESS", file=sys.stderr)
+    print("\nsystem        base        var(beta Phi)      ESS     KL (nats)", file=sys.stderr)
     for r in rows:
+        kl = "-" if r["kl_nats"] is None else f"{r['kl_nats']:.3g}"
         print(f"{r['system']:<14}{r['base']:<10}{r['work_variance']:>14.3g}"
-              f"{100 * r['ess']:>12.4f}%", file=sys.stderr)
+              f"{100 * r['ess']:>12.4f}%{kl:>12}", file=sys.stderr)
 
 
 if __name__ == "__main__":

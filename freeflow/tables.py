@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import decimal
+import hashlib
 import json
 import math
 import os
@@ -397,8 +398,8 @@ def build_table(systems: Iterable[str], preset: str = "cpu",
 
     Computed LFEP, LBAR and MBAR entries are appended to ``cache_file`` (default
     ``runs_dir/table_PRESET.jsonl``) under a key of everything they depend on (system,
-    method, preset, samples, seed, the run's step, the reference file), so re-running
-    recomputes nothing unless the run was trained further or a setting changed.
+    method, preset, samples, seed, the run's step and settings, the reference file), so
+    re-running recomputes nothing unless the run was trained further or a setting changed.
 
     Costs: LFEP and LBAR entries carry the training's wall time and energy evaluations added
     to the estimator's (``details`` has the breakdown); LBAR's exclude the reference samples.
@@ -455,8 +456,12 @@ def build_table(systems: Iterable[str], preset: str = "cpu",
             planned = int(spec["training"]["num_steps"])
             if step < planned:
                 row.notes.append(f"training unfinished: step {step} of {planned}")
+            # run.json holds the run's system, model and training settings: a run retrained
+            # with other settings to the same step must not reuse the old entries.
+            run_hash = hashlib.sha256((run_dir / "run.json").read_bytes()).hexdigest()[:16]
             key = {"system": name, "preset": preset, "num_samples": int(num_samples),
-                   "seed": int(seed), "run_step": step, "run_dir": str(run_dir)}
+                   "seed": int(seed), "run_step": step, "run_dir": str(run_dir),
+                   "run_settings": run_hash}
             training = {"train_steps": step, "train_wall_time": train_wall,
                         "train_energy_evaluations": train_evals}
 
