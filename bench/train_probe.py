@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from freeflow.config import presets
+from freeflow.config import BASES, presets
 from freeflow.train import train
 
 
@@ -31,8 +31,7 @@ def main(argv=None):
                         help="'harmonic', 'einstein', 'paper' or a length in the system's unit")
     args = parser.parse_args(argv)
     model, training = presets("cpu")
-    named = {"harmonic": "harmonic", "einstein": "einstein", "paper": None}
-    noise = named[args.noise] if args.noise in named else float(args.noise)
+    noise = BASES[args.noise] if args.noise in BASES else float(args.noise)
     model = dataclasses.replace(model, noise_scale=noise)
     training = dataclasses.replace(training, num_steps=args.steps, learning_rate=args.lr,
                                    eval_every=0, decay_steps=(10**9,),

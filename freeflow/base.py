@@ -254,7 +254,8 @@ class HarmonicLatticeBase:
             raise ValueError(
                 f"the harmonic precision is not positive definite (lowest eigenvalue {lowest:.3g}"
                 f"): the lattice is not a stable minimum of the energy with one particle held, "
-                f"so a harmonic base does not exist; use noise_scale='einstein' or a number"
+                f"so a harmonic base does not exist; use noise_scale='einstein' or a number "
+                f"(freeflow train --base einstein)"
             ) from None
         covariance = np.linalg.inv(precision)
         marginal = max(np.linalg.eigvalsh(covariance[3 * i:3 * i + 3, 3 * i:3 * i + 3])[-1]
@@ -268,7 +269,8 @@ class HarmonicLatticeBase:
             raise ValueError(f"the harmonic crystal's vibrations (largest marginal width "
                              f"{math.sqrt(marginal):.3g}) are comparable with half the "
                              f"nearest-neighbour distance ({self.radius:.3g}): particles would "
-                             f"swap sites; use noise_scale='einstein' or a number")
+                             f"swap sites; use noise_scale='einstein' or a number "
+                             f"(freeflow train --base einstein)")
         self.precision = precision
         # Rows: eps = d L (the whitened displacements); d = eps L^-1 draws the Gaussian.
         self._whiten = np.asarray(cholesky)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 import numpy as np
+
+from freeflow.config import BASES
 
 
 def _systems(args) -> int:
@@ -128,12 +131,19 @@ def _baseline(args) -> int:
 
 
 def _train(args) -> int:
+    from freeflow.config import model_preset
     from freeflow.train import TrainingDiverged, train
 
     overrides = {k: v for k, v in (("num_steps", args.steps), ("batch_size", args.batch_size),
-                                   ("seed", args.seed)) if v is not None}
+                                   ("seed", args.seed), ("learning_rate", args.learning_rate))
+                 if v is not None}
+    model_config = None
+    if args.base is not None:
+        model_config = dataclasses.replace(model_preset(args.preset),
+                                           noise_scale=BASES[args.base])
     try:
-        result = train(args.system, args.out, preset=args.preset, **overrides)
+        result = train(args.system, args.out, preset=args.preset, model_config=model_config,
+                       **overrides)
     except TrainingDiverged as error:
         print(f"freeflow train: error: {error}", file=sys.stderr)
         return 2
@@ -280,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps (preset default)")
     p.add_argument("--batch-size", type=int, default=None, help="samples per step")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--base", default=None, choices=list(BASES),
+                   help="base distribution: the harmonic crystal, isotropic noise of the "
+                        "Einstein width, or the paper's noise (default: the preset's, "
+                        "harmonic for cpu, paper for paper)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="Adam's initial learning rate (preset default)")
     p.set_defaults(run=_train)
 
     p = commands.add_parser("estimate", help="beta F / N of a trained run (LFEP or LBAR)")

@@ -19,6 +19,9 @@ PAPER_NOISE_SCALE = {"lennard_jones": 0.01, "monatomic_water": 0.2}
 #: The values of ``ModelConfig.noise_scale`` that name a base instead of giving its width.
 NAMED_BASES = ("einstein", "harmonic")
 
+#: Base distributions by the names the CLI and bench scripts use -> ``ModelConfig.noise_scale``.
+BASES = {"harmonic": "harmonic", "einstein": "einstein", "paper": None}
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:

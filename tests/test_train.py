@@ -209,3 +209,15 @@ def test_harmonic_base_is_exact_on_a_harmonic_crystal():
     assert np.std(estimate.work) < 1e-3
     assert estimate.ess > 0.9999
     assert estimate.value == pytest.approx(exact, abs=1e-5)
+
+
+def test_cli_train_takes_the_base_and_learning_rate(tmp_path):
+    from freeflow.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "mw_cubic_8", "--base", "einstein", "--learning-rate", "1e-4",
+                 "--steps", "2", "--batch-size", "8", "--out", str(out)]) == 0
+    spec = json.loads((out / "run.json").read_text())
+    assert spec["model"]["noise_scale"] == "einstein"
+    assert spec["training"]["learning_rate"] == 1e-4
+    # The preset's warm-up scales with the steps like its decays (200 of 4000 -> 0 of 2).
+    assert spec["training"]["warmup_steps"] == 0
