@@ -69,6 +69,17 @@ def mobile_sites(sites, box):
     return box, np.mod(sites[1:] - sites[0], box)
 
 
+def site_offsets(z, sites, box):
+    """Minimum-image offsets ``[..., particle, site, 3]`` of positions ``z [..., P, 3]`` from
+    the ``P`` mobile sites (length unit), in the dtype of ``z`` (float32 for integers)."""
+    z = jnp.asarray(z)
+    if z.shape[-2:] != sites.shape:
+        raise ValueError(f"expected positions [..., {len(sites)}, 3]; got {z.shape}")
+    dtype = z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else jnp.float32
+    return minimum_image(z[..., :, None, :].astype(dtype) - jnp.asarray(sites, dtype),
+                         jnp.asarray(box, dtype))
+
+
 def place_and_shuffle(key, sites, box, displacement):
     """Put displacements ``[n, P, 3]`` (site order) on their sites, wrap into the box and
     relabel the particles of each sample by an independent uniform permutation."""
@@ -194,14 +205,8 @@ class LatticeBase:
         Periodic: displacements to the sites are minimum-image. ``-inf`` unless every site's
         ball holds exactly one particle.
         """
-        z = jnp.asarray(z)
-        if z.shape[-2:] != (self.num_mobile, 3):
-            raise ValueError(f"expected positions [..., {self.num_mobile}, 3]; got {z.shape}")
-        dtype = z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else jnp.float32
-        sites = jnp.asarray(self.mobile_sites, dtype)
-        box = jnp.asarray(self.box, dtype)
         # [..., particle, site]: the balls are disjoint, so a row has at most one True.
-        displacement = minimum_image(z[..., :, None, :] - sites, box)
+        displacement = site_offsets(z, self.mobile_sites, self.box)
         squared = jnp.sum(displacement**2, axis=-1)
         inside = squared < self.radius**2
         per_pair = jnp.where(inside, self.displacement_log_density(squared), 0.0)
@@ -299,19 +304,13 @@ class HarmonicLatticeBase:
 
     def _log_prob(self, z):
         """Base log density of any configuration ``z [..., P, 3]`` (length unit; periodic)."""
-        z = jnp.asarray(z)
-        if z.shape[-2:] != (self.num_mobile, 3):
-            raise ValueError(f"expected positions [..., {self.num_mobile}, 3]; got {z.shape}")
-        dtype = z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else jnp.float32
-        sites = jnp.asarray(self.mobile_sites, dtype)
-        box = jnp.asarray(self.box, dtype)
-        # [..., particle, site]
-        offsets = minimum_image(z[..., :, None, :] - sites, box)
+        offsets = site_offsets(z, self.mobile_sites, self.box)  # [..., particle, site, 3]
         nearest = jnp.argmin(jnp.sum(offsets**2, axis=-1), axis=-1)
         displacement = jnp.take_along_axis(offsets, nearest[..., None, None], axis=-2)[..., 0, :]
         one_each = jnp.all(jax.nn.one_hot(nearest, self.num_mobile).sum(-2) == 1, axis=-1)
         # Site order: the particle assigned to site s goes to row s.
         order = jnp.argsort(nearest, axis=-1)
         in_site_order = jnp.take_along_axis(displacement, order[..., None], axis=-2)
-        white = in_site_order.reshape(*z.shape[:-2], -1) @ jnp.asarray(self._whiten, dtype)
+        white = (in_site_order.reshape(*offsets.shape[:-3], -1)
+                 @ jnp.asarray(self._whiten, offsets.dtype))
         return jnp.where(one_each, self._log_density(white), -jnp.inf)
