@@ -22,13 +22,15 @@ from pathlib import Path
 import jax
 
 import freeflow
-from freeflow.config import presets
+from freeflow.config import BASES, presets
 from freeflow.train import train
 
 
 def run(name: str, minutes: float, samples: int, out: Path, seed: int,
-        learning_rate: float | None = None) -> dict:
+        learning_rate: float | None = None, base: str | None = None) -> dict:
     model_config, training = presets("cpu")
+    if base is not None:
+        model_config = dataclasses.replace(model_config, noise_scale=BASES[base])
     if learning_rate is not None:
         training = dataclasses.replace(training, learning_rate=learning_rate)
     # Time steps 11..40 of a throwaway run (the first ones include compilation).
@@ -69,13 +71,16 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="Adam's initial learning rate (default: the cpu preset's)")
+    parser.add_argument("--base", choices=list(BASES), default=None,
+                        help="base distribution (default: the cpu preset's)")
     parser.add_argument("--quick", action="store_true", help="2 minutes, 10^4 samples")
     args = parser.parse_args(argv)
     if args.quick:
         args.minutes, args.samples = 2.0, 10_000
     rows = []
     for name in args.systems:
-        row = run(name, args.minutes, args.samples, args.out, args.seed, args.learning_rate)
+        row = run(name, args.minutes, args.samples, args.out, args.seed, args.learning_rate,
+                  args.base)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\nsystem        steps  steps/s   ESS     beta F / N (LFEP)", file=sys.stderr)

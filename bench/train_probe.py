@@ -7,6 +7,7 @@ disk.
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise harmonic
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise einstein
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise paper
+    python bench/train_probe.py lj_32 --steps 400 --lr 1e-4 --warmup 20 --noise effective_harmonic
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     parser.add_argument("--noise", default="einstein",
-                        help="'harmonic', 'einstein', 'paper' or a length in the system's unit")
+                        help="a base name (harmonic, effective_harmonic, einstein, paper) or a "
+                             "length in the system's unit")
     args = parser.parse_args(argv)
     model, training = presets("cpu")
     noise = BASES[args.noise] if args.noise in BASES else float(args.noise)

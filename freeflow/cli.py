@@ -291,9 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="samples per step")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--base", default=None, choices=list(BASES),
-                   help="base distribution: the harmonic crystal, isotropic noise of the "
-                        "Einstein width, or the paper's noise (default: the preset's, "
-                        "harmonic for cpu, paper for paper)")
+                   help="base distribution: the harmonic crystal, the same at the "
+                        "temperature that obeys the target's virial theorem "
+                        "(effective_harmonic; best for anharmonic crystals such as LJ), "
+                        "isotropic noise of the Einstein width, or the paper's noise "
+                        "(default: the preset's, harmonic for cpu, paper for paper)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="Adam's initial learning rate (preset default)")
     p.set_defaults(run=_train)

@@ -17,10 +17,11 @@ from typing import Any
 PAPER_NOISE_SCALE = {"lennard_jones": 0.01, "monatomic_water": 0.2}
 
 #: The values of ``ModelConfig.noise_scale`` that name a base instead of giving its width.
-NAMED_BASES = ("einstein", "harmonic")
+NAMED_BASES = ("einstein", "harmonic", "effective_harmonic")
 
 #: Base distributions by the names the CLI and bench scripts use -> ``ModelConfig.noise_scale``.
-BASES = {"harmonic": "harmonic", "einstein": "einstein", "paper": None}
+BASES = {"harmonic": "harmonic", "effective_harmonic": "effective_harmonic", "einstein": "einstein",
+         "paper": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,11 @@ class ModelConfig:
         atom vibrating in the frozen lattice), which starts training much closer to the target;
         ``"harmonic"`` replaces the isotropic noise by the harmonic crystal
         (``freeflow.base.HarmonicLatticeBase``: correlated displacements with precision
-        ``beta`` times the energy's Hessian at the lattice), closer still.
+        ``beta`` times the energy's Hessian at the lattice), closer still;
+        ``"effective_harmonic"`` is that crystal at the temperature at which it obeys the
+        target's virial theorem (``System.harmonic_temperature_factor``), the best Gaussian of
+        its shape, which matters for strongly anharmonic crystals such as Lennard-Jones at
+        T* = 2.
       min_bin_size: smallest spline bin width/height as a fraction of the box edge; keeps
         the spline's slopes bounded.
       min_derivative: smallest spline knot slope (dimensionless).
@@ -76,7 +81,7 @@ class ModelConfig:
                 or not isinstance(self.noise_scale, str) and self.noise_scale is not None
                 and not self.noise_scale > 0):
             raise ValueError(f"noise_scale must be a positive length, None (the paper's "
-                             f"value), 'einstein' or 'harmonic'; got {self.noise_scale!r}")
+                             f"value), or one of {NAMED_BASES}; got {self.noise_scale!r}")
         if not 0 < self.min_bin_size * self.num_bins < 1:
             raise ValueError(f"min_bin_size * num_bins must lie in (0, 1); got "
                              f"{self.min_bin_size} * {self.num_bins}")

@@ -43,9 +43,11 @@ def num_parameters(params) -> int:
 
 
 def _base(system, box, noise):
-    if noise == "harmonic":
-        hessian = system.lattice_hessian()[3:, 3:]
-        return HarmonicLatticeBase(system.lattice, box, system.beta * hessian)
+    if noise in ("harmonic", "effective_harmonic"):
+        precision = system.beta * system.lattice_hessian()[3:, 3:]
+        if noise == "effective_harmonic":
+            precision = precision / system.harmonic_temperature_factor()
+        return HarmonicLatticeBase(system.lattice, box, precision)
     if noise is None:
         noise = default_noise_scale(system.potential)
     elif noise == "einstein":

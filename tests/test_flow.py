@@ -1,5 +1,6 @@
 """Coupling layers and the full flow model: bijectivity, exact log-det, symmetries, densities."""
 
+import dataclasses
 import json
 
 import haiku as hk
@@ -204,7 +205,7 @@ def test_configs_round_trip_and_presets():
         model_preset("gpu")
     with pytest.raises(ValueError):
         ModelConfig(embedding_size=10, num_heads=3)
-    with pytest.raises(ValueError, match="'einstein' or 'harmonic'"):
+    with pytest.raises(ValueError, match="noise_scale must be"):
         ModelConfig(noise_scale="harmonik")
 
 
@@ -213,3 +214,14 @@ def test_parameter_count_and_default_noise(systems):
     assert model.base.noise_scale == pytest.approx(0.2)
     assert FlowModel(systems("lj_32"), TINY).base.noise_scale == pytest.approx(0.01)
     assert num_parameters(model.init(jax.random.PRNGKey(0))) > 0
+
+
+def test_named_bases_use_the_harmonic_precision(systems):
+    """'harmonic' is beta H_mm; 'effective_harmonic' the same over the temperature factor."""
+    system = systems("mw_cubic_8")
+    precision = system.beta * system.lattice_hessian()[3:, 3:]
+    harmonic = FlowModel(system, dataclasses.replace(TINY, noise_scale="harmonic")).base
+    effective = FlowModel(system, dataclasses.replace(TINY, noise_scale="effective_harmonic")).base
+    np.testing.assert_allclose(harmonic.precision, precision, rtol=1e-12)
+    np.testing.assert_allclose(effective.precision,
+                               precision / system.harmonic_temperature_factor(), rtol=1e-12)
