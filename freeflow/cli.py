@@ -158,7 +158,7 @@ def _train(args) -> int:
 
 
 def _estimate(args) -> int:
-    from freeflow.estimators import estimate
+    from freeflow.estimators import PARETO_K_LIMIT, estimate
 
     result = estimate(args.run_dir, args.samples, method=args.method, reference=args.reference,
                       seed=args.seed, progress=not args.json)
@@ -172,12 +172,18 @@ def _estimate(args) -> int:
     if result.ess is not None:
         print(f"  ESS {100 * result.ess:.2f}% ({result.ess * result.num_samples:.0f} of "
               f"{result.num_samples})")
-        if result.ess * result.num_samples < 100:
+        k = result.details.get("pareto_k", float("nan"))
+        print(f"  Pareto k of the weights' tail {k:.2f} (reliable below {PARETO_K_LIMIT})")
+        few = result.ess * result.num_samples < 100
+        if few or k > PARETO_K_LIMIT:
             # A few weights dominate: the bootstrap sees only them and understates the error,
             # and LFEP is biased towards the flow's own (higher) free energy.
-            print(f"  warning: fewer than 100 effective samples; this value and its error bar "
-                  f"are not trustworthy. Train longer (freeflow train ... --steps N resumes) "
-                  f"or compare with 'freeflow baseline {result.system}'.", file=sys.stderr)
+            why = ("fewer than 100 effective samples" if few else
+                   f"the weights have a heavy tail (Pareto k {k:.2f} > {PARETO_K_LIMIT})")
+            print(f"  warning: {why}; this value and its error bar are not trustworthy. Train "
+                  f"longer (freeflow train ... --steps N resumes), use --method lbar with "
+                  f"target samples, or compare with 'freeflow baseline {result.system}'.",
+                  file=sys.stderr)
     if result.wall_time is not None:
         print(f"  {result.wall_time:.1f} s")
     return 0 if np.isfinite(result.value) else 1

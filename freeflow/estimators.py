@@ -94,6 +94,46 @@ def effective_sample_size(log_weights) -> float:
                  / len(log_weights))
 
 
+#: Above this tail shape the importance-weight estimate and its error bar are not to be trusted
+#: (Vehtari et al., "Pareto smoothed importance sampling": the weights' variance is infinite
+#: beyond 0.5 and the estimate converges impractically slowly beyond 0.7).
+PARETO_K_LIMIT = 0.7
+
+
+def pareto_k(log_weights) -> float:
+    """Shape ``k`` of a generalised Pareto distribution fitted to the largest weights.
+
+    ``P(w > t)`` falls like ``t^(-1/k)`` in the tail, so the weights have ``1/k`` finite
+    moments: ``k < 0.5`` is a finite variance (the bootstrap error means something), ``k >
+    PARETO_K_LIMIT`` an estimate dominated by weights not yet drawn. The tail is the largest
+    ``min(n / 5, 3 sqrt(n))`` weights above the next one; ``k`` is the posterior mean estimate
+    of Zhang and Stephens (Technometrics 51, 2009) with the weak prior towards 0.5 used by
+    Pareto-smoothed importance sampling. Dimensionless; NaN for fewer than 25 samples.
+    """
+    log_weights = np.sort(np.asarray(log_weights, dtype=np.float64))
+    n = len(log_weights)
+    tail = int(min(n / 5, 3 * math.sqrt(n)))
+    if n < 25 or tail < 5 or not np.isfinite(log_weights[-1]):
+        return float("nan")
+    top = log_weights[-tail - 1:]
+    # Exceedances over the threshold, scaled by the largest weight (k is scale-free).
+    excess = np.exp(top[1:] - top[-1]) - math.exp(top[0] - top[-1])
+    if not excess[-1] > 0:
+        return 0.0
+    # b = k / sigma on the grid of Zhang and Stephens; k(b) = mean ln(1 + b x) maximises the
+    # likelihood at fixed b, and ell(b) is the profile log-likelihood.
+    grid_size = 30 + int(math.sqrt(tail))
+    quartile = excess[int(tail / 4 + 0.5) - 1]
+    j = np.arange(1, grid_size + 1)
+    b = -(1.0 / excess[-1] + (1.0 - np.sqrt(grid_size / (j - 0.5))) / (3.0 * quartile))
+    shape = np.mean(np.log1p(b[:, None] * excess[None, :]), axis=1)
+    ell = tail * (np.log(b / shape) - shape - 1.0)
+    posterior = np.exp(ell - logsumexp(ell))
+    b_hat = float(np.sum(posterior * b))
+    k = float(np.mean(np.log1p(b_hat * excess)))
+    return (tail * k + 10 * 0.5) / (tail + 10)
+
+
 def log_mean_exp(log_weights) -> float:
     log_weights = np.asarray(log_weights, dtype=np.float64)
     return float(logsumexp(log_weights) - math.log(len(log_weights)))
@@ -158,9 +198,10 @@ def lfep(model, params, system, key, num_samples: int = 100_000, batch_size: int
       bootstrap: number of bootstrap resamples for the standard error (0: use the delta-method
         error ``sqrt((1/ESS - 1) / n)`` instead).
 
-    With fewer than ~100 effective samples (``ess * num_samples``) both the value (biased
-    towards the flow's own free energy, i.e. too high) and the bootstrap error (blind to the
-    unseen tail of the weights) are unreliable; the CLI warns in that case.
+    With fewer than ~100 effective samples (``ess * num_samples``), or a heavy tail of the
+    weights (``details["pareto_k"]`` above ``PARETO_K_LIMIT``, see ``pareto_k``), both the
+    value (biased towards the flow's own free energy, i.e. too high) and the bootstrap error
+    (blind to the unseen tail of the weights) are unreliable; the CLI warns in either case.
     """
     import time
     start = time.perf_counter()
@@ -182,7 +223,7 @@ def lfep(model, params, system, key, num_samples: int = 100_000, batch_size: int
                       method="lfep", system=system.name, num_samples=len(work), ess=ess,
                       log_z=log_z_from_flow(log_z_flow, m), work=work,
                       energy_evaluations=len(work), wall_time=time.perf_counter() - start,
-                      details={"multiplicity": m})
+                      details={"multiplicity": m, "pareto_k": pareto_k(log_w)})
 
 
 def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference=None,

@@ -211,7 +211,7 @@ def test_harmonic_base_is_exact_on_a_harmonic_crystal():
     assert estimate.value == pytest.approx(exact, abs=1e-5)
 
 
-def test_cli_train_takes_the_base_and_learning_rate(tmp_path):
+def test_cli_train_takes_the_base_and_learning_rate(tmp_path, capsys):
     from freeflow.cli import main
     out = tmp_path / "run"
     assert main(["train", "mw_cubic_8", "--base", "einstein", "--learning-rate", "1e-4",
@@ -221,3 +221,11 @@ def test_cli_train_takes_the_base_and_learning_rate(tmp_path):
     assert spec["training"]["learning_rate"] == 1e-4
     # The preset's warm-up scales with the steps like its decays (200 of 4000 -> 0 of 2).
     assert spec["training"]["warmup_steps"] == 0
+    # The Einstein base is ~4 nats from mw_cubic_8: a few effective samples of 256, heavy tail.
+    capsys.readouterr()
+    assert main(["estimate", str(out), "--samples", "256"]) == 0
+    printed = capsys.readouterr()
+    assert "Pareto k of the weights' tail" in printed.out
+    assert "warning:" in printed.err and "not trustworthy" in printed.err
+    assert main(["estimate", str(out), "--samples", "256", "--json"]) == 0
+    assert np.isfinite(json.loads(capsys.readouterr().out)["pareto_k"])
