@@ -50,7 +50,9 @@ def run(name: str, base: str, samples: int, seed: int, beta_f_exact: float | Non
             "infinite_works": int(np.sum(~finite)), "work_variance": float(np.var(work[finite])),
             "kl_nats": kl_divergence(work, result.value, beta_f_exact, system.num_particles),
             "ess": result.ess, "beta_f_per_particle": result.value,
-            "wall_s": time.perf_counter() - start}
+            "wall_s": time.perf_counter() - start,
+            "temperature_factor": (system.harmonic_temperature_factor()
+                                   if base == "effective_harmonic" else None)}
 
 
 def main(argv=None):
