@@ -27,8 +27,11 @@ from freeflow.train import train
 
 
 def run(name: str, minutes: float, samples: int, out: Path, seed: int,
-        learning_rate: float | None = None, base: str | None = None) -> dict:
+        learning_rate: float | None = None, base: str | None = None,
+        batch_size: int | None = None) -> dict:
     model_config, training = presets("cpu")
+    if batch_size is not None:
+        training = dataclasses.replace(training, batch_size=batch_size)
     if base is not None:
         model_config = dataclasses.replace(model_config, noise_scale=BASES[base])
     if learning_rate is not None:
@@ -55,6 +58,7 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
     estimate_s = time.perf_counter() - start
     return {"bench": "train_cpu", "system": name, "preset": "cpu",
             "base": model_config.noise_scale, "learning_rate": training.learning_rate,
+            "batch_size": training.batch_size, "pareto_k": estimate.details.get("pareto_k"),
             "planned_steps": num_steps, "steps": steps_done, "train_s": train_s,
             "steps_per_s": steps_done / train_s, "lfep_samples": estimate.num_samples,
             "lfep_s": estimate_s, "beta_f_per_particle": estimate.value,
@@ -71,6 +75,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="Adam's initial learning rate (default: the cpu preset's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="samples per training step (default: the cpu preset's)")
     parser.add_argument("--base", choices=list(BASES), default=None,
                         help="base distribution (default: the cpu preset's)")
     parser.add_argument("--quick", action="store_true", help="2 minutes, 10^4 samples")
@@ -80,7 +86,7 @@ def main(argv=None):
     rows = []
     for name in args.systems:
         row = run(name, args.minutes, args.samples, args.out, args.seed, args.learning_rate,
-                  args.base)
+                  args.base, args.batch_size)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\nsystem        steps  steps/s   ESS     beta F / N (LFEP)", file=sys.stderr)

@@ -279,7 +279,9 @@ class HarmonicLatticeBase:
         self.precision = precision
         # Rows: eps = d L (the whitened displacements); d = eps L^-1 draws the Gaussian.
         self._whiten = np.asarray(cholesky)
-        self._colour = np.linalg.inv(cholesky)
+        #: ``[3P, 3P]`` float64: standard-normal rows ``eps`` times this are displacement rows
+        #: ``d`` (site order, (particle, axis)) with covariance ``precision^-1``.
+        self.colour = np.linalg.inv(cholesky)
         self.log_normalizer = float(np.sum(np.log(np.diag(cholesky)))
                                     - 0.5 * size * math.log(2.0 * math.pi)
                                     - math.lgamma(self.num_mobile + 1))
@@ -293,7 +295,7 @@ class HarmonicLatticeBase:
         """``z [num_samples, P, 3]`` (length unit, in ``[0, L)``) and ``ln b(z) [num_samples]``."""
         k_noise, k_perm = jax.random.split(key)
         white = jax.random.normal(k_noise, (num_samples, 3 * self.num_mobile))
-        displacement = (white @ jnp.asarray(self._colour, white.dtype)).reshape(
+        displacement = (white @ jnp.asarray(self.colour, white.dtype)).reshape(
             num_samples, self.num_mobile, 3)
         positions = place_and_shuffle(k_perm, self.mobile_sites, self.box, displacement)
         return positions, self._log_density(white)

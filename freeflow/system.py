@@ -206,13 +206,11 @@ class System:
         import jax
         from scipy.optimize import brentq
 
-        precision = self.beta * self.lattice_hessian()[3:, 3:]
-        try:
-            colour = np.linalg.inv(np.linalg.cholesky(precision))
-        except np.linalg.LinAlgError:
-            raise ValueError(f"{self.name}: the lattice is not a stable minimum of the energy "
-                             f"(its Hessian with one particle held is not positive definite); "
-                             f"no harmonic crystal exists to rescale") from None
+        from freeflow.base import HarmonicLatticeBase
+
+        # Refuses (naming the fix) a lattice that is not a stable minimum.
+        colour = HarmonicLatticeBase(self.lattice, self.box,
+                                     self.beta * self.lattice_hessian()[3:, 3:]).colour
         white = np.random.default_rng(seed).standard_normal((num_samples, colour.shape[0]))
         unit = (white @ colour).astype(np.float32).reshape(num_samples, -1, 3)
         lattice = jnp.asarray(self.lattice, jnp.float32)

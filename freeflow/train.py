@@ -80,8 +80,14 @@ def _mesh():
     return jax.sharding.Mesh(devices, ("batch",))
 
 
-def make_step(model: FlowModel, system: System, config: TrainingConfig, optim):
-    """A jitted ``(state, seed_key) -> (state, metrics)`` sharded over all local devices."""
+def make_step(model: FlowModel, system: System, config: TrainingConfig, optim, *,
+              donate: bool = True):
+    """A jitted ``(state, seed_key) -> (state, metrics)`` sharded over all local devices.
+
+    ``donate`` lets XLA write the new state into the old one's buffers (the caller must not
+    reuse the state it passed in); ``False`` exists for ``bench/train_step.py``, which times
+    both.
+    """
     beta = system.beta
     energy = system.energy_fn(softened=True)
     mesh = _mesh()
@@ -115,7 +121,8 @@ def make_step(model: FlowModel, system: System, config: TrainingConfig, optim):
         return TrainState(params, opt_state, state.step + 1), metrics
 
     return jax.jit(step, in_shardings=(replicated, replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=(0,))
+                   out_shardings=(replicated, replicated),
+                   donate_argnums=(0,) if donate else ())
 
 
 def _run_spec(system: System, model_config: ModelConfig, training: TrainingConfig) -> dict:
