@@ -460,7 +460,9 @@ def build_table(systems: Iterable[str], preset: str = "cpu",
             # with other settings to the same step must not reuse the old entries.
             run_hash = hashlib.sha256((run_dir / "run.json").read_bytes()).hexdigest()[:16]
             key = {"system": name, "preset": preset, "num_samples": int(num_samples),
-                   "seed": int(seed), "run_step": step, "run_dir": str(run_dir),
+                   "seed": int(seed), "run_step": step,
+                   # Resolved, so relative and absolute spellings share entries.
+                   "run_dir": str(run_dir.resolve()),
                    "run_settings": run_hash}
             training = {"train_steps": step, "train_wall_time": train_wall,
                         "train_energy_evaluations": train_evals}

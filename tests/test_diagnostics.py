@@ -226,3 +226,17 @@ def test_diagnose_tiny_run(tiny_run, tmp_path):
 def test_cli_diagnose_rejects_missing_run(tmp_path):
     from freeflow.cli import main
     assert main(["diagnose", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_table_cache_is_shared_by_relative_and_absolute_run_paths(tiny_run, tmp_path,
+                                                                   monkeypatch):
+    cache = tmp_path / "cache.jsonl"
+    runs = tiny_run.parent
+    first = build_table(["mw_cubic_8"], "cpu", runs, None, cache_file=cache, num_samples=64,
+                        progress=False, check_preset=False)
+    lines = cache.read_text().splitlines()
+    monkeypatch.chdir(runs.parent)
+    second = build_table(["mw_cubic_8"], "cpu", runs.name, None, cache_file=cache,
+                         num_samples=64, progress=False, check_preset=False)
+    assert cache.read_text().splitlines() == lines  # nothing recomputed
+    assert second[0].lfep.value == first[0].lfep.value
