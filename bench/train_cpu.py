@@ -6,6 +6,8 @@ with the exact energy.
 Prints one JSON line per system and a summary.
 
     python bench/train_cpu.py --systems lj_32 mw_cubic_8 --minutes 30 --samples 100000
+    python bench/train_cpu.py --systems lj_32 --base effective_harmonic --learning-rate 1e-4 \
+        --gradient path --out runs/bench_train_cpu_path
     python bench/train_cpu.py --quick          # 2 minutes per system, 10^4 samples
 """
 
@@ -22,13 +24,13 @@ from pathlib import Path
 import jax
 
 import freeflow
-from freeflow.config import BASES, presets
+from freeflow.config import BASES, GRADIENT_ESTIMATORS, presets
 from freeflow.train import train
 
 
 def run(name: str, minutes: float, samples: int, out: Path, seed: int,
         learning_rate: float | None = None, base: str | None = None,
-        batch_size: int | None = None) -> dict:
+        batch_size: int | None = None, gradient: str | None = None) -> dict:
     model_config, training = presets("cpu")
     if batch_size is not None:
         training = dataclasses.replace(training, batch_size=batch_size)
@@ -36,6 +38,8 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
         model_config = dataclasses.replace(model_config, noise_scale=BASES[base])
     if learning_rate is not None:
         training = dataclasses.replace(training, learning_rate=learning_rate)
+    if gradient is not None:
+        training = dataclasses.replace(training, gradient_estimator=gradient)
     # Time steps 11..40 of a throwaway run (the first ones include compilation).
     stamps = []
     train(name, None, model_config=model_config,
@@ -58,7 +62,8 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
     estimate_s = time.perf_counter() - start
     return {"bench": "train_cpu", "system": name, "preset": "cpu",
             "base": model_config.noise_scale, "learning_rate": training.learning_rate,
-            "batch_size": training.batch_size, "pareto_k": estimate.details.get("pareto_k"),
+            "batch_size": training.batch_size, "gradient": training.gradient_estimator,
+            "pareto_k": estimate.details.get("pareto_k"),
             "planned_steps": num_steps, "steps": steps_done, "train_s": train_s,
             "steps_per_s": steps_done / train_s, "lfep_samples": estimate.num_samples,
             "lfep_s": estimate_s, "beta_f_per_particle": estimate.value,
@@ -79,6 +84,8 @@ def main(argv=None):
                         help="samples per training step (default: the cpu preset's)")
     parser.add_argument("--base", choices=list(BASES), default=None,
                         help="base distribution (default: the cpu preset's)")
+    parser.add_argument("--gradient", choices=GRADIENT_ESTIMATORS, default=None,
+                        help="reverse-KL gradient estimator (default: the cpu preset's)")
     parser.add_argument("--quick", action="store_true", help="2 minutes, 10^4 samples")
     args = parser.parse_args(argv)
     if args.quick:
@@ -86,7 +93,7 @@ def main(argv=None):
     rows = []
     for name in args.systems:
         row = run(name, args.minutes, args.samples, args.out, args.seed, args.learning_rate,
-                  args.base, args.batch_size)
+                  args.base, args.batch_size, args.gradient)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\nsystem        steps  steps/s   ESS     beta F / N (LFEP)", file=sys.stderr)

@@ -8,6 +8,8 @@ disk.
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise einstein
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise paper
     python bench/train_probe.py lj_32 --steps 400 --lr 1e-4 --warmup 20 --noise effective_harmonic
+    python bench/train_probe.py lj_32 --steps 400 --lr 1e-4 --warmup 20 --noise effective_harmonic \
+        --gradient path
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 
 import numpy as np
 
-from freeflow.config import BASES, presets
+from freeflow.config import BASES, GRADIENT_ESTIMATORS, presets
 from freeflow.train import train
 
 
@@ -31,14 +34,22 @@ def main(argv=None):
     parser.add_argument("--noise", default="einstein",
                         help="a base name (harmonic, effective_harmonic, einstein, paper) or a "
                              "length in the system's unit")
+    parser.add_argument("--gradient", default="reparameterized",
+                        choices=GRADIENT_ESTIMATORS, help="reverse-KL gradient estimator")
+    parser.add_argument("--bins", type=int, default=None, help="spline bins (default: preset)")
     args = parser.parse_args(argv)
     model, training = presets("cpu")
     noise = BASES[args.noise] if args.noise in BASES else float(args.noise)
     model = dataclasses.replace(model, noise_scale=noise)
+    if args.bins is not None:
+        model = dataclasses.replace(model, num_bins=args.bins)
     training = dataclasses.replace(training, num_steps=args.steps, learning_rate=args.lr,
                                    eval_every=0, decay_steps=(10**9,),
-                                   warmup_steps=args.warmup)
+                                   warmup_steps=args.warmup,
+                                   gradient_estimator=args.gradient)
+    start = time.perf_counter()
     result = train(args.system, None, model_config=model, training=training, progress=False)
+    seconds = time.perf_counter() - start
     loss = np.array([m["loss"] for m in result.metrics])
     ess = np.array([m["ess"] for m in result.metrics])
     beta_f = np.array([m["beta_f_per_particle_batch"] for m in result.metrics])
@@ -49,6 +60,8 @@ def main(argv=None):
         print(f"{start:>5}-{start + window - 1:<5}{loss[sl].mean():>11.2f}{100 * ess[sl].mean():>9.2f}%"
               f"{np.median(beta_f[sl]):>12.4f}")
     print(json.dumps({"bench": "train_probe", "system": args.system, "noise": args.noise,
+                      "gradient": args.gradient, "bins": model.num_bins,
+                      "seconds_per_step": seconds / args.steps,
                       "lr": args.lr, "warmup": args.warmup, "steps": args.steps, "first_loss": float(loss[0]),
                       "last_window_loss": float(loss[-window:].mean()),
                       "last_window_ess": float(ess[-window:].mean())}))

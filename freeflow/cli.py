@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from freeflow.config import BASES
+from freeflow.config import BASES, GRADIENT_ESTIMATORS
 
 
 def _systems(args) -> int:
@@ -135,7 +135,8 @@ def _train(args) -> int:
     from freeflow.train import TrainingDiverged, train
 
     overrides = {k: v for k, v in (("num_steps", args.steps), ("batch_size", args.batch_size),
-                                   ("seed", args.seed), ("learning_rate", args.learning_rate))
+                                   ("seed", args.seed), ("learning_rate", args.learning_rate),
+                                   ("gradient_estimator", args.gradient))
                  if v is not None}
     model_config = None
     if args.base is not None:
@@ -304,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the preset's, harmonic for cpu, paper for paper)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="Adam's initial learning rate (preset default)")
+    p.add_argument("--gradient", default=None, choices=list(GRADIENT_ESTIMATORS),
+                   help="reverse-KL gradient: 'path' drops the zero-mean score term (lower "
+                        "variance near the target, one more inverse pass per step); default "
+                        "the preset's (reparameterized)")
     p.set_defaults(run=_train)
 
     p = commands.add_parser("estimate", help="beta F / N of a trained run (LFEP or LBAR)")

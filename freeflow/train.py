@@ -104,6 +104,12 @@ def make_step(model: FlowModel, system: System, config: TrainingConfig, optim, *
     def loss_fn(params, keys):
         keys = jax.lax.with_sharding_constraint(keys, batch_sharding)
         x, log_q = jax.vmap(sample_one, in_axes=(None, 0))(params, keys)
+        if config.gradient_estimator == "path":
+            # The same value of ln q, whose gradient reaches the parameters only through the
+            # samples x: the direct (score) term has zero mean but a variance that does not
+            # vanish even when q equals the target.
+            log_q_path = model.log_prob(jax.lax.stop_gradient(params), x)
+            log_q = log_q_path + jax.lax.stop_gradient(log_q - log_q_path)
         work = beta * energy(x) + log_q
         return jnp.mean(work), work
 
