@@ -1,8 +1,8 @@
 """Short training probe: mean loss, batch ESS and batch beta F / N over the first steps.
 
 Used to choose the ``cpu`` preset's base noise and learning rate (README, "Training and free
-energies"). The learning rate is held constant after an optional linear warm-up; nothing is written to
-disk.
+energies") and to compare gradient estimators and model sizes over the first steps. The
+learning rate is held constant after an optional linear warm-up; nothing is written to disk.
 
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise harmonic
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise einstein
@@ -10,6 +10,8 @@ disk.
     python bench/train_probe.py lj_32 --steps 400 --lr 1e-4 --warmup 20 --noise effective_harmonic
     python bench/train_probe.py lj_32 --steps 400 --lr 1e-4 --warmup 20 --noise effective_harmonic \
         --gradient path
+    python bench/train_probe.py lj_32 --steps 200 --lr 1e-4 --warmup 20 --noise effective_harmonic \
+        --gradient path --bins 16           # or --layers 24, --embedding 128
 """
 
 from __future__ import annotations
@@ -37,12 +39,18 @@ def main(argv=None):
     parser.add_argument("--gradient", default="reparameterized",
                         choices=GRADIENT_ESTIMATORS, help="reverse-KL gradient estimator")
     parser.add_argument("--bins", type=int, default=None, help="spline bins (default: preset)")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="coupling layers (default: preset)")
+    parser.add_argument("--embedding", type=int, default=None,
+                        help="transformer embedding width (default: preset)")
     args = parser.parse_args(argv)
     model, training = presets("cpu")
     noise = BASES[args.noise] if args.noise in BASES else float(args.noise)
     model = dataclasses.replace(model, noise_scale=noise)
-    if args.bins is not None:
-        model = dataclasses.replace(model, num_bins=args.bins)
+    for field, value in (("num_bins", args.bins), ("num_layers", args.layers),
+                         ("embedding_size", args.embedding)):
+        if value is not None:
+            model = dataclasses.replace(model, **{field: value})
     training = dataclasses.replace(training, num_steps=args.steps, learning_rate=args.lr,
                                    eval_every=0, decay_steps=(10**9,),
                                    warmup_steps=args.warmup,
@@ -61,6 +69,7 @@ def main(argv=None):
               f"{np.median(beta_f[sl]):>12.4f}")
     print(json.dumps({"bench": "train_probe", "system": args.system, "noise": args.noise,
                       "gradient": args.gradient, "bins": model.num_bins,
+                      "layers": model.num_layers, "embedding": model.embedding_size,
                       "seconds_per_step": seconds / args.steps,
                       "lr": args.lr, "warmup": args.warmup, "steps": args.steps, "first_loss": float(loss[0]),
                       "last_window_loss": float(loss[-window:].mean()),
