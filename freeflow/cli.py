@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradient", default=None, choices=list(GRADIENT_ESTIMATORS),
                    help="reverse-KL gradient: 'path' drops the zero-mean score term (lower "
                         "variance near the target, one more inverse pass per step); default "
-                        "the preset's (reparameterized)")
+                        "the preset's (path for cpu, reparameterized for paper)")
     p.set_defaults(run=_train)
 
     p = commands.add_parser("estimate", help="beta F / N of a trained run (LFEP or LBAR)")

@@ -227,13 +227,15 @@ class TrainingConfig:
 
 
 # "paper": science.md section 3 (weeks on accelerators). "cpu": a few thousand steps with a
-# larger learning rate decayed twice, which bench/train_cpu.py measures on 2 CPU cores.
+# larger learning rate decayed twice, which bench/train_cpu.py measures on 2 CPU cores. Its
+# path gradient costs 8-50% more per step and still ends better in the same wall time on
+# lj_32, mw_cubic_8 and mw_cubic_64 (README, "Training on CPU").
 TRAINING_PRESETS: dict[str, TrainingConfig] = {
     "paper": TrainingConfig(),
     "cpu": TrainingConfig(num_steps=4000, batch_size=128, learning_rate=5e-4,
                           decay_steps=(2500, 3500), warmup_steps=200, max_grad_norm=10.0,
                           checkpoint_every=250,
-                          eval_every=1000, eval_samples=2048),
+                          eval_every=1000, eval_samples=2048, gradient_estimator="path"),
 }
 
 

@@ -153,14 +153,18 @@ def _check_same_run(saved: dict, wanted: dict, run_dir: Path):
     if saved["system"] != wanted["system"]:
         problems.append(f"system {saved['system']['name']!r} (wanted "
                         f"{wanted['system']['name']!r}, or the same name with other settings)")
+    def differences(kind, saved_fields, wanted_fields):
+        keys = [k for k in wanted_fields if saved_fields.get(k) != wanted_fields[k]]
+        # The run's own values tell the user what to pass to resume it.
+        values = ", ".join(f"{k}={saved_fields.get(k)!r}" for k in keys)
+        return f"{kind} config differs in {keys} (the run has {values})"
+
     if saved["model"] != wanted["model"]:
-        keys = [k for k in wanted["model"] if saved["model"].get(k) != wanted["model"][k]]
-        problems.append(f"model config differs in {keys}")
+        problems.append(differences("model", saved["model"], wanted["model"]))
     saved_t = {k: v for k, v in saved["training"].items() if k != "num_steps"}
     wanted_t = {k: v for k, v in wanted["training"].items() if k != "num_steps"}
     if saved_t != wanted_t:
-        keys = [k for k in wanted_t if saved_t.get(k) != wanted_t[k]]
-        problems.append(f"training config differs in {keys}")
+        problems.append(differences("training", saved_t, wanted_t))
     if problems:
         raise ValueError(f"{run_dir} holds a different run: " + "; ".join(problems)
                          + ". Use another --out directory, or the original settings to resume.")

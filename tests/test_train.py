@@ -66,7 +66,8 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path):
     with pytest.raises(ValueError, match="model config differs"):
         train("mw_cubic_8", run, model_config=bigger, training=tiny_training(num_steps=2),
               progress=False)
-    with pytest.raises(ValueError, match=r"training config differs in \['warmup_steps'\]"):
+    with pytest.raises(ValueError, match=r"training config differs in \['warmup_steps'\] "
+                                         r"\(the run has warmup_steps=0\)"):
         train("mw_cubic_8", run, model_config=TINY,
               training=tiny_training(num_steps=3, warmup_steps=2), progress=False)
     # A run written before a training field existed resumes as if it had the default.
@@ -76,6 +77,12 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path):
     resumed = train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=3),
                     progress=False)
     assert resumed.metrics[-1]["step"] == 3
+    # ... and is refused, naming its value, by settings that differ from that default.
+    del spec["training"]["gradient_estimator"]
+    (run / "run.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="the run has gradient_estimator='reparameterized'"):
+        train("mw_cubic_8", run, model_config=TINY,
+              training=tiny_training(num_steps=3, gradient_estimator="path"), progress=False)
     (run / "checkpoint.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="corrupt"):
         train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=4),
