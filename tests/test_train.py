@@ -171,13 +171,18 @@ def test_one_and_two_devices_agree(tmp_path):
             np.testing.assert_allclose(one[k], two[k], rtol=0, atol=0.1 * 1e-3 * 3)
 
 
+def harmonic_crystal_32(width=0.06):
+    """lj_32's FCC lattice under a harmonic (Einstein) potential with the flow's symmetries:
+    per-axis thermal width ``width`` at beta = 0.5 (k = 1 / (beta width^2)); analytic ln Z."""
+    target = SymmetricEinsteinCrystal(spring_constant=1.0 / (0.5 * width**2))
+    system = freeflow.System(name="harmonic_32", atoms=freeflow.load_system("lj_32").atoms,
+                             potential=target, temperature=2.0)
+    return system, target
+
+
 def test_lfep_on_analytic_harmonic_crystal(tmp_path):
     """Train on a harmonic crystal with the flow's symmetries; LFEP must hit the exact value."""
-    lattice = freeflow.load_system("lj_32").atoms
-    width = 0.06
-    target = SymmetricEinsteinCrystal(spring_constant=1.0 / (0.5 * width**2))
-    system = freeflow.System(name="harmonic_32", atoms=lattice, potential=target,
-                             temperature=2.0)  # beta = 0.5, so k = 1 / (beta width^2)
+    system, target = harmonic_crystal_32(width=0.06)
     # The base is narrower than the target (0.05 vs 0.06): a fresh flow is 2.7 nats of KL
     # away from it, and the flow must learn the widening.
     model = dataclasses.replace(TINY, noise_scale=0.05)
@@ -202,10 +207,7 @@ def test_lfep_on_analytic_harmonic_crystal(tmp_path):
 def test_harmonic_base_is_exact_on_a_harmonic_crystal():
     """With the harmonic base a fresh flow already is a harmonic target: every work equals
     -ln Z and LFEP is exact with ESS 1 (no training)."""
-    lattice = freeflow.load_system("lj_32").atoms
-    target = SymmetricEinsteinCrystal(spring_constant=1.0 / (0.5 * 0.06**2))
-    system = freeflow.System(name="harmonic_32", atoms=lattice, potential=target,
-                             temperature=2.0)
+    system, target = harmonic_crystal_32()
     model = freeflow.FlowModel(system, dataclasses.replace(TINY, noise_scale="harmonic"))
     params = model.init(jax.random.PRNGKey(0))
     estimate = freeflow.lfep(model, params, system, jax.random.PRNGKey(1), num_samples=2048,
@@ -223,10 +225,7 @@ def test_path_gradient_vanishes_where_the_flow_is_exact():
     gradient is zero sample by sample, while the reparameterized one keeps the score term's
     noise. Both report the same loss (same samples, same value of ln q)."""
     from freeflow.train import TrainState, make_step, optimizer
-    lattice = freeflow.load_system("lj_32").atoms
-    target = SymmetricEinsteinCrystal(spring_constant=1.0 / (0.5 * 0.06**2))
-    system = freeflow.System(name="harmonic_32", atoms=lattice, potential=target,
-                             temperature=2.0)
+    system, _ = harmonic_crystal_32()
     model = freeflow.FlowModel(system, dataclasses.replace(TINY, noise_scale="harmonic"))
     params = model.init(jax.random.PRNGKey(0))
     metrics = {}
