@@ -153,6 +153,7 @@ def _check_same_run(saved: dict, wanted: dict, run_dir: Path):
     if saved["system"] != wanted["system"]:
         problems.append(f"system {saved['system']['name']!r} (wanted "
                         f"{wanted['system']['name']!r}, or the same name with other settings)")
+
     def differences(kind, saved_fields, wanted_fields):
         keys = [k for k in wanted_fields if saved_fields.get(k) != wanted_fields[k]]
         # The run's own values tell the user what to pass to resume it.

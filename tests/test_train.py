@@ -135,14 +135,15 @@ def test_nan_guard_names_the_step_and_checkpoint(tmp_path):
               training=tiny_training(), progress=False)
 
 
-def test_one_and_two_devices_agree(tmp_path):
+@pytest.mark.parametrize("gradient", ["reparameterized", "path"])
+def test_one_and_two_devices_agree(tmp_path, gradient):
     script = textwrap.dedent(f"""
         import sys, numpy as np, jax
         from freeflow.config import ModelConfig, TrainingConfig
         from freeflow.train import train
         assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
         cfg = ModelConfig(**{dataclasses.asdict(TINY)!r})
-        t = TrainingConfig(**{dataclasses.asdict(tiny_training(num_steps=3))!r})
+        t = TrainingConfig(**{dataclasses.asdict(tiny_training(num_steps=3, gradient_estimator=gradient))!r})
         r = train("mw_cubic_8", None, model_config=cfg, training=t, progress=False)
         np.savez(sys.argv[1], *[np.asarray(l) for l in jax.tree.leaves(r.params)],
                  loss=[m["loss"] for m in r.metrics], grad_norm=[m["grad_norm"] for m in r.metrics])
