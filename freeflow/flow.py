@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freeflow.base import HarmonicLatticeBase, LatticeBase
+from freeflow.base import LatticeBase
 from freeflow.config import ModelConfig, default_noise_scale, model_preset
 from freeflow.coupling import coupling_flow
 from freeflow.space import wrap
@@ -43,11 +43,10 @@ def num_parameters(params) -> int:
 
 
 def _base(system, box, noise):
-    if noise in ("harmonic", "effective_harmonic"):
-        precision = system.beta * system.lattice_hessian()[3:, 3:]
-        if noise == "effective_harmonic":
-            precision = precision / system.harmonic_temperature_factor()
-        return HarmonicLatticeBase(system.lattice, box, precision)
+    if noise == "harmonic":
+        return system.harmonic_base()
+    if noise == "effective_harmonic":
+        return system.harmonic_base(system.harmonic_temperature_factor())
     if noise is None:
         noise = default_noise_scale(system.potential)
     elif noise == "einstein":

@@ -186,6 +186,20 @@ class System:
             raise ValueError(f"{self.name}: the energy's Hessian at the lattice is not finite")
         return 0.5 * (hessian + hessian.T)
 
+    def harmonic_base(self, temperature_factor: float = 1.0):
+        """The harmonic crystal of this system, a ``freeflow.base.HarmonicLatticeBase``.
+
+        Particle 0 is held at its site; the others' displacements are Gaussian with precision
+        ``beta H_mm / temperature_factor`` (``H_mm``: ``lattice_hessian`` without particle 0's
+        rows and columns), i.e. the harmonic crystal at ``temperature_factor`` times this
+        system's temperature. Raises ``ValueError`` (naming the fix) for a lattice that is not
+        a stable minimum.
+        """
+        from freeflow.base import HarmonicLatticeBase
+
+        precision = self.beta * self.lattice_hessian()[3:, 3:] / temperature_factor
+        return HarmonicLatticeBase(self.lattice, self.box, precision)
+
     @functools.lru_cache(maxsize=4)
     def harmonic_temperature_factor(self, num_samples: int = 1024, seed: int = 0) -> float:
         """Factor ``c`` by which the harmonic crystal's temperature is scaled to obey the virial.
@@ -206,11 +220,7 @@ class System:
         import jax
         from scipy.optimize import brentq
 
-        from freeflow.base import HarmonicLatticeBase
-
-        # Refuses (naming the fix) a lattice that is not a stable minimum.
-        colour = HarmonicLatticeBase(self.lattice, self.box,
-                                     self.beta * self.lattice_hessian()[3:, 3:]).colour
+        colour = self.harmonic_base().colour  # refuses a lattice that is not a stable minimum
         white = np.random.default_rng(seed).standard_normal((num_samples, colour.shape[0]))
         unit = (white @ colour).astype(np.float32).reshape(num_samples, -1, 3)
         lattice = jnp.asarray(self.lattice, jnp.float32)
