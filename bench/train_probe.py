@@ -3,6 +3,8 @@
 Used to choose the ``cpu`` preset's base noise and learning rate (README, "Training and free
 energies") and to compare gradient estimators and model sizes over the first steps. The
 learning rate is held constant after an optional linear warm-up; nothing is written to disk.
+The JSON line's ``seconds_per_step`` is the whole call's wall time per step, compilation and
+the base's set-up included: a rough cost, not a step time (``bench/train_step.py`` times steps).
 
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise harmonic
     python bench/train_probe.py lj_32 --steps 300 --lr 5e-4 --noise einstein
