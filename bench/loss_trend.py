@@ -4,7 +4,8 @@ Reads a run directory's ``metrics.jsonl`` and prints the mean batch loss (revers
 constant -ln Z, in nats) with its standard error over doubling windows of steps (steps
 n/2..n for n = 100, 200, 400, ...; the last window ends at the final step), the elapsed
 training time at each window's end, and the slope of the mean loss per doubling of the step
-count over the last ``--fit`` windows (least squares in log2 of the window's end step). If
+count over the last ``--fit`` windows (least squares in log2 of the window's end step; a
+trend, not a prediction). If
 ``--target-kl`` is given with the exact ``ln Z`` (from the MBAR value in
 ``bench/results/baseline.jsonl``), it also prints the number of steps, and the training time at
 the run's mean step rate, at which that log-linear trend would reach ``-ln Z + target_kl``.
@@ -40,9 +41,13 @@ def flow_log_z_exact(system, beta_f: float) -> float:
 
 
 def windows(loss: np.ndarray, first: int = 100):
-    """``(start, end)`` step windows n/2..n for doubling n, the last one ending at the end."""
+    """``(start, end)`` step windows n/2..n for doubling n, the last one ending at the end.
+
+    A doubling window ending within the last third of the run is left out: the final window
+    would mostly repeat it.
+    """
     out, end = [], first
-    while end < len(loss):
+    while 1.5 * end < len(loss):
         out.append((end // 2, end))
         end *= 2
     out.append((len(loss) // 2, len(loss)))

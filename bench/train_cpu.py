@@ -8,6 +8,8 @@ Prints one JSON line per system and a summary.
     python bench/train_cpu.py --systems lj_32 mw_cubic_8 --minutes 30 --samples 100000
     python bench/train_cpu.py --systems lj_32 --base effective_harmonic --learning-rate 1e-4 \
         --gradient path --out runs/bench_train_cpu_path
+    python bench/train_cpu.py --systems lj_32 --base effective_harmonic --learning-rate 1e-4 \
+        --gradient path --layers 6 --out runs/bench_train_cpu_layers6
     python bench/train_cpu.py --quick          # 2 minutes per system, 10^4 samples
 """
 
@@ -30,8 +32,11 @@ from freeflow.train import train
 
 def run(name: str, minutes: float, samples: int, out: Path, seed: int,
         learning_rate: float | None = None, base: str | None = None,
-        batch_size: int | None = None, gradient: str | None = None) -> dict:
+        batch_size: int | None = None, gradient: str | None = None,
+        layers: int | None = None) -> dict:
     model_config, training = presets("cpu")
+    if layers is not None:
+        model_config = dataclasses.replace(model_config, num_layers=layers)
     if batch_size is not None:
         training = dataclasses.replace(training, batch_size=batch_size)
     if base is not None:
@@ -61,7 +66,8 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
     estimate = freeflow.estimate(out / name, num_samples=samples, seed=seed + 1)
     estimate_s = time.perf_counter() - start
     return {"bench": "train_cpu", "system": name, "preset": "cpu",
-            "base": model_config.noise_scale, "learning_rate": training.learning_rate,
+            "base": model_config.noise_scale, "layers": model_config.num_layers,
+            "learning_rate": training.learning_rate,
             "batch_size": training.batch_size, "gradient": training.gradient_estimator,
             "pareto_k": estimate.details.get("pareto_k"),
             "planned_steps": num_steps, "steps": steps_done, "train_s": train_s,
@@ -86,6 +92,8 @@ def main(argv=None):
                         help="base distribution (default: the cpu preset's)")
     parser.add_argument("--gradient", choices=GRADIENT_ESTIMATORS, default=None,
                         help="reverse-KL gradient estimator (default: the cpu preset's)")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="coupling layers of the flow (default: the cpu preset's)")
     parser.add_argument("--quick", action="store_true", help="2 minutes, 10^4 samples")
     args = parser.parse_args(argv)
     if args.quick:
@@ -93,7 +101,7 @@ def main(argv=None):
     rows = []
     for name in args.systems:
         row = run(name, args.minutes, args.samples, args.out, args.seed, args.learning_rate,
-                  args.base, args.batch_size, args.gradient)
+                  args.base, args.batch_size, args.gradient, args.layers)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\nsystem        steps  steps/s   ESS     beta F / N (LFEP)", file=sys.stderr)

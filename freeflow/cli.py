@@ -138,10 +138,13 @@ def _train(args) -> int:
                                    ("seed", args.seed), ("learning_rate", args.learning_rate),
                                    ("gradient_estimator", args.gradient))
                  if v is not None}
-    model_config = None
-    if args.base is not None:
-        model_config = dataclasses.replace(model_preset(args.preset),
-                                           noise_scale=BASES[args.base])
+    model_overrides = {}
+    if args.base is not None:  # BASES["paper"] is None: the paper's noise, still an override
+        model_overrides["noise_scale"] = BASES[args.base]
+    if args.layers is not None:
+        model_overrides["num_layers"] = args.layers
+    model_config = (dataclasses.replace(model_preset(args.preset), **model_overrides)
+                    if model_overrides else None)
     try:
         result = train(args.system, args.out, preset=args.preset, model_config=model_config,
                        **overrides)
@@ -305,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the preset's, harmonic for cpu, paper for paper)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="Adam's initial learning rate (preset default)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="coupling layers of the flow (preset default: 12 for cpu, 24 for "
+                        "paper); each transforms one axis, cycling z, x, y")
     p.add_argument("--gradient", default=None, choices=list(GRADIENT_ESTIMATORS),
                    help="reverse-KL gradient: 'path' drops the zero-mean score term (lower "
                         "variance near the target, one more inverse pass per step); default "

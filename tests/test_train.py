@@ -248,14 +248,15 @@ def test_unknown_gradient_estimator_is_refused():
         tiny_training(gradient_estimator="score").validate()
 
 
-def test_cli_train_takes_the_base_learning_rate_and_gradient(tmp_path, capsys):
+def test_cli_train_takes_the_base_learning_rate_gradient_and_layers(tmp_path, capsys):
     from freeflow.cli import main
     out = tmp_path / "run"
     assert main(["train", "mw_cubic_8", "--base", "einstein", "--learning-rate", "1e-4",
-                 "--gradient", "path", "--steps", "2", "--batch-size", "8",
+                 "--gradient", "path", "--layers", "3", "--steps", "2", "--batch-size", "8",
                  "--out", str(out)]) == 0
     spec = json.loads((out / "run.json").read_text())
     assert spec["model"]["noise_scale"] == "einstein"
+    assert spec["model"]["num_layers"] == 3
     assert spec["training"]["learning_rate"] == 1e-4
     assert spec["training"]["gradient_estimator"] == "path"
     # The preset's warm-up scales with the steps like its decays (200 of 4000 -> 0 of 2).
