@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -44,21 +43,19 @@ def gaussian_works(system, batch_size: int):
     """``works(T, key) -> [batch_size]`` of the Gaussian ``d = eps T C`` (float32)."""
     base = system.harmonic_base()
     colour = jnp.asarray(base.colour, jnp.float32)
-    log_det_colour = float(np.linalg.slogdet(base.colour)[1])
     lattice = jnp.asarray(system.lattice, jnp.float32)
     size = colour.shape[0]
     energy = system.energy_fn()
-    # The flow base's constants: label permutations and the uniform translation.
-    constant = (-0.5 * size * math.log(2.0 * math.pi) - math.lgamma(base.num_mobile + 1)
-                - float(np.sum(np.log(system.box))))
+    # The base's normaliser (its colouring, the label permutations) and the flow's uniform
+    # translation over the box; T's own determinant is added per call.
+    constant = base.log_normalizer - float(np.sum(np.log(system.box)))
 
     def works(transform, key):
         eps = jax.random.normal(key, (batch_size, size))
         d = (eps @ transform @ colour).reshape(batch_size, -1, 3)
         x = jnp.concatenate([jnp.broadcast_to(lattice[:1], (batch_size, 1, 3)),
                              lattice[1:] + d], axis=1)
-        log_q = (-0.5 * jnp.sum(eps**2, axis=-1) - jnp.linalg.slogdet(transform)[1]
-                 - log_det_colour + constant)
+        log_q = -0.5 * jnp.sum(eps**2, axis=-1) - jnp.linalg.slogdet(transform)[1] + constant
         return system.beta * energy(x) + log_q
 
     return works, size
