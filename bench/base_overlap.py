@@ -23,8 +23,11 @@ import jax
 import numpy as np
 
 import freeflow
-from freeflow.config import BASES, presets
-from freeflow.tables import read_baseline
+from freeflow.flows.bases import effective_temperature_factor
+from freeflow.flows.config import BASES
+from freeflow.rundir import read_baseline
+from freeflow.training.config import presets
+
 
 def kl_divergence(work, beta_f_lfep: float, beta_f_exact: float | None, num_particles: int):
     """``<beta Phi> + ln Z`` in nats. LFEP's own ``ln Z`` (``ln mean exp(-beta Phi)``) and
@@ -39,11 +42,11 @@ def run(name: str, base: str, samples: int, seed: int, beta_f_exact: float | Non
     system = freeflow.load_system(name)
     model_config, _ = presets("cpu")
     model = freeflow.FlowModel(system, dataclasses.replace(model_config,
-                                                           noise_scale=BASES[base]))
+                                                           **BASES[base]))
     params = model.init(jax.random.PRNGKey(seed))
     start = time.perf_counter()
-    result = freeflow.lfep(model, params, system, jax.random.PRNGKey(seed + 1),
-                           num_samples=samples, progress=False, bootstrap=0)
+    result = freeflow.lfep_from_model(model, params, system, jax.random.PRNGKey(seed + 1),
+                                      num_samples=samples, progress=False, bootstrap=0)
     work = np.asarray(result.work, np.float64)
     finite = np.isfinite(work)
     return {"bench": "base_overlap", "system": name, "base": base, "samples": samples,
@@ -51,7 +54,7 @@ def run(name: str, base: str, samples: int, seed: int, beta_f_exact: float | Non
             "kl_nats": kl_divergence(work, result.value, beta_f_exact, system.num_particles),
             "ess": result.ess, "beta_f_per_particle": result.value,
             "wall_s": time.perf_counter() - start,
-            "temperature_factor": (system.harmonic_temperature_factor()
+            "temperature_factor": (effective_temperature_factor(system)
                                    if base == "effective_harmonic" else None)}
 
 

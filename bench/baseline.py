@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
 
-    from freeflow.mbar import mbar_free_energy
-    from freeflow.system import load_system
+    from freeflow.physics.system import load_system
+    from freeflow.workflows.baseline import mbar_free_energy
 
     defaults = (dict(states=4, samples=128, chains=16, warmup=60) if args.quick
                 else dict(states=16, samples=8192, chains=64, warmup=200))

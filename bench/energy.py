@@ -31,7 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freeflow import LennardJones, MonatomicWater, build_lattice, load_system, system_from_atoms
+from freeflow import (
+    LennardJones,
+    MonatomicWater,
+    build_lattice,
+    load_system,
+    system_from_atoms,
+)
 
 SYSTEMS = ["lj_256", "lj_500", "mw_cubic_64", "mw_cubic_216", "mw_cubic_512"]
 LJ_SIZES = [500, 864, 1372, 2048, 2916, 4000]          # 4 n^3
@@ -47,7 +53,7 @@ def scaling_system(potential: str, n: int):
                              temperature=200.0)
 
 
-def time_energy(system, energy, batch: int, repeats: int, noise: float = 0.05) -> dict:
+def time_energy(system, energy, plan, batch: int, repeats: int, noise: float = 0.05) -> dict:
     """Median wall time of one jitted energy + forces call on ``batch`` perturbed crystals."""
     # The energy is called on the whole batch (as the estimators do), not under vmap, so that
     # the exact energy's stray guard stays a branch taken only for flagged configurations.
@@ -76,7 +82,6 @@ def time_energy(system, energy, batch: int, repeats: int, noise: float = 0.05) -
         jax.block_until_ready(energy_and_forces(x))
         times.append(time.perf_counter() - start)
     median = float(np.median(times))
-    plan = energy.neighbors
     return {"num_particles": system.num_particles, "neighbors": plan.strategy,
             "candidates": plan.num_candidates(system.num_particles), "batch": batch,
             "configs_per_s": batch / median, "seconds_per_config": median / batch,
@@ -96,7 +101,8 @@ def named(args, machine):
     for name in SYSTEMS:
         system = load_system(name)
         row = {"bench": "energy", "system": name, "machine": machine,
-               **time_energy(system, system.energy_fn(), 64, args.repeats)}
+               **time_energy(system, system.energy_fn(), system.neighbor_plan(), 64,
+                               args.repeats)}
         print(json.dumps(row), flush=True)
         print(f"{name:<14}{row['num_particles']:>6}{row['neighbors']:>12}"
               f"{row['configs_per_s']:>12.1f}{row['compile_s']:>11.2f}", file=sys.stderr)
@@ -111,7 +117,8 @@ def scaling(args, machine):
         for n in sizes:
             system = scaling_system(potential, n)
             row = {"bench": "energy_vs_n", "potential": potential, "machine": machine,
-                   **time_energy(system, system.energy_fn(), args.batch, args.repeats)}
+                   **time_energy(system, system.energy_fn(), system.neighbor_plan(),
+                                   args.batch, args.repeats)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             print(f"{n:>6}{row['neighbors']:>12}{row['candidates']:>9}"
@@ -128,14 +135,14 @@ def compaction(args, machine):
     print(f"\ncell list with and without compaction, batch {args.batch}", file=sys.stderr)
     for potential, n in (("lennard_jones", LJ_SIZES[-1]), ("monatomic_water", MW_SIZES[-1])):
         system = scaling_system(potential, n)
-        energy = system.energy_fn(neighbors="cells")
-        plan = energy.neighbors
+        plan = system.neighbor_plan(neighbors="cells")
         seconds = {}
         for label, compact in (("compact", plan.compact), ("all_cell_candidates", 0)):
             variant = system.potential.energy_fn(
                 system.box, system.lattice, neighbors=dataclasses.replace(plan, compact=compact),
                 max_displacement=0.5 * system.nearest_neighbour_distance)
-            row = time_energy(system, variant, args.batch, args.repeats)
+            row = time_energy(system, variant, dataclasses.replace(plan, compact=compact),
+                              args.batch, args.repeats)
             seconds[label] = row["seconds_per_config"]
             print(json.dumps({"bench": "energy_compaction", "potential": potential,
                               "variant": label, "machine": machine, **row}), flush=True)
@@ -150,15 +157,17 @@ def compaction(args, machine):
                                  ("monatomic_water", 4096, "cells")):
         system = scaling_system(potential, n)
         sites = system.energy_fn(neighbors="sites", strays="nan")
-        variants = [(before, system.energy_fn(neighbors=before)), ("sites", sites)]
-        if n > sites.neighbors.block:
-            whole = dataclasses.replace(sites.neighbors, block=n)
+        site_plan = system.neighbor_plan(neighbors="sites")
+        variants = [(before, system.energy_fn(neighbors=before),
+                     system.neighbor_plan(neighbors=before)), ("sites", sites, site_plan)]
+        if n > site_plan.block:
+            whole = dataclasses.replace(site_plan, block=n)
             variants.append(("sites_unblocked", system.potential.energy_fn(
                 system.box, system.lattice, neighbors=whole,
-                max_displacement=0.5 * system.nearest_neighbour_distance)))
+                max_displacement=0.5 * system.nearest_neighbour_distance), whole))
         seconds = {}
-        for label, energy in variants:
-            row = time_energy(system, energy, args.batch, args.repeats)
+        for label, energy, plan in variants:
+            row = time_energy(system, energy, plan, args.batch, args.repeats)
             seconds[label] = row["seconds_per_config"]
             print(json.dumps({"bench": "energy_site_list", "potential": potential,
                               "variant": label, "machine": machine, **row}), flush=True)

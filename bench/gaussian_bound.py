@@ -1,7 +1,7 @@
 """The best Gaussian base in reverse KL: how much of a crystal's KL no Gaussian can remove.
 
 The harmonic crystal's displacements are ``d = eps C`` (``eps`` standard normal, ``C`` the
-colouring matrix of ``System.harmonic_base()``, particle 0 held at its site). This script
+colouring matrix of ``freeflow.flows.bases.harmonic_base(system)``, particle 0 held at its site). This script
 replaces ``C`` by ``T C`` with a full learnable ``[3P, 3P]`` matrix ``T`` (every Gaussian of the
 displacements with zero mean), starts at ``T = I`` (the harmonic crystal at the system's
 temperature) and minimises the reverse-KL loss ``E[beta U + ln q]`` with Adam on the exact
@@ -31,17 +31,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from base_overlap import kl_divergence
 
 import freeflow
-from freeflow.estimators import beta_f_from_flow_log_z, effective_sample_size, log_mean_exp
-from freeflow.tables import read_baseline
-
-from base_overlap import kl_divergence
+from freeflow.estimators.conventions import beta_f_from_flow_log_z
+from freeflow.estimators.lfep import effective_sample_size, log_mean_exp
+from freeflow.flows.bases import harmonic_base
+from freeflow.rundir import read_baseline
 
 
 def gaussian_works(system, batch_size: int):
     """``works(T, key) -> [batch_size]`` of the Gaussian ``d = eps T C`` (float32)."""
-    base = system.harmonic_base()
+    base = harmonic_base(system)
     colour = jnp.asarray(base.colour, jnp.float32)
     lattice = jnp.asarray(system.lattice, jnp.float32)
     size = colour.shape[0]

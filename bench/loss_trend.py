@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 import freeflow
-from freeflow.estimators import beta_f_from_flow_log_z
-from freeflow.tables import read_baseline
+from freeflow.estimators.conventions import beta_f_from_flow_log_z
+from freeflow.rundir import read_baseline
 
 
 def flow_log_z_exact(system, beta_f: float) -> float:
@@ -75,7 +75,7 @@ def main(argv=None):
     times = np.array([r.get("time", np.nan) for r in rows], np.float64)
     elapsed = times - times[0]
     run = json.loads((args.run_dir / "run.json").read_text())
-    system = freeflow.system.system_from_dict(run["system"])
+    system = freeflow.physics.system.system_from_dict(run["system"])
     print(f"{args.run_dir}: {len(loss)} steps in {elapsed[-1] / 60:.1f} min "
           f"({(len(loss) - 1) / elapsed[-1]:.2f} steps/s)")
     print("  steps          mean loss     minutes")

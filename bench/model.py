@@ -32,9 +32,9 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from freeflow.config import ModelConfig, model_preset  # noqa: E402
-from freeflow.flow import FlowModel, num_parameters  # noqa: E402
-from freeflow.system import load_system  # noqa: E402
+from freeflow.flows.config import ModelConfig, model_preset  # noqa: E402
+from freeflow.flows.model import FlowModel, num_parameters  # noqa: E402
+from freeflow.physics.system import load_system  # noqa: E402
 
 PRESETS = ["cpu", "paper"]
 SYSTEMS = ["lj_32", "lj_256", "mw_cubic_64"]

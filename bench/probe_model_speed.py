@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import freeflow
-from freeflow.config import presets
+from freeflow.training.config import presets
 
 s = freeflow.load_system("lj_108")
 pre = sys.argv[1] if len(sys.argv) > 1 else "none"
@@ -34,7 +34,7 @@ elif pre == "sites_hess":
     e = s.energy_fn(neighbors="sites", strays="nan")
     print(jax.jit(jax.hessian(lambda d: e(x.at[3].add(d))))(jnp.zeros(3)).sum())
 # The noise scale einstein_width would give, fixed, so that nothing else runs an energy first.
-mc = dataclasses.replace(presets("cpu")[0], noise_scale=0.0460927)
+mc = dataclasses.replace(presets("cpu")[0], base="truncated_gaussian", noise_scale=0.0460927)
 model = freeflow.FlowModel(s, mc)
 params = model.init(jax.random.key(0))
 f = jax.jit(lambda p, k: model.sample_and_log_prob(p, k, 128))

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import freeflow
-from freeflow.config import presets
+from freeflow.training.config import presets
 
 
 def median_seconds(fn, *args, repeats: int) -> float:

@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from freeflow import FlowModel, load_system, model_preset, sample_system  # noqa: E402
-from freeflow.estimators import model_works  # noqa: E402
-from freeflow.mbar import solve_mbar  # noqa: E402
+from freeflow.flows.works import model_works  # noqa: E402
+from freeflow.workflows.baseline import linear_path_mbar  # noqa: E402
 
 SYSTEMS = ["lj_32", "mw_cubic_64"]
 
@@ -71,7 +71,7 @@ def sampler_throughput(name: str, num_chains: int, num_samples: int,
     seconds = time.perf_counter() - start
     effective = num_chains * num_samples / result.tau
     return {"bench": "sampler_throughput", "system": name, "chains": num_chains,
-            "neighbors": energy.neighbors.strategy,
+            "neighbors": system.neighbor_plan(neighbors=neighbors).strategy,
             "samples_per_chain": num_samples, "acceptance": result.acceptance,
             "tau": result.tau, "energy_evaluations": result.energy_evaluations,
             "energy_evals_per_s": result.energy_evaluations / seconds,
@@ -93,7 +93,8 @@ def mbar_solve_time(num_states: int, samples_per_state: int, seed: int = 0) -> d
         r2 = np.sum(x**2, axis=1)
         components.append(np.stack([0.5 * k0 * r2, 0.5 * k1 * r2], axis=1))
     start = time.perf_counter()
-    delta, stderr, _ = solve_mbar(components, lambdas, beta=1.0)
+    result = linear_path_mbar(components, lambdas, beta=1.0)
+    delta, stderr = result.delta_f, result.stderr
     seconds = time.perf_counter() - start
     exact = 0.5 * dim * np.log(k1 / k0)
     return {"bench": "mbar_solve", "num_states": num_states,

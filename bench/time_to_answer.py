@@ -54,7 +54,7 @@ def mbar_rows(row: dict) -> list[dict]:
 
 
 def flow_rows(row: dict) -> list[dict]:
-    from freeflow.config import presets
+    from freeflow.training.config import presets
 
     # Every training step evaluates the (softened) energy once per configuration of the batch.
     training_evaluations = row["steps"] * presets(row.get("preset", "cpu"))[1].batch_size

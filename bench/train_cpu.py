@@ -26,8 +26,9 @@ from pathlib import Path
 import jax
 
 import freeflow
-from freeflow.config import BASES, GRADIENT_ESTIMATORS, presets
-from freeflow.train import train
+from freeflow.flows.config import BASES
+from freeflow.training.config import GRADIENT_ESTIMATORS, presets
+from freeflow.workflows.train import train
 
 
 def run(name: str, minutes: float, samples: int, out: Path, seed: int,
@@ -40,7 +41,7 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
     if batch_size is not None:
         training = dataclasses.replace(training, batch_size=batch_size)
     if base is not None:
-        model_config = dataclasses.replace(model_config, noise_scale=BASES[base])
+        model_config = dataclasses.replace(model_config, **BASES[base])
     if learning_rate is not None:
         training = dataclasses.replace(training, learning_rate=learning_rate)
     if gradient is not None:
@@ -66,7 +67,7 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
     estimate = freeflow.estimate(out / name, num_samples=samples, seed=seed + 1)
     estimate_s = time.perf_counter() - start
     return {"bench": "train_cpu", "system": name, "preset": "cpu",
-            "base": model_config.noise_scale, "layers": model_config.num_layers,
+            "base": model_config.base, "layers": model_config.num_layers,
             "learning_rate": training.learning_rate,
             "batch_size": training.batch_size, "gradient": training.gradient_estimator,
             "pareto_k": estimate.details.get("pareto_k"),

@@ -25,8 +25,9 @@ import time
 
 import numpy as np
 
-from freeflow.config import BASES, GRADIENT_ESTIMATORS, presets
-from freeflow.train import train
+from freeflow.flows.config import BASES
+from freeflow.training.config import GRADIENT_ESTIMATORS, presets
+from freeflow.workflows.train import train
 
 
 def main(argv=None):
@@ -47,8 +48,9 @@ def main(argv=None):
                         help="transformer embedding width (default: preset)")
     args = parser.parse_args(argv)
     model, training = presets("cpu")
-    noise = BASES[args.noise] if args.noise in BASES else float(args.noise)
-    model = dataclasses.replace(model, noise_scale=noise)
+    base = (BASES[args.noise] if args.noise in BASES
+            else {"base": "truncated_gaussian", "noise_scale": float(args.noise)})
+    model = dataclasses.replace(model, **base)
     for field, value in (("num_bins", args.bins), ("num_layers", args.layers),
                          ("embedding_size", args.embedding)):
         if value is not None:

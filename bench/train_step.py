@@ -1,6 +1,6 @@
 """Training-step time with and without donating the state's buffers, side by side.
 
-``freeflow.train.make_step`` donates the training state (parameters and Adam moments), so XLA
+``freeflow.training.trainer.make_step`` donates the training state (parameters and Adam moments), so XLA
 may write the updated state in place. This times the same jitted step both ways, alternating
 blocks of steps so that both see the same machine load, and prints one JSON line per system
 and preset plus a summary with the median time per step and the ratio.
@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import freeflow
-from freeflow.config import presets
-from freeflow.train import TrainState, make_step, optimizer
+from freeflow.training.config import presets
+from freeflow.training.trainer import TrainState, make_step, optimizer
 
 
 def measure(name: str, preset: str, blocks: int, steps: int) -> dict:

@@ -2,23 +2,52 @@
 
 Units follow the system's potential: reduced Lennard-Jones units (sigma, epsilon, k_B = 1), or
 Angstrom, kcal/mol and kelvin for monatomic water. Free energies are reported as the
-dimensionless ``beta F / N`` (see ``shared/science.md`` for the convention).
+dimensionless ``beta F / N = -(ln Z - ln N!) / N + 3 ln Lambda``
+(``freeflow.estimators.conventions``).
+
+The package is layered, and imports point only down the list:
+
+* ``freeflow.physics``: space, units, lattices, neighbour plans, potentials, ``System``, the ASE
+  calculator;
+* ``freeflow.flows``: the model's config, bases, splines, couplings, conditioner, model, works;
+* ``freeflow.estimators``: conventions, the result types, LFEP, BAR/LBAR, MBAR (arrays and
+  functions in, results out, no files);
+* ``freeflow.sampling``: Metropolis-corrected HMC;
+* ``freeflow.training``: training config and presets, the training loop;
+* ``freeflow.rundir``: the run-directory and sample-file formats;
+* ``freeflow.workflows``: train, estimate, the MBAR baseline (what the API and CLI call);
+* ``freeflow.reports``: diagnostics and tables;
+* ``freeflow.cli``.
 """
 
-from freeflow.bar import bar, lbar, lbar_from_model
-from freeflow.base import LatticeBase
-from freeflow.calculator import FreeflowCalculator
-from freeflow.config import PRESETS, ModelConfig, TrainingConfig, model_preset
-from freeflow.estimators import FreeEnergy, FreeEnergyDifference, delta_f, estimate, lfep
-from freeflow.flow import FlowModel
-from freeflow.lattice import build_lattice
-from freeflow.mbar import FreeEnergyResult, mbar_free_energy
-from freeflow.potentials import EinsteinCrystal, LennardJones, MonatomicWater
-from freeflow.sampling import SampleResult, sample, sample_system
-from freeflow.system import System, load_system, named_systems, system_from_atoms
-from freeflow.train import TrainResult, TrainingDiverged, load_run, train
-from freeflow.trajectory import load_samples, save_samples
-from freeflow.units import Units
+from freeflow.estimators.bar import bar, lbar
+from freeflow.estimators.lfep import lfep
+from freeflow.estimators.result import (
+    FreeEnergy,
+    FreeEnergyDifference,
+    ReducedFreeEnergy,
+    delta_f,
+)
+from freeflow.flows.bases import LatticeBase
+from freeflow.flows.config import PRESETS, ModelConfig, model_preset
+from freeflow.flows.model import FlowModel
+from freeflow.physics.calculator import FreeflowCalculator
+from freeflow.physics.lattice import build_lattice
+from freeflow.physics.potentials import EinsteinCrystal, LennardJones, MonatomicWater
+from freeflow.physics.system import (
+    System,
+    load_system,
+    named_systems,
+    system_from_atoms,
+)
+from freeflow.physics.units import Units
+from freeflow.rundir import load_run, load_samples, save_samples
+from freeflow.sampling.hmc import SampleResult, sample, sample_system
+from freeflow.training.config import TrainingConfig
+from freeflow.training.trainer import TrainingDiverged
+from freeflow.workflows.baseline import mbar_free_energy
+from freeflow.workflows.estimate import estimate, lbar_from_model, lfep_from_model
+from freeflow.workflows.train import TrainResult, train
 
 __version__ = "0.1.0"
 
@@ -26,8 +55,8 @@ __all__ = [
     "EinsteinCrystal", "FlowModel", "FreeflowCalculator", "LatticeBase", "LennardJones",
     "ModelConfig", "MonatomicWater", "PRESETS", "System", "Units", "build_lattice",
     "load_system", "model_preset", "named_systems", "system_from_atoms",
-    "FreeEnergyResult", "SampleResult", "bar", "lbar", "lbar_from_model", "load_samples",
-    "mbar_free_energy", "sample", "sample_system", "save_samples",
+    "ReducedFreeEnergy", "SampleResult", "bar", "lbar", "lbar_from_model", "lfep_from_model",
+    "load_samples", "mbar_free_energy", "sample", "sample_system", "save_samples",
     "FreeEnergy", "FreeEnergyDifference", "TrainResult", "TrainingConfig", "TrainingDiverged",
     "delta_f", "estimate", "lfep", "load_run", "train",
 ]

@@ -6,26 +6,39 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from freeflow.config import BASES, GRADIENT_ESTIMATORS
+from freeflow.estimators.lfep import PARETO_K_LIMIT
+from freeflow.flows.config import BASES, model_preset
+from freeflow.physics.system import load_system, named_systems, system_from_atoms
+from freeflow.progress import progress_bar
+from freeflow.reports.diagnostics import baseline_references, diagnose
+from freeflow.reports.tables import build_table, to_csv, to_markdown
+from freeflow.rundir import load_run, save_samples
+from freeflow.sampling.hmc import sample_system
+from freeflow.training.config import GRADIENT_ESTIMATORS
+from freeflow.training.trainer import TrainingDiverged
+from freeflow.workflows.baseline import mbar_free_energy
+from freeflow.workflows.estimate import estimate
+from freeflow.workflows.train import train
 
 
 def _systems(args) -> int:
-    from tqdm import tqdm
-
-    from freeflow.system import load_system, named_systems
-
     rows = []
-    for name in tqdm(named_systems(), desc="lattice energies", unit="system", file=sys.stderr,
-                     disable=None):
-        system = load_system(name)
-        summary = system.summary()
-        u = system.lattice_energy() / system.num_particles
-        summary.update(lattice=system.definition["lattice"]["kind"], energy_per_particle=u,
-                       beta_energy_per_particle=system.beta * u)
-        rows.append(summary)
+    names = named_systems()
+    with progress_bar(len(names), "lattice energies", "system") as bar:
+        for name in names:
+            system = load_system(name)
+            summary = system.summary()
+            u = system.lattice_energy() / system.num_particles
+            summary.update(lattice=system.definition["lattice"]["kind"],
+                           energy_per_particle=u, beta_energy_per_particle=system.beta * u)
+            rows.append(summary)
+            bar.update(1)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -49,10 +62,6 @@ def _systems(args) -> int:
 
 
 def _energy(args) -> int:
-    import jax.numpy as jnp
-
-    from freeflow.system import load_system, system_from_atoms
-
     system = load_system(args.system)
     if args.structure:
         target = system_from_atoms(args.structure, system.potential, system.temperature)
@@ -80,12 +89,6 @@ def _energy(args) -> int:
 
 
 def _sample(args) -> int:
-    import jax
-
-    from freeflow.sampling import sample_system
-    from freeflow.system import load_system
-    from freeflow.trajectory import save_samples
-
     system = load_system(args.system)
     per_chain = max(1, -(-args.samples // args.chains))  # ceil: at least --samples in total
     result = sample_system(system, jax.random.key(args.seed), num_chains=args.chains,
@@ -110,9 +113,6 @@ def _sample(args) -> int:
 
 
 def _baseline(args) -> int:
-    from freeflow.mbar import mbar_free_energy
-    from freeflow.system import load_system
-
     system = load_system(args.system)
     result = mbar_free_energy(system, num_states=args.states,
                               samples_per_state=args.samples_per_state,
@@ -131,16 +131,13 @@ def _baseline(args) -> int:
 
 
 def _train(args) -> int:
-    from freeflow.config import model_preset
-    from freeflow.train import TrainingDiverged, train
-
     overrides = {k: v for k, v in (("num_steps", args.steps), ("batch_size", args.batch_size),
                                    ("seed", args.seed), ("learning_rate", args.learning_rate),
                                    ("gradient_estimator", args.gradient))
                  if v is not None}
     model_overrides = {}
-    if args.base is not None:  # BASES["paper"] is None: the paper's noise, still an override
-        model_overrides["noise_scale"] = BASES[args.base]
+    if args.base is not None:
+        model_overrides.update(BASES[args.base])
     if args.layers is not None:
         model_overrides["num_layers"] = args.layers
     model_config = (dataclasses.replace(model_preset(args.preset), **model_overrides)
@@ -162,8 +159,6 @@ def _train(args) -> int:
 
 
 def _estimate(args) -> int:
-    from freeflow.estimators import PARETO_K_LIMIT, estimate
-
     result = estimate(args.run_dir, args.samples, method=args.method, reference=args.reference,
                       seed=args.seed, progress=not args.json)
     row = result.to_dict()
@@ -194,11 +189,8 @@ def _estimate(args) -> int:
 
 
 def _diagnose(args) -> int:
-    from freeflow.diagnostics import baseline_references, diagnose
-
     references = None
     if args.baseline:
-        from freeflow.train import load_run
 
         references = baseline_references(args.baseline, load_run(args.run_dir)[0].name) or None
     paths = diagnose(args.run_dir, args.out, reference=args.reference,
@@ -216,10 +208,9 @@ def _diagnose(args) -> int:
 
 
 def _table(args) -> int:
-    from freeflow.tables import build_table, to_csv, to_markdown
-
-    rows = build_table(args.systems, args.preset, args.runs, args.baseline or None,
-                       args.references, num_samples=args.samples, seed=args.seed,
+    rows = build_table(args.systems, args.preset, runs_dir=args.runs,
+                       baseline_file=args.baseline or None, reference_dir=args.references,
+                       num_samples=args.samples, seed=args.seed,
                        compute_baseline=args.compute_baseline, cache_file=args.cache)
     if args.out and args.out.lower().endswith(".csv"):
         to_csv(rows, args.out)
@@ -227,8 +218,6 @@ def _table(args) -> int:
         return 0
     text = to_markdown(rows)
     if args.out:
-        from pathlib import Path
-
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
         print(f"{len(rows)} rows -> {args.out}")

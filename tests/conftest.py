@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from tiny_runs import write_tiny_run
 
-from freeflow.system import load_system
+from freeflow.physics.system import load_system
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +22,9 @@ def perturbed(system, scale, seed=0, count=None):
     rng = np.random.default_rng(seed)
     shape = ((count,) if count else ()) + system.lattice.shape
     return np.mod(system.lattice + scale * rng.standard_normal(shape), system.box)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run directory of an untrained tiny mw_cubic_8 flow (``tiny_runs.write_tiny_run``)."""
+    return write_tiny_run(tmp_path_factory.mktemp("runs") / "mw_cubic_8")

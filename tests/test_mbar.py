@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from freeflow.mbar import (beta_f_from_ln_z_fixed, com_fixed_einstein_beta_f, einstein_ln_z_fixed,
-                           lambda_schedule, mbar_free_energy, path_free_energy,
-                           unit_einstein_energy_fn)
+from freeflow.estimators.conventions import beta_f_from_ln_z_fixed
+from freeflow.physics.potentials.einstein import (
+    com_fixed_einstein_beta_f,
+    einstein_ln_z_fixed,
+)
+from freeflow.workflows.baseline import (
+    lambda_schedule,
+    mbar_free_energy,
+    path_free_energy,
+    unit_einstein_energy_fn,
+)
 
 MW_SIGMA = 2.3925
 MW_BETA = 1.0 / (0.0019872067 * 200.0)
@@ -62,7 +70,7 @@ def _einstein_to_einstein(system, key, samples_per_state, workdir=None):
     """MBAR from springs k1 = 100 to k2 = 300 (minimum-image Einstein crystals on the system's
     lattice, particle 0 fixed); returns ``(path_free_energy output, exact Delta f)`` with
     Delta f = -ln(Z2/Z1) = (3(N-1)/2) ln(k2/k1) up to the periodic cut."""
-    from freeflow.potentials import EinsteinCrystal
+    from freeflow.physics.potentials import EinsteinCrystal
 
     beta, n = system.beta, system.num_particles
     k1, k2 = 100.0, 300.0
@@ -81,9 +89,9 @@ def _einstein_to_einstein(system, key, samples_per_state, workdir=None):
 
 def test_mbar_between_einstein_crystals(systems):
     out, exact = _einstein_to_einstein(systems("lj_32"), jax.random.key(7), 1024)
-    assert abs(out["delta_f"] - exact) < 3 * out["stderr"], (out["delta_f"], exact, out)
-    assert out["stderr"] < 0.05 * exact  # able to fail
-    assert out["min_neighbour_overlap"] > 0.01
+    assert abs(out.delta_f - exact) < 3 * out.stderr, (out.delta_f, exact, out)
+    assert out.stderr < 0.05 * exact  # able to fail
+    assert out.details["min_neighbour_overlap"] > 0.01
     # pymbar must have left JAX in its default 32-bit mode.
     assert jnp.zeros(1).dtype == jnp.float32
     assert jax.random.normal(jax.random.key(0), (2,)).dtype == jnp.float32
@@ -142,11 +150,11 @@ def test_mbar_extends_saved_states(systems, tmp_path):
     # Each state: 24 more samples per chain, thin 2, 8 leapfrog steps, no warm-up; target and
     # reference both count (factor 2), plus one observable evaluation per sample.
     extra = 4 * 2 * (32 * (1 + 24 * 2 * 8) + 32 * 24)
-    assert long["energy_evaluations"] - short["energy_evaluations"] == extra
-    assert long["num_samples"] > 2 * short["num_samples"]
-    assert abs(long["delta_f"] - exact) < 3 * long["stderr"], (long["delta_f"], exact)
-    assert long["stderr"] < short["stderr"]
+    assert long.energy_evaluations - short.energy_evaluations == extra
+    assert long.num_samples > 2 * short.num_samples
+    assert abs(long.delta_f - exact) < 3 * long.stderr, (long.delta_f, exact)
+    assert long.stderr < short.stderr
     # Asking for fewer samples than saved uses the first ones and samples nothing.
     again, _ = run(256)
-    assert again["delta_f"] == short["delta_f"]
-    assert again["energy_evaluations"] == long["energy_evaluations"]
+    assert again.delta_f == short.delta_f
+    assert again.energy_evaluations == long.energy_evaluations

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from freeflow.spline import CircularRationalQuadraticSpline, num_spline_parameters
+from freeflow.flows.spline import CircularRationalQuadraticSpline, num_spline_parameters
 
 EPS32 = float(np.finfo(np.float32).eps)
 K = 6

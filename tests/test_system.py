@@ -1,16 +1,19 @@
 """Loading named systems, building user systems, and the errors bad input must give."""
 
-import json
 
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.build import bulk
 
 import freeflow
-from freeflow import (FreeflowCalculator, LennardJones, MonatomicWater, build_lattice,
-                      load_system, named_systems, system_from_atoms)
-from freeflow.cli import main
+from freeflow import (
+    FreeflowCalculator,
+    LennardJones,
+    build_lattice,
+    load_system,
+    named_systems,
+    system_from_atoms,
+)
 
 REQUIRED = ["lj_32", "lj_108", "lj_256", "lj_500", "mw_cubic_8", "mw_cubic_64", "mw_cubic_216",
             "mw_cubic_512", "mw_hex_64", "mw_hex_216", "mw_hex_512"]
@@ -98,45 +101,8 @@ def test_non_periodic_cell_is_refused():
         system_from_atoms(atoms, LennardJones(), 2.0)
 
 
-def test_cli_energy_json(capsys):
-    assert main(["energy", "mw_cubic_8", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert {"system", "num_particles", "energy_per_particle", "beta_energy_per_particle"} <= set(
-        result)
-    assert result["num_particles"] == 8
-    assert result["beta_energy_per_particle"] == pytest.approx(
-        result["energy_per_particle"] * 2.51609, rel=1e-5)
-
-
-def test_cli_energy_of_structure_file(tmp_path, capsys):
-    system = load_system("lj_32")
-    atoms = system.atoms.copy()
-    atoms.positions += 0.05
-    path = tmp_path / "shifted.extxyz"
-    atoms.write(path)
-    assert main(["energy", "lj_32", "--structure", str(path), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["energy_per_particle"] == pytest.approx(system.lattice_energy() / 32, rel=1e-5)
-
-
-def test_cli_errors_are_messages_not_tracebacks(capsys):
-    assert main(["energy", "lj_33"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown system 'lj_33'" in err and "Traceback" not in err
-
-
-def test_cli_systems_table(capsys, monkeypatch, tmp_path):
-    # Two systems are enough to check the table; a folder of definitions stands in for all.
-    for name in ("lj_32", "mw_cubic_8"):
-        (tmp_path / f"{name}.toml").write_text(_definition_path(name).read_text())
-    monkeypatch.setenv("FREEFLOW_SYSTEMS_DIR", str(tmp_path))
-    assert main(["systems"]) == 0
-    out = capsys.readouterr().out
-    assert "lj_32" in out and "mw_cubic_8" in out and "-6.30323" in out and "-12.37799" in out
-
-
 def _definition_path(name):
-    from freeflow.system import systems_directory
+    from freeflow.physics.system import systems_directory
     return systems_directory() / f"{name}.toml"
 
 
@@ -172,47 +138,3 @@ def test_lattice_hessian_against_energy_differences(systems, name):
                       + float(energy(lattice - h * u))) / h**2
             # Difference error ~ h^2 U'''' (relative ~1e-8 here) plus rounding ~1e-16 U / h^2.
             assert second == pytest.approx(u.ravel() @ hessian @ u.ravel(), rel=1e-5)
-
-
-def test_harmonic_temperature_factor_of_a_harmonic_crystal_is_one():
-    """For a quadratic energy the virial is c |eps|^2 exactly, so the factor is
-    3 (N - 1) / mean |eps|^2 over the fixed draws: 1 within sqrt(2 / (3 (N - 1) n))."""
-    atoms = freeflow.load_system("lj_32").atoms
-    system = freeflow.System(name="springs", atoms=atoms,
-                             potential=freeflow.EinsteinCrystal(spring_constant=400.0),
-                             temperature=2.0)
-    draws = np.random.default_rng(0).standard_normal((1024, 93))
-    expected = 93 / np.mean(np.sum(draws**2, axis=1))
-    factor = system.harmonic_temperature_factor(num_samples=1024, seed=0)
-    # brentq's xtol 1e-3 in ln c, plus float32 virials.
-    assert factor == pytest.approx(expected, rel=2e-3)
-    assert abs(factor - 1.0) < 4 * np.sqrt(2 / (93 * 1024))
-
-
-def test_effective_harmonic_base_minimises_kl_along_the_temperature_scale(systems):
-    """On lj_32 (stiffer than its Hessian at T* = 2) the factor is below 1, and the mean work
-    <beta U + ln b>, which is KL + const, is lower there than at the factor times or over 1.2
-    (same draws, so the differences are not sampling noise)."""
-    import jax
-    import jax.numpy as jnp
-
-    from freeflow.base import HarmonicLatticeBase
-
-    system = systems("lj_32")
-    factor = system.harmonic_temperature_factor()
-    assert 0.5 < factor < 0.9
-    precision = system.beta * system.lattice_hessian()[3:, 3:]
-    energy = jax.jit(system.energy_fn())
-
-    def mean_work(c):
-        base = HarmonicLatticeBase(system.lattice, system.box, precision / c)
-        mobile, log_b = base.sample_and_log_prob(jax.random.PRNGKey(0), 4096)
-        positions = jnp.concatenate([jnp.zeros((4096, 1, 3)), mobile], axis=1)
-        return float(np.mean(system.beta * np.asarray(energy(positions), np.float64)
-                             + np.asarray(log_b, np.float64)))
-
-    best = mean_work(factor)
-    # KL rises ~ (3 (N - 1) / 4) (ln 1.2)^2 ~ 0.8 nats either side; sampling noise of the
-    # differences under common draws is a few hundredths.
-    assert mean_work(factor * 1.2) > best + 0.2
-    assert mean_work(factor / 1.2) > best + 0.2

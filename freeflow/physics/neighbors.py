@@ -1,0 +1,417 @@
+"""Which particle pairs an energy function looks at: all images, a site list or a cell list.
+
+All three strategies return, for one configuration ``x`` of shape ``[N, 3]``, the displacement
+vectors from each particle to its candidate partners, ``[N, C, 3]``, and a mask ``[N, C]`` that
+is False for padding and for a particle's zero-shift copy of itself. Every periodic image of
+every particle closer than the cutoff is among the candidates exactly once, so energies built
+on them are exact also in boxes with an edge shorter than twice the cutoff.
+
+* ``dense``: all N particles times every image shift that can reach inside the cutoff
+  (``C = N * S``). Cost O(N^2); exact for any configuration.
+* ``sites``: partners fixed once from the lattice (every site within ``cutoff + 2
+  max_displacement`` of a particle's own site, each periodic image separately); a
+  configuration only supplies the displacements from the sites. Cost O(N), evaluated in blocks
+  of particles so the working set stays in cache. Valid while every particle stays within
+  ``max_displacement`` of its site (after removing the crystal's overall translation).
+* ``cells``: a cell list with cells at least one cutoff wide and at least three cells per axis,
+  compacted (without gradients) to the partners inside the cutoff (``C = compact``). Cost O(N).
+  The sizes are fixed at build time (JAX needs static shapes) from the lattice, assuming every
+  particle stays within ``max_displacement`` of its own site: a cell holds at most the sites
+  whose ``max_displacement``-ball reaches it, and a particle has at most as many partners as
+  its site has sites within ``cutoff + 2 max_displacement``. A configuration that breaks either
+  bound is flagged (``overflow``); the energy functions then return NaN rather than a silently
+  wrong number, and the ASE calculator and the estimators turn that into an error.
+
+Every plan offers ``total(positions, rows_energy)``: the sum of a per-particle energy over all
+particles, with the overflow flag. Potentials are written as such sums (pair terms halved,
+three-body terms per central particle), which lets the site list evaluate them block by block.
+
+``plan_neighbors`` picks the cheapest plan by a cost model; see its docstring for the sizes at
+which each is used for the named systems.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Callable, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow.physics.space import image_shifts, minimum_image, wrap
+
+Strategy = Literal["auto", "dense", "cells", "sites"]
+
+#: ``rows_energy(displacements [B, C, 3], mask [B, C]) -> scalar``: the energy carried by B
+#: particles given their candidate partners (zero for rows whose mask is all False).
+RowsEnergy = Callable[[jax.Array, jax.Array], jax.Array]
+
+#: Partner entries per block of the site list. Measured with bench/energy.py on CPU: blocks pay
+#: once a configuration's [N, K] arrays outgrow the caches (LJ N = 4000, K = 320: 1.4x faster
+#: in blocks of 64 rows) and cost loop overhead below that (mW N = 216: 1.5x slower in 4 blocks).
+BLOCK_ENTRIES = 20_000
+
+#: Cost of gathering one site-list entry, in units of one entry of the cell list's distance
+#: pass (bench/energy.py, LJ N = 500: a site-list entry costs 1.7x an all-pairs entry).
+SITE_GATHER_COST = 1.1
+
+#: A fixed cost per configuration of the site list, in the same units, fitted to the hot paths
+#: (bench/throughput.py --part sampler --neighbors dense sites, bench/results/neighbors_hmc.jsonl),
+#: where for small crystals the site list was slower than all pairs although alone it is
+#: faster: HMC energy+force evaluations per second with the site list against all pairs were
+#: 3817 vs 4884 (lj_32) and 3790 vs 4027 (mw_cubic_64), but 10732 vs 5175 (mw_cubic_8) and
+#: 2136 vs 255 (lj_108).
+SITE_OVERHEAD = 16_000
+
+
+class _WholeRows:
+    """``total`` for plans that build every particle's partners at once."""
+
+    def total(self, positions, rows_energy: RowsEnergy):
+        """``(sum over particles of rows_energy, overflow)`` for one configuration ``[N, 3]``."""
+        d, mask, overflow = self(positions)
+        return rows_energy(d, mask), overflow
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DenseNeighbors(_WholeRows):
+    """All particles and all image shifts within reach of the cutoff (O(N^2), always exact)."""
+
+    box: np.ndarray
+    shifts: np.ndarray  # [S, 3], zero shift first
+
+    strategy = "dense"
+
+    def __call__(self, positions):
+        """Returns ``(displacements [N, N*S, 3], mask [N, N*S], overflow=False)``."""
+        n = positions.shape[0]
+        box = jnp.asarray(self.box, positions.dtype)
+        shifts = jnp.asarray(self.shifts, positions.dtype)
+        d = minimum_image(positions[None, :, :] - positions[:, None, :], box)
+        d = d[:, :, None, :] + shifts[None, None, :, :]
+        num_shifts = shifts.shape[0]
+        self_copy = jnp.eye(n, dtype=bool)[:, :, None] & (jnp.arange(num_shifts) == 0)
+        return (d.reshape(n, n * num_shifts, 3), ~self_copy.reshape(n, n * num_shifts),
+                jnp.asarray(False))
+
+    def num_candidates(self, num_particles: int) -> int:
+        return num_particles * len(self.shifts)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CellNeighbors(_WholeRows):
+    """Cell list compacted to the partners inside the cutoff (O(N)).
+
+    A first pass without gradients gathers the particles of the 27 cells around each particle's
+    own cell and keeps those inside ``cutoff`` (at most ``compact`` of them); the energy and its
+    gradient are then evaluated on that short list alone. For mW ice the compact list holds
+    48 entries against 27 x capacity = 540 cell candidates; side by side, energy + forces are
+    7x faster with it at N = 4096 and 2x for Lennard-Jones at N = 4000
+    (``python bench/energy.py --part compaction``).
+    """
+
+    box: np.ndarray
+    cells_per_axis: tuple[int, int, int]
+    capacity: int  # particles one cell can hold
+    adjacent_cells: np.ndarray  # [num_cells, 27] flat indices of each cell's neighbourhood
+    cutoff: float
+    compact: int  # partners inside the cutoff one particle can have; 0 skips compaction
+
+    strategy = "cells"
+
+    def partners(self, positions):
+        """Indices of the particles in the 27 cells around each particle's own cell.
+
+        Returns ``(partners [N, 27*capacity], overflow)``; padding entries hold ``N``. Cell
+        membership is piecewise constant in the positions, so no gradient flows through it.
+        """
+        n = positions.shape[0]
+        positions = jax.lax.stop_gradient(positions)
+        box = jnp.asarray(self.box, positions.dtype)
+        shape = jnp.asarray(self.cells_per_axis)
+        num_cells = int(np.prod(self.cells_per_axis))
+        cell3 = jnp.floor(wrap(positions, box) / box * shape).astype(jnp.int32)
+        cell3 = jnp.clip(cell3, 0, shape - 1)
+        cell = (cell3[:, 0] * shape[1] + cell3[:, 1]) * shape[2] + cell3[:, 2]
+
+        order = jnp.argsort(cell)
+        sorted_cell = cell[order]
+        counts = jnp.bincount(cell, length=num_cells)
+        starts = jnp.cumsum(counts) - counts
+        rank = jnp.arange(n) - starts[sorted_cell]
+        table = jnp.full((num_cells, self.capacity), n, dtype=jnp.int32)
+        table = table.at[sorted_cell, rank].set(order.astype(jnp.int32), mode="drop")
+        partners = table[jnp.asarray(self.adjacent_cells)[cell]].reshape(n, -1)
+        partners = jnp.where(partners == jnp.arange(n)[:, None], n, partners)
+        return partners, jnp.max(counts) > self.capacity
+
+    def __call__(self, positions):
+        """Returns ``(displacements [N, C, 3], mask [N, C], overflow)``, ``C = compact``.
+
+        With ``compact=0`` (kept for side-by-side benchmarks) every cell candidate is returned,
+        ``C = 27 * capacity``.
+        """
+        n = positions.shape[0]
+        box = jnp.asarray(self.box, positions.dtype)
+        partners, overflow = self.partners(positions)
+        padded = jnp.concatenate([positions, jnp.zeros((1, 3), positions.dtype)])
+        if self.compact:
+            partners, too_many = self._inside_cutoff(jax.lax.stop_gradient(padded), partners)
+            overflow = overflow | too_many
+        d = jnp.stack([minimum_image(padded[:, axis][partners] - positions[:, axis, None],
+                                     box[axis]) for axis in range(3)], axis=-1)
+        return d, partners != n, overflow
+
+    def _inside_cutoff(self, padded, partners):
+        """``partners`` cut down to those inside the cutoff, ``[N, compact]``, and overflow."""
+        n = partners.shape[0]
+        box = jnp.asarray(self.box, padded.dtype)
+        # One coordinate at a time: [N, C] arrays vectorise far better on CPU than [N, C, 3]
+        # ones, whose last axis of 3 defeats the SIMD lanes.
+        r2 = 0.0
+        for axis in range(3):
+            da = minimum_image(padded[:, axis][partners] - padded[:n, axis, None], box[axis])
+            r2 = r2 + da * da
+        near = (partners != n) & (r2 < self.cutoff**2)
+        running = jnp.cumsum(near, axis=1, dtype=jnp.int32)
+        slot = jnp.where(near, running - 1, self.compact)
+        rows = jnp.broadcast_to(jnp.arange(n)[:, None], slot.shape)
+        compact = jnp.full((n, self.compact), n, dtype=jnp.int32).at[rows, slot].set(
+            partners, mode="drop")
+        return compact, jnp.max(running[:, -1]) > self.compact
+
+    def num_candidates(self, num_particles: int) -> int:
+        """Entries per particle of the (cheap) cell pass plus the compact list."""
+        return 27 * self.capacity + self.compact
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SiteNeighbors:
+    """Partners fixed by the lattice: each site's sites within ``cutoff + 2 max_displacement``.
+
+    A crystal's particles keep their sites, so the pairs that can come inside the cutoff are
+    known before any configuration is seen. A configuration is reduced to each particle's
+    displacement ``u_i`` from its own site (relative to the crystal's overall translation), and
+    a pair's vector is the fixed site-to-site vector plus ``u_j - u_i``: one gather per pair, no
+    binning, no sorting, no minimum image; in small boxes each periodic image of a partner is a
+    separate entry with its own site vector. Exact while every ``|u_i| <= max_displacement``; a
+    configuration outside that (a particle that left its site: a defect, a melted or badly
+    sampled crystal) is flagged as ``overflow``. ``plan_neighbors`` therefore offers this list
+    only for the exact energy, never for training, and ``System.energy_fn`` re-evaluates
+    flagged configurations with a plan that has no such bound.
+    """
+
+    box: np.ndarray
+    sites: np.ndarray  # [N, 3] wrapped into the box
+    partners: np.ndarray  # [N, K] partner index per slot; N pads
+    site_vectors: np.ndarray  # [N, K, 3] site j (the right image) minus site i; 0 for padding
+    max_displacement: float
+    block: int  # particles per block of ``total``; ``block >= N``: one block
+
+    strategy = "sites"
+
+    def displacements(self, positions):
+        """Each particle's displacement from its site, ``[N, 3]``, and the stray flag.
+
+        The crystal's overall translation ``t`` (particle 0's displacement refined by the mean
+        of all, so one particle's vibration does not set it) is removed. ``t`` only selects
+        periodic images, and it cancels in every pair vector, so no gradient flows through it.
+        """
+        box = jnp.asarray(self.box, positions.dtype)
+        sites = jnp.asarray(self.sites, positions.dtype)
+        u = jax.lax.stop_gradient(minimum_image(positions - sites, box))
+        t = u[0] + jnp.mean(minimum_image(u - u[0], box), axis=0)
+        u = minimum_image(positions - sites - t, box)
+        stray = jnp.max(jnp.sum(jax.lax.stop_gradient(u) ** 2, axis=-1))
+        return u, stray > self.max_displacement**2
+
+    def _rows(self, padded, partners, site_vectors, rows):
+        d = jnp.stack([site_vectors[..., axis] + padded[:, axis][partners]
+                       - padded[:, axis][rows][:, None] for axis in range(3)], axis=-1)
+        return d, partners != padded.shape[0] - 1
+
+    def __call__(self, positions):
+        """Returns ``(displacements [N, K, 3], mask [N, K], overflow)``."""
+        n = positions.shape[0]
+        u, overflow = self.displacements(positions)
+        padded = jnp.concatenate([u, jnp.zeros((1, 3), u.dtype)])
+        d, mask = self._rows(padded, jnp.asarray(self.partners),
+                             jnp.asarray(self.site_vectors, u.dtype), jnp.arange(n))
+        return d, mask, overflow
+
+    def total(self, positions, rows_energy: RowsEnergy):
+        """``(sum over particles of rows_energy, overflow)``, ``block`` particles at a time.
+
+        Whole-configuration arrays of a few thousand particles times a few hundred partners
+        fall out of the CPU caches; blocks keep the cost per particle flat in N.
+        """
+        n = positions.shape[0]
+        if n <= self.block:  # small lists: blocks would cost more loop overhead than they save
+            d, mask, overflow = self(positions)
+            return rows_energy(d, mask), overflow
+        u, overflow = self.displacements(positions)
+        padded = jnp.concatenate([u, jnp.zeros((1, 3), u.dtype)])
+        partners, site_vectors, rows = self._blocks()
+
+        def one(block):
+            d, mask = self._rows(padded, *block)
+            return rows_energy(d, mask)
+
+        blocks = (jnp.asarray(partners), jnp.asarray(site_vectors, u.dtype), jnp.asarray(rows))
+        return jnp.sum(jax.lax.map(one, blocks)), overflow
+
+    def _blocks(self):
+        """Partner table, site vectors and row indices padded to whole blocks, ``[nb, B, ...]``."""
+        n, k = self.partners.shape
+        nb = -(-n // self.block)
+        partners = np.full((nb * self.block, k), n, dtype=np.int32)
+        partners[:n] = self.partners
+        vectors = np.zeros((nb * self.block, k, 3))
+        vectors[:n] = self.site_vectors
+        rows = np.minimum(np.arange(nb * self.block), n).astype(np.int32)
+        return (partners.reshape(nb, self.block, k), vectors.reshape(nb, self.block, k, 3),
+                rows.reshape(nb, self.block))
+
+    def num_candidates(self, num_particles: int) -> int:
+        return self.partners.shape[1]
+
+
+def site_neighbors(sites, box, cutoff: float, max_displacement: float) -> SiteNeighbors:
+    """The lattice's partner table for ``SiteNeighbors`` (built with ASE's neighbour list)."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    sites = np.mod(np.asarray(sites, dtype=np.float64), box)
+    atoms = Atoms(positions=sites, cell=np.diag(box), pbc=True)
+    first, second, vectors = neighbor_list("ijD", atoms, cutoff + 2.0 * max_displacement)
+    n = len(sites)
+    counts = np.bincount(first, minlength=n)
+    k = int(counts.max()) if len(first) else 1
+    order = np.argsort(first, kind="stable")
+    first, second, vectors = first[order], second[order], vectors[order]
+    slot = np.arange(len(first)) - (np.cumsum(counts) - counts)[first]
+    partners = np.full((n, k), n, dtype=np.int32)
+    site_vectors = np.zeros((n, k, 3))
+    partners[first, slot] = second
+    site_vectors[first, slot] = vectors
+    # About BLOCK_ENTRIES partner entries per block (per configuration), split evenly so the
+    # last block is not mostly padding.
+    num_blocks = -(-n * k // BLOCK_ENTRIES)
+    return SiteNeighbors(box=np.asarray(box, dtype=np.float64), sites=sites, partners=partners,
+                         site_vectors=site_vectors, max_displacement=float(max_displacement),
+                         block=-(-n // num_blocks))
+
+
+def _cell_capacity(sites: np.ndarray, box: np.ndarray, cells_per_axis, max_displacement: float,
+                   margin: int = 2) -> int:
+    """Most sites whose ``max_displacement``-ball can reach any one cell, plus ``margin``."""
+    edge = box / np.asarray(cells_per_axis)
+    membership = []
+    for axis in range(3):
+        starts = np.arange(cells_per_axis[axis]) * edge[axis]
+        t = np.mod(sites[:, axis, None] - starts[None, :], box[axis])
+        membership.append((t < edge[axis] + max_displacement)
+                          | (t >= box[axis] - max_displacement))
+    mx, my, mz = (m.astype(np.int64) for m in membership)
+    counts = np.einsum("ia,ib,ic->abc", mx, my, mz)
+    return int(counts.max()) + margin
+
+
+def _compact_capacity(sites: np.ndarray, box: np.ndarray, cutoff: float,
+                      max_displacement: float, margin: int = 2) -> int:
+    """Most partners a particle can have inside ``cutoff``, plus ``margin``.
+
+    Two particles each within ``max_displacement`` of their own site are within ``cutoff`` of
+    each other only if their sites (any periodic image) are within ``cutoff + 2 *
+    max_displacement``; the largest such site count bounds the partners of any particle.
+    """
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    atoms = Atoms(positions=sites, cell=np.diag(box), pbc=True)
+    first = neighbor_list("i", atoms, cutoff + 2.0 * max_displacement)
+    return int(np.bincount(first, minlength=len(sites)).max()) + margin
+
+
+def _adjacent_cells(cells_per_axis) -> np.ndarray:
+    nx, ny, nz = cells_per_axis
+    offsets = list(itertools.product((-1, 0, 1), repeat=3))
+    table = np.empty((nx * ny * nz, 27), dtype=np.int32)
+    for cx, cy, cz in itertools.product(range(nx), range(ny), range(nz)):
+        flat = (cx * ny + cy) * nz + cz
+        table[flat] = [(((cx + a) % nx) * ny + (cy + b) % ny) * nz + (cz + c) % nz
+                       for a, b, c in offsets]
+    return table
+
+
+def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
+                   strategy: Strategy = "auto", pair_cost: float = 1.5,
+                   allow_sites: bool = True):
+    """Choose how an energy function finds the pairs inside ``cutoff``.
+
+    Args:
+      sites: ``[N, 3]`` lattice sites the particles vibrate about (sizes the cell capacity and
+        builds the site list).
+      box: ``[3]`` edge lengths of the orthorhombic box.
+      cutoff: interaction range, in the same length unit.
+      max_displacement: how far a particle may stray from its site before a cell could
+        overflow or the site list miss a pair; freeflow uses half the nearest-neighbour
+        distance (the radius of the base distribution's spheres).
+      strategy: ``"dense"``, ``"cells"``, ``"sites"``, ``"auto"``, or a plan built earlier
+        (returned as is). ``auto`` takes the cheapest by an estimated cost per particle:
+        ``pair_cost x N x image shifts`` for ``dense``; ``27 x capacity`` cheap entries plus
+        ``pair_cost x compact`` for ``cells`` (only with at least three cells of width >=
+        cutoff per axis); ``(pair_cost + SITE_GATHER_COST) x partners + SITE_OVERHEAD / N``
+        for ``sites``.
+      pair_cost: cost of one energy-and-gradient entry relative to one entry of the cell
+        list's distance pass, measured with bench/energy.py on CPU: about 1.5 for
+        Lennard-Jones and 15 for mW (whose entries carry the three-body terms).
+      allow_sites: whether ``auto`` may pick the site list. Turn it off where configurations
+        can leave the crystal (training a flow from scratch, arbitrary ASE structures).
+
+    With these costs the exact energies use ``sites`` for ``lj_108``, ``mw_cubic_8`` and
+    mW ice from N = 216, and for Lennard-Jones from N = 864 (320 listed partners per particle
+    at density 1.28; mW ice lists 46 or 47); ``dense`` for ``lj_32``, ``lj_256``, ``lj_500``
+    and the 64-molecule ices. Without the site list (the training energies), Lennard-Jones
+    uses the cell list from N = 2048 and mW from N = 216.
+    """
+    if isinstance(strategy, (DenseNeighbors, CellNeighbors, SiteNeighbors)):
+        return strategy  # an explicit plan, e.g. a variant built for a benchmark
+    sites = np.asarray(sites, dtype=np.float64)
+    box = np.asarray(box, dtype=np.float64)
+    if strategy not in ("auto", "dense", "cells", "sites"):
+        raise ValueError(f"unknown neighbour strategy {strategy!r}; use 'auto', 'dense', "
+                         "'cells' or 'sites'")
+    if strategy == "sites":
+        return site_neighbors(sites, box, cutoff, max_displacement)
+    dense = DenseNeighbors(box=box, shifts=image_shifts(box, cutoff))
+    if strategy == "dense":
+        return dense
+    candidates = [(pair_cost * dense.num_candidates(len(sites)), 0, dense)]
+    most_cells = np.floor(box / cutoff).astype(int)
+    if min(most_cells) >= 3:
+        # How the cell walls fall relative to the lattice planes sets the worst-case capacity
+        # (by up to 2x); try up to three cells fewer per axis and keep the smallest capacity.
+        options = itertools.product(*[range(max(3, m - 3), m + 1) for m in most_cells])
+        capacity, cells_per_axis = min(
+            (_cell_capacity(sites, box, c, max_displacement), tuple(int(k) for k in c))
+            for c in options)
+        cells = CellNeighbors(
+            box=box, cells_per_axis=cells_per_axis, capacity=capacity,
+            adjacent_cells=_adjacent_cells(cells_per_axis), cutoff=float(cutoff),
+            compact=_compact_capacity(sites, box, cutoff, max_displacement))
+        if strategy == "cells":
+            return cells
+        candidates.append((27 * cells.capacity + pair_cost * cells.compact, 1, cells))
+    elif strategy == "cells":
+        raise ValueError(
+            f"a cell list needs box edges of at least 3 x cutoff = {3 * cutoff:g}; "
+            f"this box is {box.tolist()}. Use strategy='dense', 'sites' or 'auto'.")
+    if allow_sites:
+        listed = site_neighbors(sites, box, cutoff, max_displacement)
+        per_particle = ((pair_cost + SITE_GATHER_COST) * listed.num_candidates(len(sites))
+                        + SITE_OVERHEAD / len(sites))
+        candidates.append((per_particle, 2, listed))
+    return min(candidates, key=lambda c: c[:2])[2]

@@ -1,0 +1,365 @@
+"""A ``System``: a crystal in a periodic box, its potential and its temperature.
+
+Named systems are declared in TOML files (``systems/*.toml`` in the repository); users can also
+build a system from any ``ase.Atoms`` or structure file plus a potential and a temperature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import Atoms
+
+from freeflow.physics.lattice import (
+    build_lattice,
+    check_orthorhombic,
+    nearest_neighbour_distance,
+)
+from freeflow.physics.potentials import potential_from_config
+from freeflow.physics.potentials.base import recompute_flagged
+from freeflow.physics.units import Units
+
+
+def systems_directory() -> Path:
+    """Where the named system definitions live.
+
+    ``$FREEFLOW_SYSTEMS_DIR`` if set, else the repository's ``systems/`` (editable installs),
+    else the copy installed under ``<prefix>/share/freeflow/systems``.
+    """
+    candidates = []
+    if os.environ.get("FREEFLOW_SYSTEMS_DIR"):
+        candidates.append(Path(os.environ["FREEFLOW_SYSTEMS_DIR"]))
+    candidates.append(Path(__file__).resolve().parents[2] / "systems")
+    candidates.append(Path(sys.prefix) / "share" / "freeflow" / "systems")
+    for path in candidates:
+        if path.is_dir() and any(path.glob("*.toml")):
+            return path
+    raise FileNotFoundError(
+        "no system definitions found; looked in " + ", ".join(map(str, candidates))
+        + ". Set FREEFLOW_SYSTEMS_DIR to a folder of *.toml system files.")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class System:
+    """A periodic crystal at a temperature.
+
+    Attributes:
+      name: identifier (``lj_256``, ``mw_hex_64``, or the user's).
+      atoms: the perfect crystal as ``ase.Atoms`` with an orthorhombic periodic cell; its
+        positions are the lattice sites, one of them at the box corner (origin).
+      potential: a potential from ``freeflow.physics.potentials``.
+      temperature: in the potential's temperature unit (``epsilon/k_B`` or K).
+      description: free text.
+      definition: the declarative mapping this system was built from, if any.
+    """
+
+    name: str
+    atoms: Atoms
+    potential: Any
+    temperature: float
+    description: str = ""
+    definition: dict | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.atoms, Atoms):
+            raise TypeError(f"atoms must be an ase.Atoms; got {type(self.atoms).__name__}")
+        if len(self.atoms) < 2:
+            raise ValueError(f"a system needs at least 2 particles; got {len(self.atoms)}")
+        check_orthorhombic(self.atoms)
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be positive and finite; got {self.temperature} "
+                             f"{self.units.temperature}")
+
+    # -- physical quantities -------------------------------------------------------------
+
+    @property
+    def units(self) -> Units:
+        return self.potential.units
+
+    @property
+    def beta(self) -> float:
+        """Inverse temperature 1 / (k_B T) in inverse energy units."""
+        return self.units.beta(self.temperature)
+
+    @property
+    def num_particles(self) -> int:
+        return len(self.atoms)
+
+    @property
+    def box(self) -> np.ndarray:
+        """Edge lengths ``[3]`` of the orthorhombic box (length unit)."""
+        return np.diag(np.asarray(self.atoms.cell)).copy()
+
+    @property
+    def volume(self) -> float:
+        return float(np.prod(self.box))
+
+    @property
+    def number_density(self) -> float:
+        return self.num_particles / self.volume
+
+    @property
+    def lattice(self) -> np.ndarray:
+        """Lattice sites ``[N, 3]`` wrapped into the box (length unit)."""
+        return np.mod(self.atoms.positions, self.box)
+
+    @functools.cached_property
+    def nearest_neighbour_distance(self) -> float:
+        return nearest_neighbour_distance(self.lattice, self.box)
+
+    # -- energies --------------------------------------------------------------------------
+
+    def energy_fn(self, softened: bool = False, neighbors: str = "auto",
+                  strays: str = "recompute"):
+        """Pure, jit- and grad-safe ``U(positions [..., N, 3]) -> [...]`` in energy units.
+
+        ``softened=True`` selects the softened training energy
+        (``freeflow.physics.potentials.base``); free-energy estimates always use the exact
+        one. ``neighbors``: see ``freeflow.physics.neighbors.plan_neighbors`` (and
+        ``neighbor_plan`` for the plan it picks); for the exact energy ``auto`` may choose the
+        site list, which is only valid while every particle is within half the nearest-neighbour
+        distance of its site. ``strays`` says what happens to a configuration outside that:
+        ``"recompute"`` evaluates it again without the site list (exact for any
+        configuration, at the price of one more evaluation of that configuration; call it on
+        whole batches), ``"nan"`` returns NaN (for the Metropolis sampler, which rejects such
+        a move, and for use under ``vmap``).
+
+        The function is built once per System object and arguments (cached by identity), so
+        repeated calls return the same object, which lets samplers reuse their compilation.
+        """
+        if strays not in ("recompute", "nan"):
+            raise ValueError(f"strays must be 'recompute' or 'nan', not {strays!r}")
+        return self._energy_fn(bool(softened), neighbors, strays)
+
+    def neighbor_plan(self, softened: bool = False, neighbors: str = "auto"):
+        """The pair-finding plan behind ``energy_fn(softened, neighbors)`` (a value with a
+        ``strategy`` of ``"dense"``, ``"cells"`` or ``"sites"``; ``None`` for a potential with
+        no pairs, such as an Einstein crystal)."""
+        return self.potential.neighbor_plan(
+            self.box, self.lattice, max_displacement=0.5 * self.nearest_neighbour_distance,
+            softened=bool(softened), neighbors=neighbors)
+
+    # Energy functions are cached per System object (by identity), so that every caller of
+    # the same system shares one function and hence one compilation per shape.
+    @functools.lru_cache(maxsize=8)
+    def _energy_fn(self, softened: bool, neighbors: str, strays: str):
+        def build(plan, allow_sites=None):
+            return self.potential.energy_fn(
+                self.box, self.lattice, max_displacement=0.5 * self.nearest_neighbour_distance,
+                softened=softened, neighbors=plan, allow_sites=allow_sites)
+
+        plan = self.neighbor_plan(softened, neighbors)
+        fast = build(plan if plan is not None else neighbors)
+        if strays == "nan" or plan is None or plan.strategy != "sites":
+            return fast
+        return recompute_flagged(fast, build("auto", allow_sites=False))
+
+    def energy(self, positions, softened: bool = False):
+        """Potential energy of configurations ``[..., N, 3]`` (energy unit)."""
+        positions = jnp.asarray(positions)
+        if positions.shape[-2:] != (self.num_particles, 3):
+            raise ValueError(f"{self.name} has {self.num_particles} particles; positions must "
+                             f"have shape [..., {self.num_particles}, 3], got {positions.shape}")
+        return self.energy_fn(softened)(positions)
+
+    @functools.lru_cache(maxsize=16)
+    def lattice_energy(self) -> float:
+        """Energy of the perfect crystal (energy unit), evaluated in float64.
+
+        In float32 the last printed digit of U / N would depend on the summation order of the
+        neighbour list; the context switches 64-bit mode on for this call only.
+        """
+        with jax.enable_x64(True):
+            lattice = jnp.asarray(self.lattice, jnp.float64)
+            return float(self.energy_fn(strays="nan")(lattice))
+
+    @functools.lru_cache(maxsize=4)
+    def lattice_hessian(self) -> np.ndarray:
+        """Hessian ``d^2 U / dr dr`` of the exact energy at the perfect lattice, float64.
+
+        Shape ``[3N, 3N]``, rows and columns ordered (particle, axis); units energy /
+        length^2. Evaluated in float64 (a scoped ``jax.enable_x64``) because the harmonic
+        base of a flow inverts it.
+        """
+        with jax.enable_x64(True):
+            energy = self.energy_fn(neighbors="dense" if self.num_particles <= 2048 else "auto",
+                                    strays="nan")
+            lattice = jnp.asarray(self.lattice, jnp.float64)
+            hessian = np.asarray(jax.jit(jax.hessian(energy))(lattice), np.float64)
+        size = 3 * self.num_particles
+        hessian = hessian.reshape(size, size)
+        if not np.all(np.isfinite(hessian)):
+            raise ValueError(f"{self.name}: the energy's Hessian at the lattice is not finite")
+        return 0.5 * (hessian + hessian.T)
+
+    @functools.cached_property
+    def einstein_width(self) -> float:
+        """Thermal width ``1 / sqrt(beta k_E)`` of one atom moving alone in the frozen lattice.
+
+        ``k_E`` is the mean curvature ``(1/3) tr d^2 U / d r_i^2`` at the perfect lattice,
+        averaged over up to 8 sites (length unit). It is the conditional width of a harmonic
+        crystal, so it somewhat underestimates the true vibration amplitude, but it is
+        data-free and a far better starting point for a flow's base than a fixed small number.
+        """
+        # The all-pairs sum: exact for any configuration and cheap for one atom's 3 x 3
+        # Hessian at the sizes a flow is trained on.
+        energy = self.energy_fn(neighbors="dense" if self.num_particles <= 2048 else "auto",
+                                strays="nan")
+        lattice = jnp.asarray(self.lattice, jnp.float32)
+        sites = np.unique(np.linspace(0, self.num_particles - 1, 8).astype(int))
+
+        def curvature(i):
+            def moved(d):
+                return energy(lattice.at[i].add(d))
+            return jnp.trace(jax.hessian(moved)(jnp.zeros(3, jnp.float32))) / 3.0
+
+        k = float(np.mean([float(jax.jit(curvature)(int(i))) for i in sites]))
+        if not (np.isfinite(k) and k > 0):
+            raise ValueError(f"{self.name}: the perfect lattice is not a minimum of the energy "
+                             f"(mean curvature {k}); use the flow's 'truncated_gaussian' base "
+                             f"with an explicit noise_scale")
+        return float(1.0 / np.sqrt(self.beta * k))
+
+    def summary(self) -> dict:
+        return {
+            "system": self.name,
+            "potential": self.potential.kind,
+            "num_particles": self.num_particles,
+            "temperature": self.temperature,
+            "temperature_unit": self.units.temperature,
+            "beta": self.beta,
+            "number_density": self.number_density,
+            "box": self.box.tolist(),
+            "length_unit": self.units.length,
+            "energy_unit": self.units.energy,
+        }
+
+    def __repr__(self):
+        return (f"System({self.name!r}, N={self.num_particles}, {self.potential.kind}, "
+                f"T={self.temperature:g} {self.units.temperature}, beta={self.beta:.6g})")
+
+
+# -- construction -----------------------------------------------------------------------------
+
+
+def system_from_definition(definition: dict) -> System:
+    """Build a system from a declarative mapping (the parsed content of a system TOML file)."""
+    try:
+        potential = potential_from_config(definition["potential"])
+        state = definition["state"]
+        lattice = definition["lattice"]
+        name = definition["name"]
+    except KeyError as missing:
+        raise ValueError(f"system definition lacks the {missing} entry; a definition needs "
+                         "name, [potential], [state] and [lattice]") from None
+    density = float(state.get("number_density", float("nan")))
+    if not density > 0:
+        raise ValueError(f"{name}: number_density must be positive; got {density}")
+    atoms = build_lattice(lattice["kind"], int(lattice["num_particles"]), density,
+                          lattice.get("symbol", "X"))
+    return System(name=name, atoms=atoms, potential=potential,
+                  temperature=float(state["temperature"]),
+                  description=definition.get("description", ""), definition=definition)
+
+
+def named_systems() -> list[str]:
+    """Names of the systems declared in the systems directory, sorted."""
+    def natural(name):
+        head, _, size = name.rpartition("_")
+        return (head, int(size)) if size.isdigit() else (name, 0)
+
+    return sorted((p.stem for p in systems_directory().glob("*.toml")), key=natural)
+
+
+def load_system(name_or_path: str | os.PathLike) -> System:
+    """Load a named system (``"lj_256"``) or a system TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        with open(path, "rb") as fh:
+            return system_from_definition(tomllib.load(fh))
+    name = str(name_or_path)
+    directory = systems_directory()
+    file = directory / f"{name}.toml"
+    if not file.is_file():
+        raise ValueError(f"unknown system {name!r}; named systems: {', '.join(named_systems())} "
+                         f"(or give the path of a system .toml file)")
+    with open(file, "rb") as fh:
+        return system_from_definition(tomllib.load(fh))
+
+
+def system_from_atoms(atoms: Atoms | str | os.PathLike, potential, temperature: float,
+                      name: str | None = None, description: str = "") -> System:
+    """A system from the user's own crystal.
+
+    Args:
+      atoms: an ``ase.Atoms`` or the path of any file ``ase.io.read`` understands. Its
+        positions are taken as the lattice sites, translated so that the first atom sits at
+        the box corner; its cell must be orthorhombic and periodic.
+      potential: a ``freeflow.physics.potentials`` object (``LennardJones(...)``, ``MonatomicWater()``).
+      temperature: in the potential's temperature unit (``epsilon/k_B`` for LJ, K for mW).
+    """
+    if not isinstance(atoms, Atoms):
+        import ase.io
+
+        path = Path(atoms)
+        if not path.is_file():
+            raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
+        name = name or path.stem
+        atoms = ase.io.read(path)
+    atoms = atoms.copy()
+    atoms.calc = None
+    check_orthorhombic(atoms)
+    # The flow fixes one particle at the box corner; a global translation changes no energy.
+    atoms.translate(-atoms.positions[0])
+    atoms.wrap()
+    return System(name=name or "custom", atoms=atoms, potential=potential,
+                  temperature=float(temperature), description=description)
+
+
+# -- serialisation (run directories, sample files) ------------------------------------------
+
+
+def system_to_dict(system: System) -> dict:
+    """Everything needed to rebuild ``system`` exactly, as plain JSON-able data."""
+    if dataclasses.is_dataclass(system.potential):
+        potential = dataclasses.asdict(system.potential)
+        potential.pop("units", None)
+    else:
+        # A user's own potential class: recorded by name (so a resumed run can be checked
+        # against it) but not rebuildable from the run directory alone.
+        potential = {"repr": repr(system.potential)}
+    return {
+        "name": system.name,
+        "description": system.description,
+        "potential": {"kind": system.potential.kind, **potential},
+        "temperature": system.temperature,
+        "atoms": {
+            "symbols": system.atoms.get_chemical_symbols(),
+            "positions": system.atoms.positions.tolist(),
+            "cell": np.asarray(system.atoms.cell).tolist(),
+        },
+        "definition": system.definition,
+    }
+
+
+def system_from_dict(data: dict) -> System:
+    """Inverse of ``system_to_dict``."""
+    if "repr" in data["potential"]:
+        raise ValueError(f"system {data['name']!r} uses a custom potential "
+                         f"({data['potential']['repr']}) that cannot be rebuilt from its "
+                         "definition; pass the System object itself instead of a run directory")
+    atoms = Atoms(symbols=data["atoms"]["symbols"], positions=data["atoms"]["positions"],
+                  cell=data["atoms"]["cell"], pbc=True)
+    return System(name=data["name"], atoms=atoms,
+                  potential=potential_from_config(data["potential"]),
+                  temperature=float(data["temperature"]),
+                  description=data.get("description", ""), definition=data.get("definition"))

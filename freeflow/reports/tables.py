@@ -1,0 +1,479 @@
+"""Result tables: ``beta F / N`` by LFEP, LBAR and MBAR per system, with errors and costs.
+
+Values are the dimensionless ``beta F / N`` of ``freeflow.estimators.conventions``; errors are standard
+errors and are printed in parenthesised notation (``3.1080(1)`` means 3.1080 +- 0.0001).
+
+``build_table`` assembles rows from what already exists (trained run directories, baseline
+JSONL results, reference sample files) and computes only the missing estimates, caching each
+one as a line of a JSONL file as soon as it is done, so an interrupted build resumes where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import decimal
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from freeflow.estimators.result import FreeEnergy
+from freeflow.flows.config import config_to_dict, model_preset
+from freeflow.physics.system import load_system
+from freeflow.rundir import (
+    has_checkpoint,
+    read_baseline,
+    read_jsonl,
+    read_metrics,
+    read_run_record,
+    run_fingerprint,
+)
+from freeflow.workflows.baseline import mbar_free_energy
+from freeflow.workflows.estimate import estimate
+
+__all__ = ["Row", "METHODS", "format_value_error", "format_duration", "format_count",
+           "agree_within", "to_markdown", "to_csv", "build_table"]
+
+METHODS = ("lfep", "lbar", "mbar")
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def format_value_error(value: float, stderr: float, error_digits: int = 1) -> str:
+    """``value`` with its standard error in parenthesised notation.
+
+    Rule: the error is rounded (half up) to ``error_digits`` significant digits (default one)
+    and the value is rounded to the same decimal place; a rounding carry moves the place
+    (0.00096 -> 0.001). Examples: ``(3.107965, 0.000012) -> "3.10797(1)"``,
+    ``(3.10797, 0.00012) -> "3.1080(1)"``, ``(2.91916, 0.00091) -> "2.9192(9)"``,
+    ``(-25.1749, 0.0010) -> "-25.175(1)"``, ``(1234.5, 23) -> "1230(20)"``.
+
+    Special cases: a NaN or infinite value prints as ``"nan"``, ``"inf"``, ``"-inf"``; a zero
+    error prints the value with 6 decimals and no parentheses; a NaN error prints
+    ``"<value to 6 decimals>(?)"`` and an infinite one ``"<value>(inf)"``.
+
+    Raises:
+      ValueError: for a negative error or ``error_digits < 1``.
+    """
+    value, stderr = float(value), float(stderr)
+    if error_digits < 1:
+        raise ValueError(f"error_digits must be at least 1; got {error_digits}")
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if math.isnan(stderr):
+        return f"{value:.6f}(?)"
+    if stderr < 0:
+        raise ValueError(f"a standard error cannot be negative; got {stderr}")
+    if math.isinf(stderr):
+        return f"{value:.6f}(inf)"
+    if stderr == 0:
+        return f"{value:.6f}"
+    # Decimal of the shortest repr: 0.0010 must count as 1e-3, not 9.99...e-4.
+    err = decimal.Decimal(repr(stderr))
+    place = err.adjusted() - (error_digits - 1)
+    digits = int((err.scaleb(-place)).quantize(decimal.Decimal(1), decimal.ROUND_HALF_UP))
+    if digits >= 10**error_digits:  # carry: 9.6 -> 10
+        place += 1
+        digits //= 10
+    quantum = decimal.Decimal(1).scaleb(place)
+    with decimal.localcontext(prec=400):  # room for any float at any error's place
+        rounded = decimal.Decimal(repr(value)).quantize(quantum, decimal.ROUND_HALF_UP)
+    if rounded == 0:
+        rounded = abs(rounded)  # no "-0.000"
+    if place >= 0:
+        return f"{int(rounded)}({digits * 10**place})"
+    return f"{rounded:f}({digits})"
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"12.3 s"``, ``"4.5 min"``, ``"2.1 h"``; ``"-"`` for ``None`` or NaN."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def format_count(count: int | float | None) -> str:
+    """Integers below 10^4 in full, larger ones as ``"1.0e7"``; ``"-"`` for ``None``."""
+    if count is None or (isinstance(count, float) and not math.isfinite(count)):
+        return "-"
+    count = int(count)
+    if abs(count) < 10_000:
+        return str(count)
+    mantissa, exponent = f"{count:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Row:
+    """One system's line of the table: its size and a ``FreeEnergy`` per method (or ``None``)."""
+
+    system: str
+    num_particles: int
+    lfep: FreeEnergy | None = None
+    lbar: FreeEnergy | None = None
+    mbar: FreeEnergy | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def entry(self, method: str) -> FreeEnergy | None:
+        return getattr(self, method)
+
+    def to_dict(self) -> dict:
+        return {"system": self.system, "num_particles": self.num_particles,
+                "notes": list(self.notes),
+                **{m: e.to_dict() if e is not None else None
+                   for m, e in ((m, self.entry(m)) for m in METHODS)}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Row":
+        entries = {m: FreeEnergy.from_dict(data[m]) if data.get(m) else None for m in METHODS}
+        return cls(system=data["system"], num_particles=int(data["num_particles"]),
+                   notes=list(data.get("notes", [])), **entries)
+
+
+def _pair(x) -> tuple[float, float]:
+    if hasattr(x, "value") and hasattr(x, "stderr"):
+        return float(x.value), float(x.stderr)
+    value, stderr = x
+    return float(value), float(stderr)
+
+
+def agree_within(a, b, sigmas: float = 3.0) -> bool:
+    """Whether two independent estimates agree: ``|a - b| <= sigmas * sqrt(s_a^2 + s_b^2)``.
+
+    ``a`` and ``b`` are ``(value, stderr)`` pairs or objects with ``.value`` and ``.stderr``
+    (``FreeEnergy``). Anything NaN never agrees.
+    """
+    (va, sa), (vb, sb) = _pair(a), _pair(b)
+    if any(math.isnan(v) for v in (va, sa, vb, sb)):
+        return False
+    return abs(va - vb) <= sigmas * math.hypot(sa, sb)
+
+
+def _deviation(a: FreeEnergy | None, b: FreeEnergy | None) -> float | None:
+    """``(a - b) / sqrt(s_a^2 + s_b^2)``, or ``None`` if either is missing."""
+    if a is None or b is None:
+        return None
+    scale = math.hypot(a.stderr, b.stderr)
+    if not scale > 0:
+        return math.nan
+    return (a.value - b.value) / scale
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
+    """A Markdown table: values with errors, the LFEP ESS, each method's wall time and energy
+    evaluations, and the deviation of LFEP and LBAR from MBAR in combined standard errors
+    (marked ``!`` beyond ``sigmas``). Notes of the rows follow as a list."""
+    header = ["system", "N", "LFEP", "ESS", "LBAR", "MBAR",
+              "LFEP time", "LFEP evals", "LBAR time", "LBAR evals", "MBAR time", "MBAR evals",
+              "vs MBAR (sigma)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    notes = []
+    for row in rows:
+        cells = [f"`{row.system}`", str(row.num_particles)]
+        e = row.lfep
+        cells.append(format_value_error(e.value, e.stderr) if e else "-")
+        cells.append(f"{100 * e.ess:.2g}%" if e and e.ess is not None else "-")
+        for method in ("lbar", "mbar"):
+            e = row.entry(method)
+            cells.append(format_value_error(e.value, e.stderr) if e else "-")
+        for method in METHODS:
+            e = row.entry(method)
+            cells.append(format_duration(e.wall_time) if e else "-")
+            cells.append(format_count(e.energy_evaluations) if e else "-")
+        deviations = []
+        for method in ("lfep", "lbar"):
+            d = _deviation(row.entry(method), row.mbar)
+            if d is not None:
+                flag = " !" if not abs(d) <= sigmas else ""
+                deviations.append(f"{method.upper()} {d:+.1f}{flag}")
+        cells.append(", ".join(deviations) or "-")
+        lines.append("| " + " | ".join(cells) + " |")
+        notes.extend(f"`{row.system}`: {note}" for note in row.notes)
+    text = "\n".join(lines) + "\n"
+    text += ("\nValues are beta F / N with the standard error in the last digit. Costs of LFEP "
+             "and LBAR include training; LBAR's exclude the reference samples. "
+             f"'!' marks a deviation from MBAR beyond {sigmas:g} combined standard errors.\n")
+    if notes:
+        text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    return text
+
+
+_CSV_FIELDS = ("value", "stderr", "formatted", "ess", "wall_time", "energy_evaluations",
+               "num_samples")
+
+
+def to_csv(rows: Sequence[Row], path: str | os.PathLike) -> Path:
+    """Write the rows as CSV (full precision, one column per method and field, empty where
+    missing) and return the path. Columns: ``system, num_particles``, then for each of
+    lfep, lbar, mbar: ``<method>_value, _stderr, _formatted, _ess, _wall_time,
+    _energy_evaluations, _num_samples``, and ``notes``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["system", "num_particles"] + [f"{m}_{f}" for m in METHODS for f in _CSV_FIELDS]
+    columns.append("notes")
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            cells: list[Any] = [row.system, row.num_particles]
+            for method in METHODS:
+                e = row.entry(method)
+                for field in _CSV_FIELDS:
+                    if e is None:
+                        cells.append("")
+                    elif field == "formatted":
+                        cells.append(format_value_error(e.value, e.stderr))
+                    else:
+                        v = getattr(e, field)
+                        cells.append("" if v is None else repr(v) if isinstance(v, float)
+                                     else v)
+            cells.append("; ".join(row.notes))
+            writer.writerow(cells)
+    return path
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def _training_cost(run_dir: Path, spec: dict) -> tuple[int, float, int]:
+    """``(last step, wall seconds, energy evaluations)`` of a run's training, from its metrics.
+
+    Wall time sums the gaps between consecutive step records, leaving out gaps more than 20
+    times the median (a run stopped and resumed later); the first step's compilation is not
+    counted. Evaluations: steps x batch size plus the periodic LFEP evaluations' samples.
+    """
+    metrics = read_metrics(run_dir)
+    if not metrics:
+        return 0, 0.0, 0
+    times = np.asarray([m.get("time", np.nan) for m in metrics], dtype=np.float64)
+    gaps = np.diff(times)
+    gaps = gaps[np.isfinite(gaps) & (gaps >= 0)]
+    wall = float(np.sum(gaps[gaps <= 20 * np.median(gaps)])) if len(gaps) else 0.0
+    step = int(metrics[-1]["step"])
+    evals = step * int(spec["training"]["batch_size"])
+    evals += sum(int(m.get("eval_samples", 0)) for m in metrics if "eval_ess" in m)
+    return step, wall, evals
+
+
+class _Cache:
+    """Append-only JSONL of computed entries, each under a key of everything it depends on."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict[str, FreeEnergy] = {}
+        if path.is_file():
+            for record in read_jsonl(path):
+                if "key" in record and "result" in record:
+                    self.entries[self._id(record["key"])] = FreeEnergy.from_dict(record["result"])
+                elif "key" in record and "entry" in record:  # written before FreeEnergy rows
+                    self.entries[self._id(record["key"])] = _from_old_entry(record)
+
+    @staticmethod
+    def _id(key: dict) -> str:
+        return json.dumps(key, sort_keys=True)
+
+    def get(self, key: dict) -> FreeEnergy | None:
+        return self.entries.get(self._id(key))
+
+    def put(self, key: dict, result: FreeEnergy):
+        self.entries[self._id(key)] = result
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"key": key, "result": result.to_dict()}) + "\n")
+
+
+def _from_old_entry(record: dict) -> FreeEnergy:
+    entry, key = record["entry"], record["key"]
+    return FreeEnergy(value=entry["value"], stderr=entry["stderr"], method=key["method"],
+                      system=key["system"], num_samples=entry.get("num_samples"),
+                      ess=entry.get("ess"), wall_time=entry.get("wall_time"),
+                      energy_evaluations=entry.get("energy_evaluations"),
+                      details=entry.get("details", {}))
+
+
+def _reference_file(reference_dir: Path | None, name: str) -> Path | None:
+    if reference_dir is None:
+        return None
+    for suffix in (".npz", ".extxyz", ".xyz"):
+        path = Path(reference_dir) / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _usable_run(run_dir: Path, wanted_model: dict, preset: str, check_preset: bool,
+                name: str) -> tuple[dict | None, str | None]:
+    """``(run.json record, None)`` of a run the table may use, or ``(None, note)`` saying why
+    not."""
+    record = read_run_record(run_dir)
+    if record is None:
+        return None, (f"no run in {run_dir} (train with 'freeflow train {name} "
+                      f"--preset {preset} --out {run_dir}')")
+    saved_model = record.get("model", {})
+    differing = sorted(k for k in set(wanted_model) | set(saved_model)
+                       if wanted_model.get(k) != saved_model.get(k))
+    if differing and check_preset:
+        return None, (f"{run_dir} was trained with another model configuration than the "
+                      f"{preset!r} preset (differs in {differing}); LFEP/LBAR left out")
+    if not has_checkpoint(run_dir):
+        return None, f"{run_dir} has no checkpoint yet; LFEP/LBAR left out"
+    return record, None
+
+
+def _with_training(result: FreeEnergy, cost: dict) -> FreeEnergy:
+    """``result`` with the training's wall time and energy evaluations added to its own."""
+    return dataclasses.replace(
+        result, wall_time=(result.wall_time or 0.0) + cost["train_wall_time"],
+        energy_evaluations=(result.energy_evaluations or 0) + cost["train_energy_evaluations"],
+        details={**{k: v for k, v in result.details.items() if k not in ("states", "lambdas")},
+                 "estimate_wall_time": result.wall_time,
+                 "estimate_energy_evaluations": result.energy_evaluations, **cost})
+
+
+def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, reference_dir,
+                  preset: str, num_samples: int, seed: int, say, progress: bool):
+    """Fill ``row.lfep`` and ``row.lbar`` from a trained run (cached, or computed now)."""
+    name = row.system
+    step, train_wall, train_evals = _training_cost(run_dir, record)
+    planned = int(record["training"]["num_steps"])
+    if step < planned:
+        row.notes.append(f"training unfinished: step {step} of {planned}")
+    # run.json holds the run's system, model and training settings: a run retrained with
+    # other settings to the same step must not reuse the old entries.
+    run_hash = run_fingerprint(run_dir)
+    key = {"system": name, "preset": preset, "num_samples": int(num_samples),
+           "seed": int(seed), "run_step": step,
+           # Resolved, so relative and absolute spellings share entries.
+           "run_dir": str(run_dir.resolve()), "run_settings": run_hash}
+    cost = {"train_steps": step, "train_wall_time": train_wall,
+            "train_energy_evaluations": train_evals}
+
+    row.lfep = cache.get({**key, "method": "lfep"})
+    if row.lfep is None:
+        say(f"{name}: LFEP from {run_dir} ({num_samples} samples)")
+        result = estimate(run_dir, num_samples, method="lfep", seed=seed, progress=progress)
+        row.lfep = _with_training(result, cost)
+        cache.put({**key, "method": "lfep"}, row.lfep)
+
+    reference = _reference_file(reference_dir, name)
+    if reference is not None:
+        ref_key = {**key, "method": "lbar", "reference": str(reference),
+                   "reference_size": reference.stat().st_size}
+        row.lbar = cache.get(ref_key)
+        if row.lbar is None:
+            say(f"{name}: LBAR from {run_dir} and {reference}")
+            result = estimate(run_dir, num_samples, method="lbar", reference=reference,
+                              seed=seed, progress=progress)
+            row.lbar = _with_training(result, cost)
+            cache.put(ref_key, row.lbar)
+    elif reference_dir is not None:
+        row.notes.append(f"no reference samples {Path(reference_dir) / name}.npz for LBAR "
+                         f"('freeflow sample {name} --out FILE')")
+
+
+def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int,
+                compute_baseline: bool, baseline_workdir, say, progress: bool):
+    """Fill ``row.mbar`` from the baseline results, the cache, or (if asked) a new run."""
+    name = row.system
+    row.mbar = baseline.get(name)
+    if row.mbar is not None:
+        return
+    mbar_key = {"system": name, "method": "mbar", "seed": int(seed)}
+    row.mbar = cache.get(mbar_key)
+    if row.mbar is None and compute_baseline:
+        say(f"{name}: MBAR baseline (long)")
+        workdir = Path(baseline_workdir) / name if baseline_workdir is not None else None
+        result = mbar_free_energy(system, workdir=workdir, seed=seed, progress=progress or None)
+        row.mbar = dataclasses.replace(
+            result, details={k: v for k, v in result.details.items()
+                             if k not in ("states", "lambdas")})
+        cache.put(mbar_key, row.mbar)
+    elif row.mbar is None:
+        row.notes.append("no MBAR baseline (run 'python bench/baseline.py --systems "
+                         f"{name} --out FILE' or 'freeflow baseline {name} --json')")
+
+
+def build_table(systems: Iterable[str], preset: str = "cpu", *,
+                runs_dir: str | os.PathLike, baseline_file: str | os.PathLike | None = None,
+                reference_dir: str | os.PathLike | None = None,
+                cache_file: str | os.PathLike | None = None, num_samples: int = 100_000,
+                seed: int = 0, compute_baseline: bool = False,
+                baseline_workdir: str | os.PathLike | None = None,
+                progress: bool = True, check_preset: bool = True) -> list[Row]:
+    """Rows of ``beta F / N`` by LFEP, LBAR and MBAR for ``systems``, computing what is missing.
+
+    Sources, per system ``NAME``:
+
+    * LFEP: the run directory ``runs_dir/NAME`` (``freeflow train NAME --preset PRESET --out
+      runs_dir/NAME``; ``bench/train_cpu.py`` writes exactly that layout). It is used only if
+      its model configuration is the preset's (see ``check_preset``). Runs are never trained
+      here; a missing run leaves LFEP and LBAR empty with a note, an unfinished one gets a
+      note.
+    * LBAR: the same run plus target samples ``reference_dir/NAME.npz`` (or ``.extxyz``),
+      made with ``freeflow sample NAME --out FILE``.
+    * MBAR: the last non-quick row for NAME in ``baseline_file`` (JSONL of ``FreeEnergy``
+      rows, ``freeflow.rundir.read_baseline``). If there is none and ``compute_baseline`` is
+      true, ``freeflow.workflows.baseline.mbar_free_energy`` is run (resumable under
+      ``baseline_workdir/NAME``; this takes long).
+
+    Computed LFEP, LBAR and MBAR entries are appended to ``cache_file`` (default
+    ``runs_dir/table_PRESET.jsonl``) under a key of everything they depend on (system,
+    method, preset, samples, seed, the run's step and settings, the reference file), so
+    re-running recomputes nothing unless the run was trained further or a setting changed.
+
+    Costs: LFEP and LBAR entries carry the training's wall time and energy evaluations added
+    to the estimator's (``details`` has the breakdown); LBAR's exclude the reference samples.
+
+    Args:
+      systems: system names.
+      preset: ``"cpu"`` or ``"paper"``.
+      num_samples: model samples per LFEP / LBAR estimate.
+      seed: PRNG seed of the model samples.
+      progress: progress bars and one status line per computation on stderr.
+      check_preset: use a run only if its model configuration equals the preset's (False:
+        use whatever was trained in ``runs_dir/NAME``; the key then still records the preset
+        name given).
+    """
+    model_config = model_preset(preset)
+    wanted_model = json.loads(json.dumps(config_to_dict(model_config)))
+    runs_dir = Path(runs_dir)
+    cache = _Cache(Path(cache_file) if cache_file is not None
+                   else runs_dir / f"table_{preset}.jsonl")
+    baseline = read_baseline(baseline_file) if baseline_file is not None else {}
+
+    def say(text):
+        if progress:
+            print(text, file=sys.stderr, flush=True)
+
+    rows = []
+    for name in systems:
+        system = load_system(name)
+        row = Row(system=name, num_particles=system.num_particles)
+        run_dir = runs_dir / name
+        record, note = _usable_run(run_dir, wanted_model, preset, check_preset, name)
+        if record is None:
+            row.notes.append(note)
+        else:
+            _flow_entries(row, run_dir, record, cache, reference_dir, preset, num_samples,
+                          seed, say, progress)
+        _mbar_entry(row, system, baseline, cache, seed, compute_baseline, baseline_workdir,
+                    say, progress)
+        rows.append(row)
+    return rows

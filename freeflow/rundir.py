@@ -1,0 +1,418 @@
+"""The run-directory format: the one module that reads and writes freeflow's files.
+
+A training run directory (``freeflow train --out DIR``) holds
+
+* ``run.json``: the system's definition and the model and training configs (``RUN_JSON``);
+* ``checkpoint.npz``: the training-state pytree, as numbered leaves (``CHECKPOINT``);
+* ``metrics.jsonl``: one JSON record per step (``METRICS``).
+
+An MBAR work directory (``freeflow baseline --workdir DIR``) holds ``config.json`` (the
+settings, the Einstein width and the target's energy shift) and one ``state_###.npz`` per
+finished state of the path (``MbarWorkdir``). Sample files (``freeflow sample --out FILE``) are
+``.npz`` or extended XYZ with the system's definition inside (``save_samples``).
+
+Every file but the append-only metrics log is written to a temporary name in the same
+directory and renamed over the old one (``os.replace`` is atomic on POSIX), so a run killed at
+any moment leaves either the previous or the new file, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import ase.io
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow.estimators.result import FreeEnergy
+from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
+from freeflow.flows.model import FlowModel
+from freeflow.physics.system import (
+    system_from_definition,
+    system_from_dict,
+    system_to_dict,
+)
+from freeflow.training.config import TrainingConfig
+from freeflow.training.trainer import TrainState, optimizer
+
+RUN_JSON = "run.json"
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.jsonl"
+MBAR_CONFIG = "config.json"
+
+_XYZ_SUFFIXES = (".extxyz", ".xyz")
+
+
+# -- atomic writes -----------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes):
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, data):
+    """``data`` as indented JSON, written atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+# -- run.json ----------------------------------------------------------------------------------
+
+
+def run_record(system, model_config: ModelConfig, training: TrainingConfig) -> dict:
+    """What ``run.json`` holds for a run, in the form it takes there (tuples become lists)."""
+    spec = {"system": system_to_dict(system), "model": config_to_dict(model_config),
+            "training": config_to_dict(training)}
+    return json.loads(json.dumps(spec))
+
+
+def _migrate_model_fields(fields: dict) -> dict:
+    """Model configs written before ``ModelConfig.base`` existed named the base through
+    ``noise_scale`` (a kind's name, a width, or ``None`` for the paper's width)."""
+    if "base" in fields:
+        return fields
+    fields = dict(fields)
+    noise = fields.get("noise_scale")
+    if isinstance(noise, str):
+        fields["base"], fields["noise_scale"] = noise, None
+    else:
+        fields["base"] = "truncated_gaussian"
+    return fields
+
+
+def read_run_record(run_dir: str | os.PathLike) -> dict | None:
+    """The parsed ``run.json`` of ``run_dir`` (model fields brought up to date), or ``None``."""
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return dict(record, model=_migrate_model_fields(record["model"]))
+
+
+def write_run_record(run_dir: str | os.PathLike, record: dict):
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_json(Path(run_dir) / RUN_JSON, record)
+
+
+def run_fingerprint(run_dir: str | os.PathLike) -> str:
+    """A short hash of ``run.json``'s bytes: changes whenever the run's settings do."""
+    return hashlib.sha256((Path(run_dir) / RUN_JSON).read_bytes()).hexdigest()[:16]
+
+
+def configs_of(record: dict) -> tuple[ModelConfig, TrainingConfig]:
+    """The model and training configs recorded in a ``run.json`` record."""
+    return (config_from_dict(ModelConfig, record["model"]),
+            config_from_dict(TrainingConfig, record["training"]))
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def checkpoint_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / CHECKPOINT
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    return checkpoint_path(run_dir).is_file()
+
+
+def save_checkpoint(run_dir: str | os.PathLike, state):
+    """Write the pytree ``state`` (parameters, optimiser state, step) atomically."""
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
+    atomic_write_bytes(checkpoint_path(run_dir),
+                       _npz_bytes(num_leaves=np.asarray(len(leaves)),
+                                  **{f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}))
+
+
+def load_checkpoint(run_dir: str | os.PathLike, template):
+    """The checkpointed state, shaped like ``template``; ``None`` if there is no checkpoint.
+
+    Raises ``ValueError`` for a corrupt checkpoint or one from another model configuration,
+    never silently starting over.
+    """
+    path = checkpoint_path(run_dir)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            count = int(data["num_leaves"])
+            leaves = [data[f"leaf_{i:05d}"] for i in range(count)]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"checkpoint {path} is corrupt ({error}); move it away to start over, "
+                         "or restore it from a backup") from None
+    expected, treedef = jax.tree.flatten(template)
+    mismatch = len(leaves) != len(expected) or any(
+        a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype
+        for a, b in zip(leaves, expected))
+    if mismatch:
+        raise ValueError(f"checkpoint {path} does not fit this model and optimiser (different "
+                         "layer sizes or structure); it belongs to another configuration")
+    return jax.tree.unflatten(treedef, [jnp.asarray(leaf) for leaf in leaves])
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def read_metrics(run_dir: str | os.PathLike, up_to_step: int | None = None) -> list[dict]:
+    """Metric records of a run, dropping any written after the checkpoint we resume from."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if up_to_step is None or record.get("step", 0) <= up_to_step:
+            records.append(record)
+    return records
+
+
+def write_metrics(run_dir: str | os.PathLike, records: list[dict]):
+    atomic_write_bytes(Path(run_dir) / METRICS,
+                       "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
+def append_metrics(run_dir: str | os.PathLike, record: dict):
+    with open(Path(run_dir) / METRICS, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+# -- a trained run ---------------------------------------------------------------------------
+
+
+def load_run(run_dir: str | os.PathLike):
+    """``(system, model, params, record)`` of a trained run directory (its last checkpoint);
+    ``record`` is the parsed ``run.json``."""
+    run_dir = Path(run_dir)
+    record = read_run_record(run_dir)
+    if record is None:
+        raise FileNotFoundError(f"{run_dir} is not a freeflow run directory (no {RUN_JSON}); "
+                                "create one with 'freeflow train SYSTEM --out DIR'")
+    system = system_from_dict(record["system"])
+    model_config, training = configs_of(record)
+    model = FlowModel(system, model_config)
+    params = model.init(jax.random.PRNGKey(training.seed))
+    template = TrainState(params, optimizer(training).init(params), jnp.asarray(0, jnp.int32))
+    state = load_checkpoint(run_dir, template=template)
+    if state is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train first "
+                                f"('freeflow train {system.name} --out {run_dir}')")
+    return system, model, state.params, record
+
+
+# -- MBAR work directories ---------------------------------------------------------------------
+
+
+class MbarWorkdir:
+    """The files of a resumable MBAR run: ``config.json`` and one ``state_###.npz`` per state.
+
+    A state file holds ``lam`` (its lambda), ``components`` ``[C, S, 2]`` (reference and shifted
+    target energies of every saved sample of every chain), ``final_positions`` ``[C, N, 3]`` (to
+    continue the chains) and ``info`` (JSON: acceptance, step size, cost, ...).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def read_config(self) -> dict | None:
+        file = self.path / MBAR_CONFIG
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    def write_config(self, record: dict):
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / MBAR_CONFIG, record)
+
+    def state_file(self, index: int) -> Path:
+        return self.path / f"state_{index:03d}.npz"
+
+    def read_state(self, index: int, lam: float, num_chains: int):
+        """``(components, final_positions, info)`` of a saved state, or ``None``.
+
+        Raises ``ValueError`` if the file belongs to another path (lambda) or chain count.
+        """
+        file = self.state_file(index)
+        if not file.is_file():
+            return None
+        with np.load(file) as saved:
+            if not np.isclose(float(saved["lam"]), lam):
+                raise ValueError(f"{file} holds lambda = {float(saved['lam'])}, expected {lam}; "
+                                 "use a fresh work directory")
+            components = saved["components"]
+            positions = saved["final_positions"]
+            info = json.loads(str(saved["info"]))
+        if components.shape[0] != num_chains:
+            raise ValueError(f"{file} holds {components.shape[0]} chains, not {num_chains}; use "
+                             "the same number of chains or a fresh work directory")
+        return components, positions, info
+
+    def write_state(self, index: int, lam: float, components, final_positions, info: dict):
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.state_file(index),
+                           _npz_bytes(lam=lam, components=components,
+                                      final_positions=final_positions, info=json.dumps(info)))
+
+
+# -- sample files ------------------------------------------------------------------------------
+
+# Two formats, chosen by the file suffix:
+# 
+# * ``.npz``: ``positions`` ``[S, N, 3]`` float32, ``box`` ``[3]``, ``energies`` ``[S]`` (if given)
+#   and ``system``: JSON text ``{"definition": <the system's TOML definition>}`` (or, for a system
+#   built from ``ase.Atoms``, ``{"system": system_to_dict(system)}``), so the file is
+#   self-contained.
+# * ``.extxyz`` / ``.xyz``: one extended-XYZ frame per sample, written with ``ase.io.write``
+#   (periodic cell and ``pbc`` set, so any ASE-based tool reads it). Each frame's comment line
+#   carries ``freeflow_system`` (the same JSON text) and ``freeflow_energy`` if energies
+#   were given.
+# 
+# Positions are in the system's length unit, energies in its energy unit.
+
+def _encode_system(system) -> str:
+    """JSON text describing ``system``: its declarative definition (named or TOML systems) or,
+    for systems built from ``ase.Atoms``, ``system_to_dict``."""
+    if system.definition is not None:
+        return json.dumps({"definition": system.definition})
+    return json.dumps({"system": system_to_dict(system)})
+
+
+def _decode_system(text: str):
+    data = json.loads(text)
+    if "definition" in data:
+        return system_from_definition(data["definition"])
+    return system_from_dict(data["system"])
+
+
+def save_samples(path: str | os.PathLike, positions, system, energies=None) -> Path:
+    """Write samples ``positions [S, N, 3]`` (or one ``[N, 3]``) of ``system`` to ``path``.
+
+    Returns the path written. The format follows the suffix (``.npz``, ``.extxyz``, ``.xyz``).
+    """
+    path = Path(path)
+    positions = np.asarray(positions, dtype=np.float32)
+    if positions.ndim == 2:
+        positions = positions[None]
+    if positions.ndim != 3 or positions.shape[1:] != (system.num_particles, 3):
+        raise ValueError(f"positions must be [S, {system.num_particles}, 3]; "
+                         f"got {positions.shape}")
+    if energies is not None:
+        energies = np.asarray(energies, dtype=np.float64).reshape(-1)
+        if len(energies) != len(positions):
+            raise ValueError(f"{len(energies)} energies for {len(positions)} samples")
+    definition = _encode_system(system)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        extra = {} if energies is None else {"energies": energies}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, positions=positions, box=np.asarray(system.box),
+                            system=np.asarray(definition), **extra)
+        atomic_write_bytes(path, buffer.getvalue())
+    elif suffix in _XYZ_SUFFIXES:
+        frames = []
+        for i, x in enumerate(positions):
+            atoms = system.atoms.copy()
+            atoms.positions = x.astype(np.float64)
+            atoms.pbc = True
+            atoms.info["freeflow_system"] = definition
+            if energies is not None:
+                # Not "energy": ASE would turn that into a calculator result.
+                atoms.info["freeflow_energy"] = float(energies[i])
+            frames.append(atoms)
+        tmp = path.with_name(path.name + ".tmp")
+        ase.io.write(tmp, frames, format="extxyz")
+        os.replace(tmp, path)
+    else:
+        raise ValueError(f"unknown sample file format {path.suffix!r}; use .npz or .extxyz")
+    return path
+
+
+def load_samples(path: str | os.PathLike):
+    """Read samples written by ``save_samples``.
+
+    Returns:
+      ``(positions [S, N, 3] float32, system, energies [S] or None)``; the system is rebuilt
+      from the stored definition.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sample file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with np.load(path) as data:
+            positions = data["positions"].astype(np.float32)
+            definition = str(data["system"])
+            energies = data["energies"] if "energies" in data.files else None
+    elif suffix in _XYZ_SUFFIXES:
+        frames = ase.io.read(path, index=":", format="extxyz")
+        positions = np.stack([a.positions for a in frames]).astype(np.float32)
+        definition = frames[0].info["freeflow_system"]
+        energies = None
+        if all("freeflow_energy" in a.info for a in frames):
+            energies = np.asarray([a.info["freeflow_energy"] for a in frames])
+    else:
+        raise ValueError(f"unknown sample file format {path.suffix!r}; use .npz or .extxyz")
+    return positions, _decode_system(definition), energies
+
+
+# -- result files --------------------------------------------------------------------------
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_baseline(path: str | os.PathLike) -> dict[str, FreeEnergy]:
+    """MBAR results per system from a JSONL file of ``FreeEnergy.to_dict()`` rows
+    (``bench/baseline.py --out``, ``freeflow baseline --json``).
+
+    Rows marked ``"quick": true`` (pipeline smoke tests) are ignored; of several rows for a
+    system the last one wins.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"baseline file {str(path)!r} does not exist")
+    out = {}
+    for r in read_jsonl(path):
+        if r.get("method") != "mbar" or r.get("quick") or "system" not in r:
+            continue
+        if "beta_f_per_particle" not in r or "stderr" not in r:
+            continue
+        out[r["system"]] = FreeEnergy(
+            value=float(r["beta_f_per_particle"]), stderr=float(r["stderr"]), method="mbar",
+            system=r["system"], num_samples=r.get("num_samples"),
+            num_states=r.get("num_states"),
+            # A run extended over several sessions: all of its sampling, not the last call.
+            wall_time=r.get("sampling_wall_time", r.get("wall_time")),
+            energy_evaluations=r.get("energy_evaluations"),
+            details={k: r[k] for k in ("samples_per_state", "einstein_width",
+                                       "min_neighbour_overlap") if k in r}
+            | {"source": str(path)})
+    return out

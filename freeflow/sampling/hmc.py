@@ -1,0 +1,431 @@
+"""Reference sampling of Boltzmann densities ``exp(-beta U)`` by Metropolis-corrected HMC.
+
+Many independent chains run in lock step (``jax.vmap`` over chains, ``jax.lax.scan`` over
+steps, one ``jax.jit`` around each block of steps) with blackjax's Hamiltonian Monte Carlo
+kernel. Every transition is Metropolis-corrected, so production samples are exact MCMC for
+the given energy; the only approximation is finite run length, which the reported integrated
+autocorrelation time quantifies.
+
+Conventions (the same as the flow model's, ``freeflow.flows.model``):
+
+* positions are Cartesian ``[N, 3]`` in the system's length unit, wrapped into ``[0, L)``;
+* particle 0 is held at its lattice site (``fixed``), the ``N - 1`` others move. The targets
+  are translation invariant, so nothing is lost: ``Z / N! = V Z_fixed / N`` (see
+  ``freeflow.estimators.mbar`` for the counting);
+* energies are in the potential's energy unit, ``beta`` in its inverse.
+
+Step size: during warm-up ``log(step)`` follows a Robbins-Monro recursion driven by the
+acceptance probability averaged over chains, towards ``target_acceptance``; the final step size
+is the average of ``log(step)`` over the last quarter of warm-up. It is then frozen (up to an
+independent random jitter of +-10 % per transition, which keeps detailed balance and prevents
+periodic HMC trajectories) so that production is a fixed, exact Markov kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow.progress import progress_bar
+
+__all__ = ["SampleResult", "sample", "sample_system", "integrated_autocorrelation_time"]
+
+#: Warm-up recursion: log(step) += gain_t * (acceptance_t - target), gain_t = 1.5 / sqrt(1 + t),
+#: but never below this floor so late warm-up can still follow a drifting optimum.
+_MIN_GAIN = 0.02
+#: Relative jitter of the step size in each production transition (uniform in 1 +- this).
+_STEP_JITTER = 0.1
+#: Only show a progress bar when a run is expected to take more than a few transitions.
+_PROGRESS_MIN_STEPS = 200
+
+
+@dataclasses.dataclass
+class SampleResult:
+    """Samples of ``exp(-beta U)`` from ``num_chains`` chains.
+
+    Attributes:
+      positions: ``[num_chains * num_samples, N, 3]`` float32 (chain-major: all samples of
+        chain 0 first), wrapped into the box; ``None`` when not kept.
+      energies: ``[num_chains * num_samples]`` energies U (energy unit) of the samples.
+      observables: ``[num_chains * num_samples, ...]`` values of the ``observables`` function
+        at the samples, or ``None``.
+      acceptance: mean Metropolis acceptance probability during production.
+      tau: integrated autocorrelation time of the energy, in saved samples (``>= 1``;
+        multiply by ``thin`` for transitions). ``num_chains * num_samples / tau`` is the
+        effective sample size.
+      step_size: the frozen leapfrog step (length unit, unit mass).
+      energy_evaluations: evaluations of the energy with its gradient, warm-up included
+        (``num_chains * (1 + transitions * num_integration_steps)``).
+      observable_evaluations: evaluations of the ``observables`` function.
+      final_positions: ``[num_chains, N, 3]`` the last state of every chain (warm start).
+    """
+
+    positions: np.ndarray | None
+    energies: np.ndarray
+    observables: np.ndarray | None
+    acceptance: float
+    tau: float
+    step_size: float
+    energy_evaluations: int
+    observable_evaluations: int
+    num_chains: int
+    num_samples: int
+    num_warmup: int
+    thin: int
+    num_integration_steps: int
+    final_positions: np.ndarray
+    wall_time: float
+
+    def by_chain(self, values: np.ndarray) -> np.ndarray:
+        """Reshape per-sample values ``[C * S, ...]`` to ``[C, S, ...]``."""
+        values = np.asarray(values)
+        return values.reshape((self.num_chains, self.num_samples) + values.shape[1:])
+
+    @property
+    def effective_sample_size(self) -> float:
+        return self.num_chains * self.num_samples / self.tau
+
+    def mean_and_stderr(self, values: np.ndarray | None = None) -> tuple[float, float]:
+        """Mean of per-sample scalars (default: the energies) and its standard error,
+        ``sqrt(var * tau_values / (C * S))`` with the values' own autocorrelation time."""
+        values = self.energies if values is None else np.asarray(values)
+        chains = self.by_chain(values)
+        tau = integrated_autocorrelation_time(chains)
+        return float(np.mean(values)), float(np.sqrt(np.var(values) * tau / values.size))
+
+    def summary(self) -> dict:
+        return {"acceptance": self.acceptance, "tau": self.tau, "step_size": self.step_size,
+                "energy_evaluations": self.energy_evaluations, "num_chains": self.num_chains,
+                "num_samples": self.num_samples, "thin": self.thin,
+                "num_warmup": self.num_warmup, "wall_time": self.wall_time}
+
+
+def integrated_autocorrelation_time(x, window_factor: float = 5.0) -> float:
+    """Integrated autocorrelation time of a scalar series, ``1 + 2 sum_t rho(t)``.
+
+    Args:
+      x: ``[num_chains, num_steps]`` (or ``[num_steps]``) samples; chains are assumed to be
+        independent and to share one stationary distribution, so their autocovariances
+        (about the grand mean) are averaged.
+      window_factor: Sokal's automatic window: sum up to the smallest lag ``M`` with
+        ``M >= window_factor * tau(M)``.
+
+    Returns:
+      tau in units of the series' spacing; 1 for uncorrelated samples, never below 1 (values
+      below 1 from anticorrelated noise would overstate the information content).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    num_chains, n = x.shape
+    if n < 2:
+        return 1.0
+    x = x - x.mean()
+    # Autocovariance by FFT, zero-padded to avoid circular wrap-around.
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(x, n=size, axis=1)
+    acov = np.fft.irfft(f * np.conj(f), n=size, axis=1)[:, :n].mean(axis=0)
+    acov /= n - np.arange(n)  # unbiased per-lag normalisation
+    if acov[0] <= 0:
+        return 1.0
+    rho = acov / acov[0]
+    tau = 1.0
+    for lag in range(1, n):
+        tau += 2.0 * rho[lag]
+        if lag >= window_factor * tau:
+            break
+    return float(max(tau, 1.0))
+
+
+# -- the jitted kernels ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[int, ...],
+             has_box: bool, num_integration_steps: int):
+    """Build (init, warmup_block, production_block) for one energy function.
+
+    Everything that changes between calls (beta, box, step size, energy arguments, fixed
+    particles' positions) is a traced argument, so a whole MBAR path of states compiles once.
+    """
+    import blackjax
+
+    mobile_idx = np.asarray(mobile, dtype=np.int32)
+    kernel = blackjax.hmc.build_kernel()
+
+    def full(q, template):
+        # Insert the mobile particles into the per-chain template holding the fixed ones.
+        return template.at[mobile_idx].set(q)
+
+    def make_logdensity(template, beta, args):
+        def logdensity(q):
+            return -beta * energy_fn(full(q, template), *args)
+        return logdensity
+
+    def wrap(q, box):
+        return jnp.mod(q, box) if has_box else q
+
+    def one_step(key, state, template, step_size, beta, box, args):
+        logdensity = make_logdensity(template, beta, args)
+        state, info = kernel(key, state, logdensity, step_size,
+                             jnp.ones(state.position.size, state.position.dtype),
+                             num_integration_steps)
+        # The energy is periodic, so wrapping changes neither the density nor its gradient;
+        # it only keeps coordinates small (float32 resolution).
+        state = state._replace(position=wrap(state.position, box))
+        return state, info.acceptance_rate
+
+    def step_all(key, states, templates, step_size, beta, box, args):
+        keys = jax.random.split(key, templates.shape[0])
+        return jax.vmap(one_step, in_axes=(0, 0, 0, None, None, None, None))(
+            keys, states, templates, step_size, beta, box, args)
+
+    @jax.jit
+    def init(positions, templates, beta, args):
+        q = positions[:, mobile_idx]
+
+        def one(q, template):
+            return blackjax.hmc.init(q, make_logdensity(template, beta, args))
+
+        return jax.vmap(one)(q, templates)
+
+    @functools.partial(jax.jit, static_argnames=("num_steps",))
+    def warmup_block(key, states, templates, log_step, t, beta, box, args, target, num_steps):
+        def body(carry, key):
+            states, log_step, t = carry
+            states, acc = step_all(key, states, templates, jnp.exp(log_step), beta, box, args)
+            # NaN acceptance (e.g. an overflowing neighbour list) counts as a rejection.
+            mean_acc = jnp.mean(jnp.where(jnp.isfinite(acc), acc, 0.0))
+            gain = jnp.maximum(1.5 / jnp.sqrt(1.0 + t), _MIN_GAIN)
+            log_step = log_step + gain * (mean_acc - target)
+            return (states, log_step, t + 1.0), (log_step, mean_acc)
+
+        keys = jax.random.split(key, num_steps)
+        (states, log_step, t), (trace, accs) = jax.lax.scan(body, (states, log_step, t), keys)
+        return states, log_step, t, trace, accs
+
+    @functools.partial(jax.jit, static_argnames=("num_saved", "thin", "keep_positions"))
+    def production_block(key, states, templates, step_size, beta, box, args, num_saved, thin,
+                         keep_positions):
+        def transition(states, key):
+            key_jitter, key_step = jax.random.split(key)
+            jitter = jax.random.uniform(key_jitter, (), minval=1.0 - _STEP_JITTER,
+                                        maxval=1.0 + _STEP_JITTER)
+            states, acc = step_all(key_step, states, templates, step_size * jitter, beta, box,
+                                   args)
+            return states, jnp.mean(jnp.where(jnp.isfinite(acc), acc, 0.0))
+
+        def saved(states, key):
+            states, accs = jax.lax.scan(transition, states, jax.random.split(key, thin))
+            x = jax.vmap(full)(states.position, templates)
+            out = {"energy": -states.logdensity / beta, "acceptance": jnp.mean(accs)}
+            if keep_positions:
+                out["positions"] = x
+            if observables is not None:
+                out["observables"] = jax.vmap(lambda y: observables(y, *args))(x)
+            return states, out
+
+        return jax.lax.scan(saved, states, jax.random.split(key, num_saved))
+
+    return init, warmup_block, production_block
+
+
+def _progress(total, desc, enabled):
+    return progress_bar(total, desc, "step", enabled, leave=False, dynamic_ncols=True)
+
+
+def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
+           num_chains: int = 16, num_samples: int = 100, num_warmup: int = 200, thin: int = 1,
+           box=None, fixed=None, energy_args: tuple = (), observables: Callable | None = None,
+           step_size: float | None = None, target_acceptance: float = 0.7,
+           num_integration_steps: int = 8, keep_positions: bool = True,
+           block_size: int = 50, progress: bool | None = None,
+           desc: str = "sampling") -> SampleResult:
+    """Sample ``p(x) ~ exp(-beta U(x))`` with ``num_chains`` Metropolis-corrected HMC chains.
+
+    Args:
+      energy_fn: pure ``U(positions [P, D], *energy_args) -> scalar`` (energy unit); a
+        configuration it returns NaN for is a rejected proposal. It is used as a cache key
+        for the compiled kernels (by identity): pass the same function object to reuse them
+        (``System.energy_fn`` returns the same object for the same arguments). For a crystal
+        pass ``System.energy_fn(strays="nan")``: the chains run under ``vmap``, where an
+        energy that recomputes strays would evaluate its fallback for every proposal.
+      initial_positions: ``[P, D]`` (all chains start there) or ``[num_chains, P, D]``.
+        For a crystal, ``P = N`` particles and ``D = 3``.
+      key: a ``jax.random`` key.
+      beta: inverse temperature (inverse energy unit).
+      num_samples: samples saved per chain, one every ``thin`` transitions.
+      num_warmup: transitions per chain before production (step-size adaptation, burn-in).
+      box: ``[D]`` edge lengths of a periodic box; positions are wrapped into ``[0, L)``.
+        ``None``: no periodicity.
+      fixed: boolean ``[P]``; fixed rows keep their initial positions (particle 0 of a
+        crystal, say). ``None``: everything moves.
+      energy_args: extra (traced) arguments of ``energy_fn`` and ``observables``, e.g. the
+        coupling parameter of an intermediate state; changing them does not recompile.
+      observables: optional pure ``f(positions [P, D], *energy_args) -> array`` recorded at
+        every saved sample (e.g. the components of an interpolated energy).
+      step_size: initial leapfrog step (length unit); default a hundredth of the mean
+        interparticle spacing (periodic box) or 0.1. Warm-up adapts it.
+      target_acceptance: mean Metropolis acceptance probability aimed at during warm-up.
+      num_integration_steps: leapfrog steps per HMC transition.
+      keep_positions: return all sample positions (``[C * S, P, D]``, memory!).
+      block_size: saved samples (or warm-up transitions) per compiled block; only affects
+        progress reporting granularity.
+      progress: tqdm bar on stderr; ``None`` shows it on a terminal for long runs.
+
+    Returns:
+      ``SampleResult``.
+    """
+    start = time.perf_counter()
+    if min(num_chains, num_samples, thin, num_integration_steps) < 1 or num_warmup < 0:
+        raise ValueError("num_chains, num_samples, thin and num_integration_steps must be "
+                         ">= 1 and num_warmup >= 0")
+    x0, mobile = _initial_chains(initial_positions, num_chains, fixed, box)
+    has_box = box is not None
+    box_arr = jnp.asarray(box if has_box else np.ones(x0.shape[-1]), jnp.float32)
+    if step_size is None:
+        step_size = _default_step_size(box, x0.shape[1], x0.shape[-1])
+    beta_arr = jnp.float32(beta)
+    args = tuple(jnp.asarray(a) for a in energy_args)
+
+    init, warmup_block, production_block = _kernels(energy_fn, observables, mobile, has_box,
+                                                    int(num_integration_steps))
+    states = init(x0, x0, beta_arr, args)
+    if not np.all(np.isfinite(np.asarray(states.logdensity))):
+        raise FloatingPointError("the energy is not finite at the initial positions")
+
+    total_steps = num_warmup + num_samples * thin
+    show = progress if progress is not None else (None if total_steps >= _PROGRESS_MIN_STEPS
+                                                  else False)
+    key_warm, key_prod = jax.random.split(key)
+    fixed_args = (x0, beta_arr, box_arr, args)
+    with _progress(total_steps, desc, show) as bar:
+        states, frozen = _warm_up(warmup_block, states, key_warm, fixed_args, step_size,
+                                  num_warmup, float(target_acceptance), block_size, bar)
+        states, out = _produce(production_block, states, key_prod, fixed_args, frozen,
+                               num_samples, int(thin), bool(keep_positions), block_size, bar)
+
+    def chain_major(a):
+        # scan stacks [S, C, ...]; store chain-major [C * S, ...].
+        a = np.swapaxes(a, 0, 1)
+        return a.reshape((-1,) + a.shape[2:])
+
+    energies_cs = np.swapaxes(out["energy"], 0, 1)  # [C, S]
+    return SampleResult(
+        positions=chain_major(out["positions"]) if keep_positions else None,
+        energies=energies_cs.reshape(-1),
+        observables=chain_major(out["observables"]) if observables is not None else None,
+        acceptance=float(np.mean(out["acceptance"])),
+        tau=integrated_autocorrelation_time(energies_cs),
+        step_size=float(frozen),
+        energy_evaluations=int(num_chains * (1 + total_steps * num_integration_steps)),
+        observable_evaluations=int(num_chains * num_samples) if observables is not None else 0,
+        num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup, thin=thin,
+        num_integration_steps=num_integration_steps,
+        final_positions=np.asarray(jax.vmap(lambda q, tpl: tpl.at[np.asarray(mobile)].set(q))(
+            states.position, x0)),
+        wall_time=time.perf_counter() - start)
+
+
+def _initial_chains(initial_positions, num_chains: int, fixed, box):
+    """``(x0 [C, P, D] float32, wrapped into the box; mobile row indices)``, validated."""
+    x0 = jnp.asarray(initial_positions, jnp.float32)
+    if x0.ndim == 2:
+        x0 = jnp.broadcast_to(x0, (num_chains,) + x0.shape)
+    if x0.ndim != 3 or x0.shape[0] != num_chains:
+        raise ValueError(f"initial_positions must be [P, D] or [num_chains={num_chains}, P, D]; "
+                         f"got {tuple(x0.shape)}")
+    num_points = x0.shape[1]
+    fixed = np.zeros(num_points, bool) if fixed is None else np.asarray(fixed, bool)
+    if fixed.shape != (num_points,):
+        raise ValueError(f"fixed must be a boolean mask of shape [{num_points}]")
+    mobile = tuple(int(i) for i in np.flatnonzero(~fixed))
+    if not mobile:
+        raise ValueError("nothing to sample: every particle is fixed")
+    if box is not None:
+        x0 = jnp.mod(x0, jnp.asarray(box, jnp.float32))
+    return x0, mobile
+
+
+def _default_step_size(box, num_points: int, dim: int) -> float:
+    """A hundredth of the mean interparticle spacing in a periodic box, else 0.1."""
+    if box is None:
+        return 0.1
+    return 0.01 * float(np.prod(np.asarray(box)) / num_points) ** (1.0 / dim)
+
+
+def _warm_up(warmup_block, states, key, fixed_args, step_size: float, num_warmup: int,
+             target_acceptance: float, block_size: int, bar):
+    """Adapt the step size over ``num_warmup`` transitions; return the states and the frozen
+    step (the mean of ``log(step)`` over the last quarter of warm-up)."""
+    x0, beta, box, args = fixed_args
+    log_step = jnp.float32(np.log(step_size))
+    t = jnp.float32(0.0)
+    trace = []
+    done = 0
+    while done < num_warmup:
+        n = min(block_size, num_warmup - done)
+        states, log_step, t, tr, accs = warmup_block(
+            jax.random.fold_in(key, done), states, x0, log_step, t, beta, box, args,
+            target_acceptance, num_steps=n)
+        trace.append(np.asarray(tr))
+        done += n
+        bar.update(n)
+        bar.set_postfix(step=f"{float(np.exp(log_step)):.3g}",
+                        acc=f"{float(np.mean(accs)):.2f}")
+    if not trace:
+        return states, jnp.float32(np.exp(float(np.log(step_size))))
+    trace = np.concatenate(trace)
+    return states, jnp.float32(np.exp(float(np.mean(trace[-max(1, len(trace) // 4):]))))
+
+
+def _produce(production_block, states, key, fixed_args, step, num_samples: int, thin: int,
+             keep_positions: bool, block_size: int, bar):
+    """``num_samples`` saved samples per chain at the frozen ``step``: the states and the
+    saved arrays (``[S, C, ...]``)."""
+    x0, beta, box, args = fixed_args
+    chunks = []
+    done = 0
+    while done < num_samples:
+        n = min(block_size, num_samples - done)
+        states, out = production_block(jax.random.fold_in(key, done), states, x0, step, beta,
+                                       box, args, num_saved=n, thin=thin,
+                                       keep_positions=keep_positions)
+        chunks.append(jax.tree.map(np.asarray, out))
+        done += n
+        bar.update(n * thin)
+        bar.set_postfix(step=f"{float(step):.3g}",
+                        acc=f"{float(np.mean(chunks[-1]['acceptance'])):.2f}")
+    return states, {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def sample_system(system, key, *, energy_fn: Callable | None = None, num_chains: int = 16,
+                  num_samples: int = 100, num_warmup: int = 200, thin: int = 2,
+                  initial_positions=None, fixed_particle: int | None = 0,
+                  **kwargs: Any) -> SampleResult:
+    """Sample a ``freeflow`` system's Boltzmann density at its temperature.
+
+    Particle ``fixed_particle`` (default 0, the one at the box corner) stays on its lattice
+    site; ``None`` lets every particle move. ``energy_fn`` defaults to the exact energy
+    ``system.energy_fn(strays="nan")``: a proposal that takes a particle off its site (further
+    than half the nearest-neighbour distance, where the site list stops being exact) is
+    rejected, which confines the chains to the crystal; any pure ``[N, 3] -> scalar`` of the
+    same system (an intermediate state of a path, say) can be passed instead. Chains start on the lattice unless
+    ``initial_positions`` (``[N, 3]`` or ``[num_chains, N, 3]``) is given. Other keyword
+    arguments go to ``sample``.
+    """
+    fixed = None
+    if fixed_particle is not None:
+        fixed = np.zeros(system.num_particles, bool)
+        fixed[fixed_particle] = True
+    x0 = system.lattice if initial_positions is None else initial_positions
+    return sample(energy_fn or system.energy_fn(strays="nan"), x0, key, beta=system.beta,
+                  num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup,
+                  thin=thin, box=system.box, fixed=fixed,
+                  desc=kwargs.pop("desc", f"sampling {system.name}"), **kwargs)

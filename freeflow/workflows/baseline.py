@@ -1,0 +1,431 @@
+"""MBAR baseline: absolute ``beta F / N`` of a crystal from an analytic Einstein crystal.
+
+Free-energy convention::
+
+    beta F / N = -(ln Z - ln N!) / N + 3 ln(Lambda),   Z = integral over box^N of exp(-beta U).
+
+Counting the crystal's configurations
+-------------------------------------
+The sampler holds particle 0 at its lattice site and lets the other ``N - 1`` move; MCMC
+started on the lattice explores ``Z_fixed``, the integral of ``exp(-beta U)`` over the mobile
+particles with particle 0 on site 0 and particle ``i`` near site ``i`` (particles of a solid do
+not exchange). ``freeflow.estimators.conventions`` counts how many such regions make up Z: a global
+translation (particle 0 anywhere in V), ``(N - 1)!`` permutations of the mobile particles over
+the other sites, and a factor ``m`` (sites per primitive cell: 1 for FCC, 2 for diamond, 4 for
+hexagonal ice) for the crystals in which particle 0 sits on a site not related to site 0 by a
+lattice translation::
+
+    ln Z = ln Z_fixed + ln (N - 1)! + ln m + ln V,
+    beta F / N = -(ln V + ln Z_fixed + ln m - ln N) / N + 3 ln(Lambda).
+
+The flow's estimate (base with ``(N - 1)!`` permutations and a uniform translation) covers
+``Z / m`` and gets ``ln m`` added back by ``freeflow.estimators.conventions.log_z_from_flow``, so both
+methods report the same number.
+
+Reference
+---------
+``freeflow.physics.potentials.EinsteinCrystal``: ``U_EC = (k / 2) sum_{i >= 1} |minimum_image(x_i -
+site_i)|^2`` on the mobile particles (particle 0 is fixed, so its spring would be a
+constant zero). Each Cartesian displacement is an independent Gaussian of variance
+``1 / (beta k)`` restricted to one periodic cell ``[-L/2, L/2]``, so exactly::
+
+    ln Z_fixed,EC = (N - 1) sum_{a=x,y,z} ln[ sqrt(2 pi / (beta k)) erf(L_a sqrt(beta k / 8)) ]
+
+(the ``erf`` factor is 1 to machine precision unless the width is a sizeable fraction of the
+box; ``einstein_ln_z_fixed`` computes it anyway). Note the factor 1/2 in freeflow's spring
+energy: a width ``s`` (standard deviation per coordinate) means ``k = 1 / (beta s^2)``.
+
+Relation to the centre-of-mass-fixed formula of the Frenkel-Ladd literature
+(``freeflow.physics.potentials.einstein.com_fixed_einstein_beta_f``): there the springs act on all N particles, ``U = k_p sum |u_i|^2``
+with ``k_p = 1 / (2 beta s^2)`` (no 1/2 in front), and the centre of mass is held fixed. For a
+translation-invariant target ``Z_COM = Z_fixed`` (both equal ``Z_labelled / V``), but the two
+*reference Hamiltonians* differ: constraining the mean of N Gaussians instead of one of them
+multiplies the Gaussian integral by ``N^(3/2)``. With the counting above this gives exactly::
+
+    beta F_COM / N = beta F_fixed,EC / N - (3 / (2N)) ln N          (same width s)
+
+(taking ``m = 1``, as the published formula does; it is the Bravais-lattice counting applied to
+the translation-invariant Einstein crystal). ``tests/test_mbar.py`` checks the published values
+and this identity. Either
+reference gives the same target free energy; we use the one-particle-fixed one because it is
+exactly what the sampler and the flow simulate.
+
+Path
+----
+``U_lambda = (1 - lambda) U_EC + lambda (U - U_lattice)``, lambda_k = (k / (K - 1))^p with
+p = 2 by default. Shifting the target by its lattice energy keeps reduced energies O(N)
+rather than O(N * |u_lattice|) (float32-friendly); it is added back exactly. States are packed
+towards lambda = 0 because there the samples come from the harmonic reference and the target's
+anharmonic (and, for close contacts, very repulsive) energy has the widest fluctuations under
+them, so ``Var_lambda[dU/dlambda]`` is largest near lambda = 0; spacing ``d lambda ~ lambda``
+there (p = 2 gives ``d lambda_k / lambda_k = 2 / k``) keeps neighbouring states' overlap
+roughly constant. The smallest overlap between neighbouring states is reported
+(``details["min_neighbour_overlap"]``) so a too-sparse schedule is visible. The spring constant
+defaults to a pilot run of the target: ``s^2`` = mean squared displacement per coordinate, which
+makes the reference's fluctuations match the target's.
+
+Resumption
+----------
+With a work directory (``freeflow.rundir.MbarWorkdir``) every finished state is saved; a
+re-run skips it, and a larger ``samples_per_state`` continues its saved chains. The sampling of
+one state (``sample_state``) knows nothing of files: ``path_free_energy`` reads what is saved,
+asks for what is missing and saves the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow.estimators.conventions import (
+    beta_f_from_ln_z_fixed,
+    log_z_from_fixed_particle,
+    multiplicity,
+)
+from freeflow.estimators.mbar import mbar, pymbar_guard
+from freeflow.estimators.result import FreeEnergy, ReducedFreeEnergy
+from freeflow.physics.potentials import EinsteinCrystal
+from freeflow.physics.potentials.einstein import einstein_ln_z_fixed
+from freeflow.progress import progress_bar
+from freeflow.rundir import MbarWorkdir
+from freeflow.sampling.hmc import integrated_autocorrelation_time, sample, sample_system
+
+__all__ = ["mbar_free_energy", "path_free_energy", "lambda_schedule", "linear_path_mbar",
+           "sample_state"]
+
+
+def lambda_schedule(num_states: int, power: float = 2.0) -> np.ndarray:
+    """``lambda_k = (k / (K - 1))^power``, k = 0..K-1 (0 = reference, 1 = target)."""
+    if num_states < 2:
+        raise ValueError("an MBAR path needs at least 2 states")
+    return (np.arange(num_states) / (num_states - 1)) ** power
+
+
+# -- interpolated energies ---------------------------------------------------------------------
+
+
+# Cached by the two functions' identity, so that every state of a path (and a re-run with the
+# same System, whose energy functions are cached too) reuses one compiled sampler.
+@functools.lru_cache(maxsize=16)
+def _path_functions(reference_fn: Callable, target_fn: Callable):
+    """Interpolated energy and its two components."""
+
+    def energy(x, lam, ref_scale, shift):
+        # Reference part times its scale (the spring constant) and the shifted target.
+        return (1.0 - lam) * ref_scale * reference_fn(x) + lam * (target_fn(x) - shift)
+
+    def components(x, lam, ref_scale, shift):
+        del lam
+        return jnp.stack([ref_scale * reference_fn(x), target_fn(x) - shift])
+
+    return energy, components
+
+
+# Cached by value (box and sites), so equal systems share one reference function.
+@functools.lru_cache(maxsize=16)
+def _unit_einstein(box: tuple, sites_bytes: bytes, num: int):
+    sites = np.frombuffer(sites_bytes, dtype=np.float64).reshape(num, 3)
+    return EinsteinCrystal(1.0).energy_fn(np.asarray(box), sites)
+
+
+def unit_einstein_energy_fn(system) -> Callable:
+    """``sum_i (1/2) |minimum_image(x_i - site_i)|^2`` for the system's lattice (k = 1)."""
+    sites = np.ascontiguousarray(system.lattice, dtype=np.float64)
+    return _unit_einstein(tuple(float(b) for b in system.box), sites.tobytes(), len(sites))
+
+
+# -- MBAR over a path --------------------------------------------------------------------------
+
+
+def _decorrelate(timeseries, du):
+    """Indices ``[C][...]`` of an uncorrelated subsample of each chain of ``du [C, S]``."""
+    s = du.shape[1]
+    if np.allclose(du, du[:, :1]):
+        return [np.arange(s) for _ in range(du.shape[0])], 1.0
+    g = float(timeseries.statistical_inefficiency_multiple([row for row in du]))
+    # pymbar picks indices spaced by about g (not ceil(g)), keeping ~S/g samples per chain.
+    return [np.asarray(timeseries.subsample_correlated_data(row, g=g)) for row in du], g
+
+
+def linear_path_mbar(components: list[np.ndarray], lambdas, beta: float) -> ReducedFreeEnergy:
+    """MBAR on the linear path ``U_l = (1 - l) U_ref + l U_tgt``.
+
+    Args:
+      components: per state ``[n_k, 2]`` energies (reference, shifted target) of its
+        (decorrelated) samples, energy unit.
+      lambdas: ``[K]``. beta: inverse energy unit.
+
+    Returns:
+      ``delta_f = f_target - f_reference = -ln(Z_target / Z_reference)`` (reduced units).
+    """
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    all_c = np.concatenate(components).astype(np.float64)  # [n, 2]
+    n_k = np.array([len(c) for c in components])
+    u_kn = beta * ((1.0 - lambdas)[:, None] * all_c[None, :, 0]
+                   + lambdas[:, None] * all_c[None, :, 1])
+    return mbar(u_kn, n_k)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chains:
+    """The sampler's settings shared by every state of a path."""
+
+    energy: Callable
+    components: Callable
+    beta: float
+    box: np.ndarray
+    fixed: np.ndarray | None
+    reference_scale: float
+    target_shift: float
+    num_chains: int
+    thin: int
+    num_integration_steps: int
+    progress: bool | None
+
+
+def sample_state(chains: _Chains, lam: float, positions, key, *, num_samples: int,
+                 num_warmup: int, step_size: float | None, desc: str):
+    """Sample one state of the path: ``(components [C, S, 2], final positions, info)``.
+
+    The chains start at ``positions`` (``[C, P, 3]`` or ``[P, 3]``) with ``step_size`` (tuned
+    in a warm-up of ``num_warmup`` transitions; 0 keeps it frozen).
+    """
+    res = sample(chains.energy, positions, key, beta=chains.beta,
+                 num_chains=chains.num_chains, num_samples=num_samples, step_size=step_size,
+                 num_warmup=num_warmup, thin=chains.thin, box=chains.box, fixed=chains.fixed,
+                 energy_args=(lam, chains.reference_scale, chains.target_shift),
+                 observables=chains.components, keep_positions=False,
+                 num_integration_steps=chains.num_integration_steps, progress=chains.progress,
+                 desc=desc)
+    c = res.by_chain(res.observables).astype(np.float64)  # [C, S, 2]
+    # Each interpolated-energy evaluation evaluates the target and the reference.
+    info = {"lambda": float(lam), "acceptance": res.acceptance, "tau": res.tau,
+            "step_size": res.step_size,
+            "energy_evaluations": 2 * (res.energy_evaluations + res.observable_evaluations),
+            "wall_time": res.wall_time}
+    return c, res.final_positions, info
+
+
+def _extended(saved_c, saved_info, c, info, lam, per_chain):
+    """Saved chains continued by ``c``: the combined components and diagnostics."""
+    done = saved_c.shape[1]
+    w = done / per_chain
+    c = np.concatenate([saved_c, c], axis=1)
+    info = dict(info, acceptance=w * saved_info["acceptance"] + (1 - w) * info["acceptance"],
+                # The interpolated energy of the whole (continued) chains.
+                tau=integrated_autocorrelation_time((1.0 - lam) * c[..., 0] + lam * c[..., 1]),
+                energy_evaluations=info["energy_evaluations"]
+                + int(saved_info["energy_evaluations"]),
+                wall_time=info["wall_time"] + float(saved_info["wall_time"]))
+    return c, info
+
+
+def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positions, key, *,
+                     beta: float, box, lambdas, reference_scale: float = 1.0,
+                     target_shift: float = 0.0, fixed=None, num_chains: int = 16,
+                     samples_per_state: int = 512, num_warmup: int = 200, thin: int = 2,
+                     num_integration_steps: int = 8, workdir: str | Path | None = None,
+                     progress: bool | None = None, label: str = "mbar") -> ReducedFreeEnergy:
+    """``-ln(Z_target / Z_reference)`` by MBAR along ``U_l = (1-l) s U_ref + l (U_tgt - c)``.
+
+    Args:
+      reference_fn, target_fn: pure energies ``[P, 3] -> scalar`` (energy unit).
+      initial_positions: ``[P, 3]`` start of the first state's chains; each later state
+        starts from the previous state's final positions.
+      beta: inverse energy unit. box: ``[3]`` periodic box. lambdas: ``[K]`` from 0 to 1.
+      reference_scale: ``s`` multiplying ``reference_fn`` (a spring constant, say).
+      target_shift: ``c`` subtracted from the target (its lattice energy, say).
+      fixed: boolean ``[P]`` of fixed particles.
+      samples_per_state: saved samples per state over all chains (before decorrelation).
+      workdir: if given, each finished state's energies are saved there and reused on re-run;
+        a larger ``samples_per_state`` than saved continues the saved chains (same
+        ``num_chains`` and ``thin``), a smaller one uses the first samples of each chain.
+
+    Returns:
+      ``ReducedFreeEnergy`` of ``delta_f`` (= ``-ln(Z_tgt / Z_ref)``; the target's shift
+      ``c`` is part of ``U_tgt - c``), with ``num_samples`` after decorrelation,
+      ``energy_evaluations`` (target + reference) and ``details["states"]`` (per-state
+      diagnostics) and ``details["min_neighbour_overlap"]``.
+    """
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    if lambdas[0] != 0.0 or lambdas[-1] != 1.0 or np.any(np.diff(lambdas) <= 0):
+        raise ValueError("lambdas must increase from 0 to 1")
+    energy, components = _path_functions(reference_fn, target_fn)
+    chains = _Chains(energy, components, beta, box, fixed, reference_scale, target_shift,
+                     num_chains, thin, num_integration_steps, progress)
+    per_chain = max(1, math.ceil(samples_per_state / num_chains))
+    store = MbarWorkdir(workdir) if workdir is not None else None
+    with pymbar_guard() as pymbar:
+        timeseries = pymbar.timeseries
+    x = np.asarray(initial_positions, np.float32)
+    comps, states = [], []
+    evaluations = 0
+    step = None
+    with progress_bar(len(lambdas), label, "state", progress, leave=False) as bar:
+        for k, lam in enumerate(lambdas):
+            saved = store.read_state(k, lam, num_chains) if store is not None else None
+            desc = f"{label} state {k + 1}/{len(lambdas)} lambda={lam:.4f}"
+            if saved is not None and saved[0].shape[1] >= per_chain:
+                c, x, info = saved[0][:, :per_chain], saved[1], saved[2]
+            elif saved is None:
+                # Later states start from the previous state's chains and step size, so they
+                # need only a short re-equilibration and step-size re-tuning.
+                warm = num_warmup if step is None else max(50, num_warmup // 4)
+                c, x, info = sample_state(chains, lam, x, jax.random.fold_in(key, k),
+                                          num_samples=per_chain, num_warmup=warm,
+                                          step_size=step, desc=desc)
+            else:
+                # A larger samples_per_state extends the saved chains: they continue from their
+                # last positions with their frozen step, so no warm-up is needed.
+                saved_c, x, saved_info = saved
+                done = saved_c.shape[1]
+                c, x, info = sample_state(
+                    chains, lam, x, jax.random.fold_in(jax.random.fold_in(key, k), done),
+                    num_samples=per_chain - done, num_warmup=0,
+                    step_size=float(saved_info["step_size"]), desc=desc)
+                c, info = _extended(saved_c, saved_info, c, info, lam, per_chain)
+            if store is not None and (saved is None or saved[0].shape[1] < per_chain):
+                store.write_state(k, lam, c, x, info)
+            evaluations += int(info["energy_evaluations"])
+            step = float(info["step_size"])
+            du = beta * (c[..., 1] - c[..., 0])  # d u_lambda / d lambda, what MBAR needs
+            idx, g = _decorrelate(timeseries, du)
+            comps.append(np.concatenate([c[i, j] for i, j in enumerate(idx)]))
+            states.append(dict(info, statistical_inefficiency=g,
+                               num_uncorrelated=len(comps[-1])))
+            bar.update(1)
+            bar.set_postfix(acc=f"{info['acceptance']:.2f}", g=f"{g:.1f}")
+    result = linear_path_mbar(comps, lambdas, beta)
+    return dataclasses.replace(result, energy_evaluations=evaluations,
+                               details=dict(result.details, states=states))
+
+
+def _pilot_width(system, key, num_chains: int, progress) -> tuple[float, int]:
+    """Root-mean-square displacement per coordinate of the mobile particles in the target."""
+    res = sample_system(system, key, num_chains=num_chains, num_samples=32, num_warmup=150,
+                        thin=2, progress=progress, desc=f"pilot {system.name}")
+    d = res.positions[:, 1:] - system.lattice[None, 1:]
+    d = d - system.box * np.round(d / system.box)
+    # The pilot only evaluates the target (value and gradient).
+    return float(np.sqrt(np.mean(d**2))), res.energy_evaluations
+
+
+def _baseline_settings(system, width, **settings) -> dict:
+    return {"system": system.name, "definition": system.definition, **settings,
+            "requested_width": width}
+
+
+def _resume_reference(store: MbarWorkdir | None, settings: dict, system, key, width,
+                      num_chains, progress) -> tuple[float, int, float]:
+    """``(width, pilot evaluations, target shift)``: read back from the work directory, or
+    measured (pilot run) and computed, then recorded there."""
+    saved = store.read_config() if store is not None else None
+    pilot_evaluations = 0
+    if saved is not None:
+        # samples_per_state may change: saved states are extended (or cut) to the new length.
+        same = {k: v for k, v in _as_json(settings).items() if k != "samples_per_state"}
+        if {k: v for k, v in saved["settings"].items() if k != "samples_per_state"} != same:
+            raise ValueError(f"{store.path} holds a run with different settings; use a fresh "
+                             f"--workdir (saved: {saved['settings']})")
+        width, pilot_evaluations = saved["width"], saved["pilot_evaluations"]
+    elif width is None:
+        width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
+                                                num_chains, progress)
+    # The saved energies are relative to this shift, so a resumed run must reuse it exactly.
+    shift = (saved or {}).get("target_shift")
+    if shift is None:
+        shift = system.lattice_energy()
+    if store is not None:
+        record = _as_json({"settings": settings, "width": width,
+                           "pilot_evaluations": pilot_evaluations, "target_shift": shift})
+        if record != saved:
+            store.write_config(record)
+    return width, pilot_evaluations, shift
+
+
+def _as_json(data):
+    """``data`` as it reads back from JSON (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(data))
+
+
+def mbar_free_energy(system, key=None, *, num_states: int = 16,
+                     samples_per_state: int = 1024, num_chains: int = 32,
+                     num_warmup: int = 200, thin: int = 2, num_integration_steps: int = 8,
+                     width: float | None = None, schedule_power: float = 2.0,
+                     workdir: str | Path | None = None, seed: int = 0,
+                     progress: bool | None = None) -> FreeEnergy:
+    """Absolute ``beta F / N`` of ``system`` by MBAR from a one-particle-fixed Einstein crystal.
+
+    Args:
+      system: a ``freeflow.physics.system.System``.
+      key: jax random key (default ``jax.random.key(seed)``).
+      num_states: K states including the reference (lambda = 0) and the target (lambda = 1).
+      samples_per_state: saved samples per state over all chains, before decorrelation.
+      width: the Einstein springs' standard deviation per coordinate (length unit); default:
+        measured in a short pilot run of the target.
+      workdir: directory for resumable runs (``config.json`` and one ``state_###.npz`` per
+        finished state). Re-running with the same settings skips finished states; a larger
+        ``samples_per_state`` extends them (the chains continue where they stopped); other
+        changed settings raise ``ValueError``.
+
+    Returns:
+      ``FreeEnergy`` with ``method="mbar"``; ``details`` holds ``ln_z_fixed``, the spring
+      constant and width, the lambdas and per-state diagnostics.
+    """
+    start = time.perf_counter()
+    key = jax.random.key(seed) if key is None else key
+    store = MbarWorkdir(workdir) if workdir is not None else None
+    lambdas = lambda_schedule(num_states, schedule_power)
+    settings = _baseline_settings(
+        system, width, num_states=num_states, schedule_power=schedule_power,
+        samples_per_state=samples_per_state, num_chains=num_chains, num_warmup=num_warmup,
+        thin=thin, num_integration_steps=num_integration_steps, seed=seed)
+    width, pilot_evaluations, shift = _resume_reference(store, settings, system, key, width,
+                                                        num_chains, progress)
+    if not width < 0.1 * float(np.min(system.box)):
+        raise ValueError(f"Einstein width {width:g} is not small against the box "
+                         f"{system.box.tolist()}; the reference would not be a crystal")
+    k_spring = 1.0 / (system.beta * width**2)
+    n = system.num_particles
+    fixed = np.zeros(n, bool)
+    fixed[0] = True
+    out = path_free_energy(unit_einstein_energy_fn(system), system.energy_fn(strays="nan"),
+                           system.lattice, key, beta=system.beta, box=system.box,
+                           lambdas=lambdas, reference_scale=k_spring, target_shift=shift,
+                           fixed=fixed, num_chains=num_chains,
+                           samples_per_state=samples_per_state, num_warmup=num_warmup,
+                           thin=thin, num_integration_steps=num_integration_steps,
+                           workdir=workdir, progress=progress, label=f"mbar {system.name}")
+    ln_z_ref = einstein_ln_z_fixed(system.beta, k_spring, system.box, n - 1)
+    # ln Z_fixed(target) = ln Z_ref - Delta f - beta U_lattice (the shift comes back here).
+    ln_z_fixed = ln_z_ref - out.delta_f - system.beta * shift
+    m = multiplicity(system)
+    lam_ref = system.units.reference_length
+    states = out.details["states"]
+    ln_z = log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m)
+    details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "ln_z": ln_z,
+               "einstein_width": width, "spring_constant": k_spring,
+               "reference_beta_f_per_particle": beta_f_from_ln_z_fixed(
+                   ln_z_ref, n, system.volume, lam_ref, m),
+               "lattice_energy": shift, "lambdas": lambdas.tolist(),
+               "min_neighbour_overlap": out.details["min_neighbour_overlap"],
+               "samples_per_state": samples_per_state, "num_chains": num_chains,
+               # Sampling time of all states, over every session that added to them (the
+               # result's wall_time is this call's only, short when states were read back).
+               "sampling_wall_time": float(sum(st["wall_time"] for st in states)),
+               "states": states}
+    return FreeEnergy(value=beta_f_from_ln_z_fixed(ln_z_fixed, n, system.volume, lam_ref, m),
+                      stderr=out.stderr / n, method="mbar", num_states=num_states,
+                      num_samples=out.num_samples,
+                      energy_evaluations=out.energy_evaluations + pilot_evaluations,
+                      wall_time=time.perf_counter() - start, system=system.name,
+                      details=details)

@@ -1,0 +1,90 @@
+"""Free energies of a trained flow: draw its samples, compute their works, call an estimator.
+
+``lfep_from_model`` and ``lbar_from_model`` work on a model and its parameters;
+``estimate`` on a run directory (or a ``TrainResult``). The estimators themselves
+(``freeflow.estimators``) only see arrays of works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from freeflow import rundir
+from freeflow.estimators.bar import lbar
+from freeflow.estimators.conventions import multiplicity
+from freeflow.estimators.lfep import lfep
+from freeflow.estimators.result import FreeEnergy
+from freeflow.flows.works import model_works, reverse_works
+
+__all__ = ["estimate", "lbar_from_model", "lfep_from_model"]
+
+
+def lfep_from_model(model, params, system, key, num_samples: int = 100_000,
+                    batch_size: int = 256, progress: bool = True,
+                    bootstrap: int = 200) -> FreeEnergy:
+    """LFEP ``beta F / N`` of ``system`` from ``num_samples`` samples of a flow (exact energy).
+
+    See ``freeflow.estimators.lfep.lfep`` for the estimator and when to trust it.
+    """
+    start = time.perf_counter()
+    work = model_works(model, params, system, key, num_samples, batch_size, progress)
+    result = lfep(work, system.num_particles, reference_length=system.units.reference_length,
+                  multiplicity=multiplicity(system), system=system.name, bootstrap=bootstrap)
+    return dataclasses.replace(result, wall_time=time.perf_counter() - start)
+
+
+def lbar_from_model(model, params, system, key, num_model_samples: int, target_positions,
+                    batch_size: int = 256) -> FreeEnergy:
+    """LBAR for a flow ``model`` (interface: ``sample_and_log_prob(params, key, n) -> (x [n,
+    N, 3], log_q [n])`` and ``log_prob(params, y [m, N, 3]) -> [m]``).
+
+    ``target_positions`` ``[m, N, 3]`` are decorrelated equilibrium samples of ``system``
+    (e.g. ``freeflow.sampling.hmc.sample_system`` thinned by its autocorrelation time). The
+    exact (not softened) energy is used. ``energy_evaluations`` counts n + m target energies.
+    """
+    start = time.perf_counter()
+    # Model samples are drawn and evaluated batch by batch, so 10^5-10^6 fit in memory.
+    forward = model_works(model, params, system, key, int(num_model_samples), batch_size,
+                          progress=False)
+    reverse = reverse_works(model, params, system, np.asarray(target_positions), batch_size)
+    result = lbar(forward, reverse, system.num_particles, system.units.reference_length,
+                  multiplicity=multiplicity(system), system=system.name,
+                  energy_evaluations=len(forward) + len(reverse))
+    return dataclasses.replace(result, wall_time=time.perf_counter() - start)
+
+
+def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference=None,
+             seed: int = 0, batch_size: int = 256, progress: bool = True) -> FreeEnergy:
+    """``beta F / N`` of a trained run.
+
+    Args:
+      run: a run directory (``freeflow train --out DIR``) or a ``TrainResult``.
+      num_samples: model samples to draw.
+      method: ``"lfep"`` (model samples only) or ``"lbar"`` (also needs ``reference``).
+      reference: for LBAR, a sample file of the target (``freeflow sample``) or an array of
+        target configurations ``[M, N, 3]``.
+      seed: PRNG seed of the model samples.
+    """
+    if isinstance(run, (str, os.PathLike)):
+        system, model, params, _ = rundir.load_run(run)
+    else:
+        system, model, params = run.system, run.model, run.params
+    if num_samples < 2:
+        raise ValueError(f"need at least 2 samples; got {num_samples}")
+    key = jax.random.PRNGKey(seed)
+    if method == "lfep":
+        return lfep_from_model(model, params, system, key, num_samples, batch_size, progress)
+    if method == "lbar":
+        if reference is None:
+            raise ValueError("LBAR needs target samples: pass --reference FILE (made with "
+                             "'freeflow sample SYSTEM --out FILE')")
+        if isinstance(reference, (str, Path)):
+            reference = rundir.load_samples(reference)[0]
+        return lbar_from_model(model, params, system, key, num_samples, np.asarray(reference))
+    raise ValueError(f"unknown method {method!r}; use 'lfep' or 'lbar'")

@@ -1,0 +1,163 @@
+"""``freeflow.train``: train a flow for a system, in a run directory that makes it resumable.
+
+The training loop itself is ``freeflow.training.trainer.fit``; this module decides the configs
+(preset, overrides, the schedule's rescaling), checks that a run directory holds the same run
+before resuming it, and writes run.json, the checkpoints and the metrics through
+``freeflow.rundir``. Only process 0 writes (multi-host runs need the run directory on a shared
+file system to resume).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from freeflow import rundir
+from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
+from freeflow.flows.model import FlowModel
+from freeflow.physics.system import System, load_system
+from freeflow.training.config import TrainingConfig, presets
+from freeflow.training.trainer import TrainingDiverged, fit, init_state, optimizer
+
+__all__ = ["TrainResult", "train", "resolve_training"]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train`` returns: the model, its trained parameters and the metrics log."""
+
+    model: FlowModel
+    params: Any
+    metrics: list[dict]
+    run_dir: Path | None
+    system: System
+
+
+def resolve_training(base: TrainingConfig, overrides: dict) -> TrainingConfig:
+    """``base`` with ``overrides`` applied and validated.
+
+    Overriding ``num_steps`` alone rescales ``decay_steps`` (and ``warmup_steps``) to the same
+    fractions of the run, so the schedule keeps its shape.
+    """
+    overrides = dict(overrides)
+    if "num_steps" in overrides and "decay_steps" not in overrides:
+        scale = overrides["num_steps"] / base.num_steps
+        overrides["decay_steps"] = tuple(max(1, int(round(d * scale))) for d in base.decay_steps)
+        if "warmup_steps" not in overrides:
+            overrides["warmup_steps"] = int(round(base.warmup_steps * scale))
+    return dataclasses.replace(base, **overrides).validate()
+
+
+def _with_defaults(cls, fields: dict) -> dict:
+    try:
+        return json.loads(json.dumps(config_to_dict(config_from_dict(cls, fields))))
+    except (TypeError, ValueError):
+        return fields  # reported as a difference below
+
+
+def check_same_run(saved: dict, wanted: dict, run_dir: Path):
+    """Resuming is allowed only into the same system, model and training settings (the step
+    count may grow). Raises ``ValueError`` naming every difference and the run's own values."""
+    problems = []
+    # Fields added since the run was written take their defaults, as when it is loaded.
+    saved = dict(saved, model=_with_defaults(ModelConfig, saved["model"]),
+                 training=_with_defaults(TrainingConfig, saved["training"]))
+    if saved["system"] != wanted["system"]:
+        problems.append(f"system {saved['system']['name']!r} (wanted "
+                        f"{wanted['system']['name']!r}, or the same name with other settings)")
+
+    def differences(kind, saved_fields, wanted_fields):
+        keys = [k for k in wanted_fields if saved_fields.get(k) != wanted_fields[k]]
+        # The run's own values tell the user what to pass to resume it.
+        values = ", ".join(f"{k}={saved_fields.get(k)!r}" for k in keys)
+        return f"{kind} config differs in {keys} (the run has {values})"
+
+    if saved["model"] != wanted["model"]:
+        problems.append(differences("model", saved["model"], wanted["model"]))
+    saved_t = {k: v for k, v in saved["training"].items() if k != "num_steps"}
+    wanted_t = {k: v for k, v in wanted["training"].items() if k != "num_steps"}
+    if saved_t != wanted_t:
+        problems.append(differences("training", saved_t, wanted_t))
+    if problems:
+        raise ValueError(f"{run_dir} holds a different run: " + "; ".join(problems)
+                         + ". Use another --out directory, or the original settings to resume.")
+
+
+def train(system: System | str, out: str | os.PathLike | None = None, *,
+          preset: str = "cpu", model_config: ModelConfig | None = None,
+          training: TrainingConfig | None = None, progress: bool = True,
+          callback=None, max_wall_time: float | None = None, **overrides) -> TrainResult:
+    """Train a flow for ``system`` and return it with its metrics.
+
+    Args:
+      system: a ``System`` or the name of a named system.
+      out: run directory. If it holds a checkpoint of the same run, training resumes from it;
+        the result is then exactly what an uninterrupted run would have produced.
+      preset: ``"cpu"`` or ``"paper"`` (model and training settings, see
+        ``freeflow.training.config``).
+      model_config, training: explicit configs, overriding the preset.
+      progress: show a progress bar.
+      callback: optional ``callback(step, record)`` called after every step (and after the
+        step's checkpoint, if any); it may raise to stop training.
+      max_wall_time: stop (with a checkpoint) after this many seconds; re-running resumes.
+      **overrides: fields of ``TrainingConfig`` (``num_steps``, ``batch_size``, ``seed``, ...).
+        Overriding ``num_steps`` alone rescales ``decay_steps`` to the same fractions of the run.
+
+    Raises:
+      TrainingDiverged: when the loss or the gradient becomes NaN or infinite.
+      ValueError: for bad settings or a run directory holding a different run.
+    """
+    if isinstance(system, str):
+        system = load_system(system)
+    default_model, default_training = presets(preset)
+    model_config = model_config or default_model
+    training = resolve_training(training or default_training, overrides)
+    model = FlowModel(system, model_config)
+    run_dir = Path(out) if out is not None else None
+    writes = run_dir is not None and jax.process_index() == 0
+
+    state = init_state(model, training, optimizer(training))
+    metrics_log: list[dict] = []
+    if run_dir is not None:
+        record = rundir.run_record(system, model_config, training)
+        saved = rundir.read_run_record(run_dir)
+        if saved is not None:
+            check_same_run(saved, record, run_dir)
+        if writes:
+            rundir.write_run_record(run_dir, record)
+        state = rundir.load_checkpoint(run_dir, template=state) or state
+        metrics_log = rundir.read_metrics(run_dir, up_to_step=int(state.step))
+        if writes:
+            rundir.write_metrics(run_dir, metrics_log)
+    last_saved = int(state.step) or None
+
+    def on_step(new_state, record):
+        nonlocal last_saved
+        metrics_log.append(record)
+        done = record["step"]
+        if writes:
+            rundir.append_metrics(run_dir, record)
+            if done % training.checkpoint_every == 0 or done == training.num_steps:
+                rundir.save_checkpoint(run_dir, new_state)
+                last_saved = done
+        if callback is not None:
+            callback(done, record)
+
+    try:
+        state = fit(model, system, training, state, on_step=on_step,
+                    max_wall_time=max_wall_time, progress=progress)
+    except TrainingDiverged as error:
+        where = (f"the last good checkpoint is {rundir.checkpoint_path(run_dir)} "
+                 f"(step {last_saved})" if last_saved is not None and run_dir
+                 else "no checkpoint was written yet")
+        raise TrainingDiverged(f"{error}; {where}. Lower the learning rate or check the "
+                               "energy function.") from None
+    if writes and last_saved != int(state.step):
+        rundir.save_checkpoint(run_dir, state)  # stopped early by max_wall_time
+    return TrainResult(model=model, params=state.params, metrics=metrics_log, run_dir=run_dir,
+                       system=system)

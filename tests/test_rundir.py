@@ -1,0 +1,98 @@
+"""The run-directory and sample-file formats: round trips, atomic writes, old records."""
+
+import numpy as np
+import pytest
+
+from freeflow import rundir
+from freeflow.flows.config import ModelConfig
+from freeflow.rundir import load_samples, save_samples
+from freeflow.training.config import TrainingConfig
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".extxyz"])
+def test_trajectory_round_trip(systems, tmp_path, suffix):
+    system = systems("mw_cubic_8")
+    rng = np.random.default_rng(3)
+    x = np.mod(system.lattice + 0.1 * rng.standard_normal((5,) + system.lattice.shape),
+               system.box).astype(np.float32)
+    u = rng.standard_normal(5)
+    path = save_samples(tmp_path / f"samples{suffix}", x, system, energies=u)
+    positions, loaded, energies = load_samples(path)
+    np.testing.assert_allclose(positions, x, atol=1e-6)
+    np.testing.assert_allclose(energies, u, rtol=1e-12)
+    assert loaded.name == system.name and loaded.num_particles == system.num_particles
+    np.testing.assert_allclose(loaded.box, system.box)
+    assert loaded.definition == system.definition
+    if suffix == ".extxyz":
+        import ase.io
+
+        frames = ase.io.read(path, index=":")
+        assert len(frames) == 5 and all(frames[0].pbc)
+        np.testing.assert_allclose(np.diag(frames[0].cell), system.box)
+
+
+def test_trajectory_round_trip_of_custom_system(systems, tmp_path):
+    from freeflow.physics.system import system_from_atoms
+
+    named = systems("lj_32")
+    custom = system_from_atoms(named.atoms, named.potential, named.temperature, name="mine")
+    assert custom.definition is None
+    x = np.asarray(named.lattice, np.float32)[None]
+    _, loaded, energies = load_samples(save_samples(tmp_path / "c.npz", x, custom))
+    assert energies is None and loaded.name == "mine"
+    np.testing.assert_allclose(loaded.lattice, custom.lattice, atol=1e-12)
+    assert loaded.beta == custom.beta
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    state = {"w": np.arange(6.0, dtype=np.float32).reshape(2, 3), "step": np.int32(4)}
+    assert rundir.load_checkpoint(tmp_path, template=state) is None
+    rundir.save_checkpoint(tmp_path, state)
+    back = rundir.load_checkpoint(tmp_path, template=state)
+    np.testing.assert_array_equal(back["w"], state["w"])
+    assert not list(tmp_path.glob("*.tmp"))  # the atomic write left no temporary file
+    with pytest.raises(ValueError, match="does not fit this model"):
+        rundir.load_checkpoint(tmp_path, template={"w": np.zeros((3, 2), np.float32),
+                                                   "step": np.int32(0)})
+    rundir.checkpoint_path(tmp_path).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is corrupt"):
+        rundir.load_checkpoint(tmp_path, template=state)
+
+
+def test_metrics_drop_records_after_the_checkpoint_and_lines_cut_short(tmp_path):
+    rundir.write_metrics(tmp_path, [{"step": 1}, {"step": 2}])
+    rundir.append_metrics(tmp_path, {"step": 3})
+    with open(tmp_path / rundir.METRICS, "a") as fh:
+        fh.write('{"step": 4, "lo')  # a kill in the middle of a line
+    assert [r["step"] for r in rundir.read_metrics(tmp_path)] == [1, 2, 3]
+    assert [r["step"] for r in rundir.read_metrics(tmp_path, up_to_step=2)] == [1, 2]
+
+
+@pytest.mark.parametrize("old, base, noise", [
+    ("harmonic", "harmonic", None), ("einstein", "einstein", None),
+    (None, "truncated_gaussian", None), (0.05, "truncated_gaussian", 0.05)])
+def test_records_written_before_the_base_kind_still_load(systems, tmp_path, old, base, noise):
+    config = ModelConfig(num_layers=2, num_bins=8, embedding_size=16, num_heads=2,
+                         num_blocks=1, num_frequencies=2)
+    record = rundir.run_record(systems("mw_cubic_8"), config, TrainingConfig())
+    del record["model"]["base"]
+    record["model"]["noise_scale"] = old
+    rundir.write_run_record(tmp_path, record)
+    model, _ = rundir.configs_of(rundir.read_run_record(tmp_path))
+    assert (model.base, model.noise_scale) == (base, noise)
+
+
+def test_mbar_workdir_round_trip_and_refusals(tmp_path):
+    store = rundir.MbarWorkdir(tmp_path / "mbar")
+    assert store.read_config() is None and store.read_state(0, 0.0, 4) is None
+    store.write_config({"settings": {"num_states": 3}, "width": 0.1})
+    assert store.read_config()["width"] == 0.1
+    components = np.ones((4, 5, 2))
+    store.write_state(1, 0.25, components, np.zeros((4, 8, 3)), {"step_size": 0.01})
+    c, x, info = store.read_state(1, 0.25, 4)
+    np.testing.assert_array_equal(c, components)
+    assert x.shape == (4, 8, 3) and info == {"step_size": 0.01}
+    with pytest.raises(ValueError, match="holds lambda = 0.25, expected 0.5"):
+        store.read_state(1, 0.5, 4)
+    with pytest.raises(ValueError, match="holds 4 chains, not 8"):
+        store.read_state(1, 0.25, 8)

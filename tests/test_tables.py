@@ -1,0 +1,96 @@
+"""Result tables: value-error formatting, agreement, Markdown and CSV, the baseline and cache."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from freeflow.estimators.result import FreeEnergy
+from freeflow.reports.tables import (
+    Row,
+    agree_within,
+    build_table,
+    format_value_error,
+    to_csv,
+    to_markdown,
+)
+
+
+@pytest.mark.parametrize("value, stderr, text", [
+    (3.107965, 0.000012, "3.10797(1)"),
+    (3.10797, 0.00012, "3.1080(1)"),
+    (2.91916, 0.00091, "2.9192(9)"),
+    (-25.1749, 0.0010, "-25.175(1)"),
+    (1.0, 0.00096, "1.000(1)"),         # rounding carry moves the decimal place
+    (2.5, 0.00025, "2.5000(3)"),       # half up
+    (1234.5, 23.0, "1230(20)"),
+    (12.3, 2.0, "12(2)"),
+    (3.10797, 0.0, "3.107970"),
+    (math.nan, 0.1, "nan"),
+    (3.1, math.nan, "3.100000(?)"),
+    (3.1, math.inf, "3.100000(inf)"),
+    (-0.00001, 0.001, "0.000(1)"),
+])
+def test_format_value_error(value, stderr, text):
+    assert format_value_error(value, stderr) == text
+
+
+def test_format_value_error_rejects_negative_error():
+    with pytest.raises(ValueError):
+        format_value_error(1.0, -0.1)
+
+
+def test_agree_within():
+    assert agree_within((1.0, 0.1), (1.3, 0.1))       # 2.1 combined sigma
+    assert not agree_within((1.0, 0.1), (1.5, 0.1))   # 3.5
+    assert not agree_within((1.0, math.nan), (1.0, 0.1))
+    assert agree_within(FreeEnergy(2.0, 0.0, "mbar", "x", 1), (2.0, 0.0))
+
+
+def table_rows():
+    lfep = FreeEnergy(3.10797, 0.00012, "lfep", "lj_32", num_samples=100_000, ess=0.25,
+                      wall_time=1800.0, energy_evaluations=700_000)
+    mbar = FreeEnergy(3.1085, 0.0003, "mbar", "lj_32", num_samples=None, wall_time=1234.8,
+                      energy_evaluations=9_997_376)
+    return [Row("lj_32", 32, lfep=lfep, mbar=mbar),
+            Row("mw_cubic_8", 8, notes=["no run"])]
+
+
+def test_markdown_and_csv(tmp_path):
+    text = to_markdown(table_rows())
+    assert "| `lj_32` | 32 | 3.1080(1) | 25% | - | 3.1085(3) | 30 min | 7.0e5 |" in text
+    assert "LFEP -1.6" in text and "no run" in text
+    path = to_csv(table_rows(), tmp_path / "t.csv")
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[0]["lfep_value"]) == 3.10797 and rows[0]["lbar_value"] == ""
+    assert rows[0]["mbar_formatted"] == "3.1085(3)" and rows[1]["notes"] == "no run"
+
+
+def test_build_table_without_runs_reads_the_baseline(tmp_path):
+    baseline = tmp_path / "baseline.jsonl"
+    lines = [{"system": "lj_32", "method": "mbar", "beta_f_per_particle": 9.0, "stderr": 1.0,
+              "quick": True},
+             {"system": "lj_32", "method": "mbar", "beta_f_per_particle": 2.91916,
+              "stderr": 0.00091, "wall_time": 10.0, "energy_evaluations": 100}]
+    baseline.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"cut sh')
+    rows = build_table(["lj_32", "mw_cubic_8"], "cpu", runs_dir=tmp_path / "runs",
+                       baseline_file=baseline, progress=False)
+    assert rows[0].mbar.value == 2.91916 and rows[0].lfep is None
+    assert rows[1].mbar is None and any("no MBAR" in note for note in rows[1].notes)
+    assert any("no run" in note for note in rows[0].notes)
+
+
+def test_table_cache_is_shared_by_relative_and_absolute_run_paths(tiny_run, tmp_path,
+                                                                   monkeypatch):
+    cache = tmp_path / "cache.jsonl"
+    runs = tiny_run.parent
+    first = build_table(["mw_cubic_8"], "cpu", runs_dir=runs, cache_file=cache, num_samples=64,
+                        progress=False, check_preset=False)
+    lines = cache.read_text().splitlines()
+    monkeypatch.chdir(runs.parent)
+    second = build_table(["mw_cubic_8"], "cpu", runs_dir=runs.name, cache_file=cache,
+                         num_samples=64, progress=False, check_preset=False)
+    assert cache.read_text().splitlines() == lines  # nothing recomputed
+    assert second[0].lfep.value == first[0].lfep.value
