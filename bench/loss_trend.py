@@ -19,7 +19,6 @@ ESS 10% needs KL = ln(10) / 2 = 1.15 nats (the default target).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 
 import freeflow
 from freeflow.estimators.conventions import beta_f_from_flow_log_z
-from freeflow.rundir import read_baseline
+from freeflow.rundir import read_baseline, read_metrics, read_run_record
 
 
 def flow_log_z_exact(system, beta_f: float) -> float:
@@ -63,18 +62,15 @@ def main(argv=None):
                              "works were Gaussian)")
     parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
     args = parser.parse_args(argv)
-    metrics_path = args.run_dir / "metrics.jsonl"
-    if not metrics_path.is_file():
-        parser.error(f"{metrics_path} does not exist: give a run directory written by "
-                     f"freeflow train")
-    rows = [json.loads(line) for line in open(metrics_path)]
-    rows = [r for r in rows if "loss" in r]
+    run = read_run_record(args.run_dir)
+    if run is None:
+        parser.error(f"{args.run_dir} is not a run directory written by freeflow train")
+    rows = [r for r in read_metrics(args.run_dir) if "loss" in r]
     if len(rows) < 200:
-        parser.error(f"{metrics_path} has {len(rows)} steps; the trend needs at least 200")
+        parser.error(f"{args.run_dir} has {len(rows)} steps; the trend needs at least 200")
     loss = np.array([r["loss"] for r in rows], np.float64)
     times = np.array([r.get("time", np.nan) for r in rows], np.float64)
     elapsed = times - times[0]
-    run = json.loads((args.run_dir / "run.json").read_text())
     system = freeflow.physics.system.system_from_dict(run["system"])
     print(f"{args.run_dir}: {len(loss)} steps in {elapsed[-1] / 60:.1f} min "
           f"({(len(loss) - 1) / elapsed[-1]:.2f} steps/s)")

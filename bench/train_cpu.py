@@ -67,7 +67,9 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
     estimate = freeflow.estimate(out / name, num_samples=samples, seed=seed + 1)
     estimate_s = time.perf_counter() - start
     return {"bench": "train_cpu", "system": name, "preset": "cpu",
-            "base": model_config.base, "layers": model_config.num_layers,
+            # As the rows written before ModelConfig.base: the kind, or None for the paper's.
+            "base": None if model_config.base == "truncated_gaussian" else model_config.base,
+            "layers": model_config.num_layers,
             "learning_rate": training.learning_rate,
             "batch_size": training.batch_size, "gradient": training.gradient_estimator,
             "pareto_k": estimate.details.get("pareto_k"),

@@ -12,19 +12,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from freeflow.estimators.conventions import COUNTINGS, DEFAULT_COUNTING
 from freeflow.estimators.lfep import PARETO_K_LIMIT
 from freeflow.flows.config import BASES, model_preset
 from freeflow.physics.system import load_system, named_systems, system_from_atoms
 from freeflow.progress import progress_bar
 from freeflow.reports.diagnostics import baseline_references, diagnose
-from freeflow.reports.tables import build_table, to_csv, to_markdown
+from freeflow.reports.tables import PUBLISHED_SYSTEMS, build_table, to_csv, to_markdown
 from freeflow.rundir import load_run, save_samples
 from freeflow.sampling.hmc import sample_system
 from freeflow.training.config import GRADIENT_ESTIMATORS
 from freeflow.training.trainer import TrainingDiverged
-from freeflow.workflows.baseline import mbar_free_energy
+from freeflow.workflows.baseline import REFERENCES, mbar_free_energy
 from freeflow.workflows.estimate import estimate
 from freeflow.workflows.train import train
+
+
+#: The repository's stored MBAR results, ``freeflow table``'s default source of that column.
+DEFAULT_BASELINE = "bench/results/baseline.jsonl"
 
 
 def _systems(args) -> int:
@@ -114,18 +119,22 @@ def _sample(args) -> int:
 
 def _baseline(args) -> int:
     system = load_system(args.system)
-    result = mbar_free_energy(system, num_states=args.states,
+    result = mbar_free_energy(system, reference=args.reference, num_states=args.states,
                               samples_per_state=args.samples_per_state,
                               num_chains=args.chains, num_warmup=args.warmup,
-                              width=args.width, workdir=args.workdir, seed=args.seed)
+                              width=args.width, workdir=args.workdir, seed=args.seed,
+                              counting=args.counting)
     row = result.to_dict()
     if args.json:
         print(json.dumps(row))
         return 0 if np.isfinite(result.value) else 1
     print(f"{system.name}: beta F / N = {result.value:.6f} +- {result.stderr:.6f} (MBAR, "
-          f"{result.num_states} states, {result.num_samples} decorrelated samples)")
-    print(f"  Einstein reference width {row['einstein_width']:.4g} {system.units.length}, "
-          f"smallest neighbour overlap {row['min_neighbour_overlap']:.3f}")
+          f"{result.num_states} states, {result.num_samples} decorrelated samples, "
+          f"{row['counting']} counting)")
+    start = (f"Einstein crystal of width {row['einstein_width']:.4g} {system.units.length}"
+             if row["reference"] == "einstein" else "harmonic crystal")
+    print(f"  reference: {start}; smallest neighbour overlap "
+          f"{row['min_neighbour_overlap']:.3f}")
     print(f"  energy evaluations: {result.energy_evaluations}, {result.wall_time:.1f} s")
     return 0 if np.isfinite(result.value) else 1
 
@@ -160,7 +169,7 @@ def _train(args) -> int:
 
 def _estimate(args) -> int:
     result = estimate(args.run_dir, args.samples, method=args.method, reference=args.reference,
-                      seed=args.seed, progress=not args.json)
+                      seed=args.seed, progress=not args.json, counting=args.counting)
     row = result.to_dict()
     if args.json:
         print(json.dumps(row))
@@ -208,10 +217,14 @@ def _diagnose(args) -> int:
 
 
 def _table(args) -> int:
+    baseline = args.baseline
+    if baseline is None:  # the repository's stored results, when run from its root
+        baseline = DEFAULT_BASELINE if Path(DEFAULT_BASELINE).is_file() else None
     rows = build_table(args.systems, args.preset, runs_dir=args.runs,
-                       baseline_file=args.baseline or None, reference_dir=args.references,
+                       baseline_file=baseline or None, reference_dir=args.references,
                        num_samples=args.samples, seed=args.seed,
-                       compute_baseline=args.compute_baseline, cache_file=args.cache)
+                       compute_baseline=args.compute_baseline, cache_file=args.cache,
+                       counting=args.counting)
     if args.out and args.out.lower().endswith(".csv"):
         to_csv(rows, args.out)
         print(f"{len(rows)} rows -> {args.out}")
@@ -261,9 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_sample)
 
-    p = commands.add_parser("baseline", help="beta F / N by MBAR from an Einstein crystal "
-                                             "(resumable with --workdir)")
+    p = commands.add_parser("baseline", help="beta F / N by MBAR from a harmonic or Einstein "
+                                             "crystal (resumable with --workdir)")
     p.add_argument("system", help="a named system or a .toml file")
+    p.add_argument("--reference", default="harmonic", choices=list(REFERENCES),
+                   help="the path's analytic start: the harmonic crystal of the system's "
+                        "lattice Hessian (default) or an Einstein crystal")
     p.add_argument("--states", type=int, default=16, help="MBAR states K (default 16)")
     p.add_argument("--samples-per-state", type=int, default=2048,
                    help="saved samples per state over all chains (default 2048)")
@@ -271,12 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=200,
                    help="warm-up transitions of the first state (default 200)")
     p.add_argument("--width", type=float, default=None,
-                   help="Einstein springs' standard deviation (length unit); default: "
-                        "measured in a pilot run")
+                   help="Einstein springs' standard deviation (length unit; --reference "
+                        "einstein only); default: measured in a pilot run")
     p.add_argument("--workdir", default=None, metavar="DIR",
                    help="keep finished states here and skip them when re-run; a larger "
                         "--samples-per-state then continues the saved chains")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
+                   help="how a crystal's regions are counted: 'bravais' as in the published "
+                        "tables and the Frenkel-Ladd literature (default), or 'exact' (adds "
+                        "ln m / N per sublattice translation; differs for ice)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_baseline)
 
@@ -314,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", metavar="FILE", default=None,
                    help="target samples for LBAR ('freeflow sample SYSTEM --out FILE')")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
+                   help="how a crystal's regions are counted: 'bravais' as in the published "
+                        "tables and the Frenkel-Ladd literature (default), or 'exact' (adds "
+                        "ln m / N per sublattice translation; differs for ice)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_estimate)
 
@@ -334,16 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("table", help="beta F / N by LFEP, LBAR and MBAR per system with "
                                           "costs (computes only what is missing, resumable)")
-    p.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_8", "mw_cubic_64",
-                                                    "mw_hex_64"], metavar="SYSTEM",
-                   help="named systems (default lj_32 mw_cubic_8 mw_cubic_64 mw_hex_64)")
+    p.add_argument("--systems", nargs="+", default=list(PUBLISHED_SYSTEMS), metavar="SYSTEM",
+                   help="named systems (default: the published table's "
+                        + " ".join(PUBLISHED_SYSTEMS) + ")")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
                    help="model preset the runs must have been trained with (default cpu)")
     p.add_argument("--runs", default="runs/bench_train_cpu", metavar="DIR",
                    help="directory holding one run directory per system, named after it "
                         "(default runs/bench_train_cpu)")
-    p.add_argument("--baseline", default="bench/results/baseline.jsonl", metavar="FILE",
-                   help="MBAR results, JSON lines (default bench/results/baseline.jsonl; "
+    p.add_argument("--baseline", default=None, metavar="FILE",
+                   help=f"MBAR results, JSON lines (default {DEFAULT_BASELINE} if it exists; "
                         "'' for none)")
     p.add_argument("--references", default=None, metavar="DIR",
                    help="directory of target samples SYSTEM.npz for LBAR (default: no LBAR)")
@@ -357,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write Markdown (.md) or CSV (.csv) here instead of printing Markdown")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
+                   help="how a crystal's regions are counted: 'bravais' as in the published "
+                        "tables and the Frenkel-Ladd literature (default), or 'exact' (adds "
+                        "ln m / N per sublattice translation; differs for ice)")
     p.set_defaults(run=_table)
     return parser
 

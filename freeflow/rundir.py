@@ -30,16 +30,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from freeflow.estimators.conventions import DEFAULT_COUNTING, convert_counting
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
 from freeflow.physics.system import (
+    load_system,
     system_from_definition,
     system_from_dict,
     system_to_dict,
 )
-from freeflow.training.config import TrainingConfig
-from freeflow.training.trainer import TrainState, optimizer
 
 RUN_JSON = "run.json"
 CHECKPOINT = "checkpoint.npz"
@@ -47,6 +47,8 @@ METRICS = "metrics.jsonl"
 MBAR_CONFIG = "config.json"
 
 _XYZ_SUFFIXES = (".extxyz", ".xyz")
+#: The suffixes of sample files, in the order ``find_samples`` tries them.
+SAMPLE_SUFFIXES = (".npz",) + _XYZ_SUFFIXES
 
 
 # -- atomic writes -----------------------------------------------------------------------------
@@ -77,8 +79,9 @@ def _npz_bytes(**arrays) -> bytes:
 # -- run.json ----------------------------------------------------------------------------------
 
 
-def run_record(system, model_config: ModelConfig, training: TrainingConfig) -> dict:
-    """What ``run.json`` holds for a run, in the form it takes there (tuples become lists)."""
+def run_record(system, model_config: ModelConfig, training) -> dict:
+    """What ``run.json`` holds for a run (``training``: a ``TrainingConfig``), in the form it
+    takes there (tuples become lists)."""
     spec = {"system": system_to_dict(system), "model": config_to_dict(model_config),
             "training": config_to_dict(training)}
     return json.loads(json.dumps(spec))
@@ -113,14 +116,15 @@ def write_run_record(run_dir: str | os.PathLike, record: dict):
 
 
 def run_fingerprint(run_dir: str | os.PathLike) -> str:
-    """A short hash of ``run.json``'s bytes: changes whenever the run's settings do."""
-    return hashlib.sha256((Path(run_dir) / RUN_JSON).read_bytes()).hexdigest()[:16]
+    """A short hash of ``run.json``'s record (brought up to date, keys sorted): changes
+    whenever the run's settings do, and not when an old file is merely rewritten."""
+    record = json.dumps(read_run_record(run_dir), sort_keys=True)
+    return hashlib.sha256(record.encode()).hexdigest()[:16]
 
 
-def configs_of(record: dict) -> tuple[ModelConfig, TrainingConfig]:
-    """The model and training configs recorded in a ``run.json`` record."""
-    return (config_from_dict(ModelConfig, record["model"]),
-            config_from_dict(TrainingConfig, record["training"]))
+def model_config_of(record: dict) -> ModelConfig:
+    """The model config recorded in a ``run.json`` record."""
+    return config_from_dict(ModelConfig, record["model"])
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -142,23 +146,30 @@ def save_checkpoint(run_dir: str | os.PathLike, state):
                                   **{f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}))
 
 
-def load_checkpoint(run_dir: str | os.PathLike, template):
+def _checkpoint_leaves(path: Path, first: int | None = None) -> list[np.ndarray]:
+    try:
+        with np.load(path) as data:
+            count = int(data["num_leaves"])
+            return [data[f"leaf_{i:05d}"] for i in range(count if first is None
+                                                         else min(first, count))]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"checkpoint {path} is corrupt ({error}); move it away to start over, "
+                         "or restore it from a backup") from None
+
+
+def load_checkpoint(run_dir: str | os.PathLike, template, *, prefix: bool = False):
     """The checkpointed state, shaped like ``template``; ``None`` if there is no checkpoint.
 
-    Raises ``ValueError`` for a corrupt checkpoint or one from another model configuration,
-    never silently starting over.
+    ``prefix=True`` reads only the leading part of the saved pytree that ``template``
+    describes: the parameters of a saved ``(params, opt_state, step)`` training state, say,
+    whose leaves come first. Raises ``ValueError`` for a corrupt checkpoint or one from another
+    model configuration, never silently starting over.
     """
     path = checkpoint_path(run_dir)
     if not path.exists():
         return None
-    try:
-        with np.load(path) as data:
-            count = int(data["num_leaves"])
-            leaves = [data[f"leaf_{i:05d}"] for i in range(count)]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(f"checkpoint {path} is corrupt ({error}); move it away to start over, "
-                         "or restore it from a backup") from None
     expected, treedef = jax.tree.flatten(template)
+    leaves = _checkpoint_leaves(path, len(expected) if prefix else None)
     mismatch = len(leaves) != len(expected) or any(
         a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype
         for a, b in zip(leaves, expected))
@@ -202,22 +213,23 @@ def append_metrics(run_dir: str | os.PathLike, record: dict):
 
 def load_run(run_dir: str | os.PathLike):
     """``(system, model, params, record)`` of a trained run directory (its last checkpoint);
-    ``record`` is the parsed ``run.json``."""
+    ``record`` is the parsed ``run.json``.
+
+    The checkpoint holds the training state ``(params, opt_state, step)``; only its parameters
+    are read, which needs no knowledge of the optimiser."""
     run_dir = Path(run_dir)
     record = read_run_record(run_dir)
     if record is None:
         raise FileNotFoundError(f"{run_dir} is not a freeflow run directory (no {RUN_JSON}); "
                                 "create one with 'freeflow train SYSTEM --out DIR'")
     system = system_from_dict(record["system"])
-    model_config, training = configs_of(record)
-    model = FlowModel(system, model_config)
-    params = model.init(jax.random.PRNGKey(training.seed))
-    template = TrainState(params, optimizer(training).init(params), jnp.asarray(0, jnp.int32))
-    state = load_checkpoint(run_dir, template=template)
-    if state is None:
+    model = FlowModel(system, model_config_of(record))
+    # The shapes are what matter; the values are overwritten by the checkpoint's.
+    params = load_checkpoint(run_dir, template=model.init(jax.random.PRNGKey(0)), prefix=True)
+    if params is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train first "
                                 f"('freeflow train {system.name} --out {run_dir}')")
-    return system, model, state.params, record
+    return system, model, params, record
 
 
 # -- MBAR work directories ---------------------------------------------------------------------
@@ -338,12 +350,21 @@ def save_samples(path: str | os.PathLike, positions, system, energies=None) -> P
                 # Not "energy": ASE would turn that into a calculator result.
                 atoms.info["freeflow_energy"] = float(energies[i])
             frames.append(atoms)
-        tmp = path.with_name(path.name + ".tmp")
-        ase.io.write(tmp, frames, format="extxyz")
-        os.replace(tmp, path)
+        text = io.StringIO()
+        ase.io.write(text, frames, format="extxyz")
+        atomic_write_bytes(path, text.getvalue().encode())
     else:
         raise ValueError(f"unknown sample file format {path.suffix!r}; use .npz or .extxyz")
     return path
+
+
+def find_samples(directory: str | os.PathLike, name: str) -> Path | None:
+    """The sample file ``directory/name.npz`` (or ``.extxyz``, ``.xyz``), or ``None``."""
+    for suffix in SAMPLE_SUFFIXES:
+        path = Path(directory) / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
 
 
 def load_samples(path: str | os.PathLike):
@@ -389,12 +410,15 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def read_baseline(path: str | os.PathLike) -> dict[str, FreeEnergy]:
+def read_baseline(path: str | os.PathLike,
+                  counting: str = DEFAULT_COUNTING) -> dict[str, FreeEnergy]:
     """MBAR results per system from a JSONL file of ``FreeEnergy.to_dict()`` rows
-    (``bench/baseline.py --out``, ``freeflow baseline --json``).
+    (``bench/baseline.py --out``, ``freeflow baseline --json``), in ``counting``.
 
     Rows marked ``"quick": true`` (pipeline smoke tests) are ignored; of several rows for a
-    system the last one wins.
+    system the last one wins. A row records its counting (rows written before freeflow had a
+    choice of counting used ``"exact"``, with the lattice's ``multiplicity``) and is converted
+    to the one asked for.
     """
     path = Path(path)
     if not path.is_file():
@@ -405,14 +429,20 @@ def read_baseline(path: str | os.PathLike) -> dict[str, FreeEnergy]:
             continue
         if "beta_f_per_particle" not in r or "stderr" not in r:
             continue
+        stored = r.get("counting", "exact")
+        m = int(r.get("lattice_multiplicity", r.get("multiplicity", 1)))
+        n = int(r["num_particles"]) if "num_particles" in r else (
+            load_system(r["system"]).num_particles)
         out[r["system"]] = FreeEnergy(
-            value=float(r["beta_f_per_particle"]), stderr=float(r["stderr"]), method="mbar",
+            value=convert_counting(r["beta_f_per_particle"], n, m, stored, counting),
+            stderr=float(r["stderr"]), method="mbar",
             system=r["system"], num_samples=r.get("num_samples"),
             num_states=r.get("num_states"),
             # A run extended over several sessions: all of its sampling, not the last call.
             wall_time=r.get("sampling_wall_time", r.get("wall_time")),
             energy_evaluations=r.get("energy_evaluations"),
-            details={k: r[k] for k in ("samples_per_state", "einstein_width",
+            details={k: r[k] for k in ("samples_per_state", "einstein_width", "reference",
                                        "min_neighbour_overlap") if k in r}
-            | {"source": str(path)})
+            | {"source": str(path), "counting": counting, "num_particles": n,
+               "lattice_multiplicity": m})
     return out

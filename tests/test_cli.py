@@ -72,3 +72,22 @@ def test_cli_train_takes_the_base_learning_rate_gradient_and_layers(tmp_path, ca
 
 def test_cli_diagnose_rejects_missing_run(tmp_path):
     assert main(["diagnose", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_cli_sample_baseline_estimate_and_table_print_json(tmp_path, tiny_run, capsys):
+    out = tmp_path / "ref.npz"
+    assert main(["sample", "mw_cubic_8", "--out", str(out), "--samples", "16", "--chains", "4",
+                 "--warmup", "10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_saved"] == 16 and out.is_file()
+    assert main(["baseline", "mw_cubic_8", "--states", "2", "--samples-per-state", "32",
+                 "--chains", "4", "--warmup", "20", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["reference"] == "harmonic" and row["counting"] == "bravais"
+    assert main(["estimate", str(tiny_run), "--samples", "64", "--json",
+                 "--counting", "exact"]) == 0
+    assert json.loads(capsys.readouterr().out)["counting"] == "exact"
+    assert main(["table", "--systems", "mw_cubic_8", "--runs", str(tiny_run.parent),
+                 "--baseline", "", "--samples", "64", "--cache", str(tmp_path / "c.jsonl"),
+                 "--preset", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "| `mw_cubic_8` | 8 |" in text

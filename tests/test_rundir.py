@@ -78,7 +78,7 @@ def test_records_written_before_the_base_kind_still_load(systems, tmp_path, old,
     del record["model"]["base"]
     record["model"]["noise_scale"] = old
     rundir.write_run_record(tmp_path, record)
-    model, _ = rundir.configs_of(rundir.read_run_record(tmp_path))
+    model = rundir.model_config_of(rundir.read_run_record(tmp_path))
     assert (model.base, model.noise_scale) == (base, noise)
 
 

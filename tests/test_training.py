@@ -253,3 +253,12 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path):
     with pytest.raises(ValueError, match="corrupt"):
         train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=4),
               progress=False)
+
+
+def test_max_wall_time_stops_with_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    result = train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=5),
+                   progress=False, max_wall_time=0.0)
+    assert result.metrics == []
+    system, _, params, _ = load_run(run)  # a checkpoint exists: the run resumes from it
+    assert system.name == "mw_cubic_8" and params_equal(params, result.params)

@@ -105,6 +105,9 @@ def lfep(work, num_particles: int, *, reference_length: float = 1.0, multiplicit
     (blind to the unseen tail of the weights) are unreliable; the CLI warns in either case.
     """
     start = time.perf_counter()
+    if hasattr(work, "sample_and_log_prob"):
+        raise TypeError("lfep takes an array of works; for a flow model use "
+                        "freeflow.lfep_from_model(model, params, system, key, num_samples)")
     work = np.asarray(work, dtype=np.float64).reshape(-1)
     if len(work) < 2:
         raise ValueError(f"LFEP needs at least 2 works; got {len(work)}")

@@ -47,7 +47,8 @@ def mbar(u_kn, n_k) -> ReducedFreeEnergy:
     """MBAR estimate of ``f_{K-1} - f_0 = -ln(Z_{K-1} / Z_0)`` (dimensionless).
 
     Args:
-      u_kn: ``[K, n]`` reduced energies ``beta_k U_k(x_n)`` of every sample in every state.
+      u_kn: ``[K, n]`` reduced energies ``beta_k U_k(x_n)`` of every sample in every state;
+        ``+inf`` where a state excludes a sample (zero density there).
       n_k: ``[K]`` number of (decorrelated) samples drawn from each state, in the order of
         the columns of ``u_kn``.
 
@@ -61,8 +62,12 @@ def mbar(u_kn, n_k) -> ReducedFreeEnergy:
     if u_kn.ndim != 2 or len(n_k) != len(u_kn) or int(n_k.sum()) != u_kn.shape[1]:
         raise ValueError(f"u_kn must be [K, sum(n_k)]; got {u_kn.shape} for n_k = "
                          f"{n_k.tolist()}")
-    if not np.all(np.isfinite(u_kn)):
-        raise FloatingPointError("non-finite reduced energies in the MBAR matrix")
+    if np.any(np.isnan(u_kn) | (u_kn == -np.inf)):
+        raise FloatingPointError("NaN or -inf reduced energies in the MBAR matrix")
+    # +inf is allowed (a sample another state excludes), but not in the state it came from.
+    own = np.repeat(np.arange(len(n_k)), n_k)
+    if not np.all(np.isfinite(u_kn[own, np.arange(u_kn.shape[1])])):
+        raise FloatingPointError("a sample has an infinite reduced energy in its own state")
     with pymbar_guard() as pymbar:
         solver = pymbar.MBAR(u_kn, n_k, solver_protocol="robust")
         out = solver.compute_free_energy_differences(compute_uncertainty=True)

@@ -91,7 +91,10 @@ class ModelConfig:
                 raise ValueError(f"noise_scale belongs to the 'truncated_gaussian' base; the "
                                  f"{self.base!r} base sets its own widths (got noise_scale="
                                  f"{self.noise_scale!r})")
-            if isinstance(self.noise_scale, (str, bool)) or not self.noise_scale > 0:
+            if isinstance(self.noise_scale, str):
+                raise ValueError(f"noise_scale is a length; a base is named by "
+                                 f"ModelConfig(base={self.noise_scale!r}) (kinds: {BASE_KINDS})")
+            if isinstance(self.noise_scale, bool) or not self.noise_scale > 0:
                 raise ValueError(f"noise_scale must be a positive length or None (the paper's "
                                  f"value); got {self.noise_scale!r}")
         if not 0 < self.min_bin_size * self.num_bins < 1:
@@ -107,14 +110,14 @@ class ModelConfig:
 
 def default_noise_scale(potential) -> float:
     """The paper's base noise scale for a potential object, in its length unit."""
-    kind = potential.kind
+    kind = getattr(potential, "kind", None)  # a user's potential may not name itself
     if kind not in PAPER_NOISE_SCALE:
         raise ValueError(f"no default noise scale for potential kind {kind!r}; set "
                          f"ModelConfig.noise_scale explicitly (length unit of the system)")
     scale = PAPER_NOISE_SCALE[kind]
     # The LJ value is 0.01 sigma: follow sigma if the user's potential is not in sigma = 1.
     if kind == "lennard_jones":
-        scale *= float(potential.sigma)
+        scale *= float(getattr(potential, "sigma", 1.0))
     return scale
 
 

@@ -144,9 +144,13 @@ class System:
         """The pair-finding plan behind ``energy_fn(softened, neighbors)`` (a value with a
         ``strategy`` of ``"dense"``, ``"cells"`` or ``"sites"``; ``None`` for a potential with
         no pairs, such as an Einstein crystal)."""
-        return self.potential.neighbor_plan(
-            self.box, self.lattice, max_displacement=0.5 * self.nearest_neighbour_distance,
-            softened=bool(softened), neighbors=neighbors)
+        # A potential without pairs to find (springs, say) need not define neighbor_plan.
+        planner = getattr(self.potential, "neighbor_plan", None)
+        if planner is None:
+            return None
+        return planner(self.box, self.lattice,
+                       max_displacement=0.5 * self.nearest_neighbour_distance,
+                       softened=bool(softened), neighbors=neighbors)
 
     # Energy functions are cached per System object (by identity), so that every caller of
     # the same system shares one function and hence one compilation per shape.

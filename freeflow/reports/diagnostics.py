@@ -32,11 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow.estimators.conventions import beta_f_from_flow_log_z
-from freeflow.estimators.lfep import (
-    bootstrap_stderr,
-    effective_sample_size,
-    log_mean_exp,
-)
+from freeflow.estimators.lfep import lfep
 from freeflow.rundir import load_run, load_samples, read_baseline, read_metrics
 
 __all__ = ["radial_distribution", "coordination_number", "first_peak", "plot_rdf",
@@ -498,7 +494,7 @@ def plot_running_estimate(work, num_particles: int, path, *, beta_f_offset: floa
       work: ``[n]`` works ``beta Phi`` in sampling order.
       num_particles: N.
       path: output ``.png``.
-      beta_f_offset: ``freeflow.estimators.lfep.beta_f_from_flow_log_z(system, 0)``, so that the
+      beta_f_offset: ``freeflow.estimators.conventions.beta_f_from_flow_log_z(system, 0)``, so that the
         curve is the reported ``beta F / N``; 0 plots ``-ln Z_flow / N``.
       references: ``{label: (value, stderr)}`` of ``beta F / N`` drawn as horizontal bands.
 
@@ -615,14 +611,17 @@ def _write_rdf_csv(path: Path, rdf: dict, labels: Sequence[str]) -> Path:
     return path
 
 
-def _lfep_summary(work, n: int, offset: float, num_samples: int, seed: int) -> dict:
-    """The LFEP numbers of the diagnostic samples alone (not the reported estimate)."""
+def _lfep_summary(work, system, offset: float, num_samples: int) -> dict:
+    """The LFEP numbers of the diagnostic samples alone (not the reported estimate); NaN works
+    (a failed energy) are counted and left out, where the estimator itself would refuse."""
+    n = system.num_particles
     finite_work = work[~np.isnan(work)]
-    log_w = -finite_work
+    result = lfep(finite_work, n, reference_length=system.units.reference_length,
+                  system=system.name)
     return {
-        "beta_f_per_particle": offset - log_mean_exp(log_w) / n,
-        "stderr": bootstrap_stderr(log_w, 200, seed) / n,
-        "ess": effective_sample_size(log_w),
+        "beta_f_per_particle": result.value,
+        "stderr": result.stderr,
+        "ess": result.ess,
         "mean_work_per_particle": float(np.mean(finite_work)) / n,
         # <beta Phi> bounds -ln Z_flow from above, so this bounds beta F / N likewise.
         "beta_f_upper_bound": offset + float(np.mean(finite_work)) / n,
@@ -723,7 +722,7 @@ def diagnose(run_dir, out_dir, reference=None, num_samples: int = 2000, seed: in
         "num_samples": int(num_samples), "seed": seed, "length_unit": unit,
         "training_steps": metrics[-1]["step"] if metrics else 0,
         "planned_steps": spec["training"]["num_steps"],
-        "lfep": _lfep_summary(work, n, offset, num_samples, seed),
+        "lfep": _lfep_summary(work, system, offset, num_samples),
         "beta_energy_per_particle": _energy_summary(energies),
         "rdf_first_peak": {k: first_peak(*v) for k, v in rdf.items()},
         "nearest_neighbour_distance": system.nearest_neighbour_distance,

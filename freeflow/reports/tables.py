@@ -23,10 +23,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from freeflow.estimators.conventions import DEFAULT_COUNTING
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import config_to_dict, model_preset
 from freeflow.physics.system import load_system
 from freeflow.rundir import (
+    find_samples,
     has_checkpoint,
     read_baseline,
     read_jsonl,
@@ -37,10 +39,15 @@ from freeflow.rundir import (
 from freeflow.workflows.baseline import mbar_free_energy
 from freeflow.workflows.estimate import estimate
 
-__all__ = ["Row", "METHODS", "format_value_error", "format_duration", "format_count",
-           "agree_within", "to_markdown", "to_csv", "build_table"]
+__all__ = ["Row", "METHODS", "PUBLISHED_SYSTEMS", "format_value_error", "format_duration",
+           "format_count", "agree_within", "ice_differences", "to_markdown", "to_csv",
+           "build_table"]
 
 METHODS = ("lfep", "lbar", "mbar")
+
+#: The systems of the published table (Wirnsberger et al. 2022), in its order.
+PUBLISHED_SYSTEMS = ("lj_256", "lj_500", "mw_cubic_64", "mw_cubic_216", "mw_cubic_512",
+                     "mw_hex_64", "mw_hex_216", "mw_hex_512")
 
 
 # -- formatting ------------------------------------------------------------------------------
@@ -176,10 +183,33 @@ def _deviation(a: FreeEnergy | None, b: FreeEnergy | None) -> float | None:
 # -- rendering ----------------------------------------------------------------------------------
 
 
+def ice_differences(rows: Sequence[Row]) -> dict[int, dict[str, tuple[float, float]]]:
+    """``{N: {method: (value, stderr)}}`` of ``beta (F_Ih - F_Ic) / N`` for every N at which
+    the rows hold both ``mw_cubic_N`` and ``mw_hex_N`` by that method."""
+    by_name = {row.system: row for row in rows}
+    out = {}
+    for row in rows:
+        if not row.system.startswith("mw_cubic_"):
+            continue
+        n = row.system.removeprefix("mw_cubic_")
+        hexagonal = by_name.get(f"mw_hex_{n}")
+        if hexagonal is None:
+            continue
+        pairs = {}
+        for method in METHODS:
+            ic, ih = row.entry(method), hexagonal.entry(method)
+            if ic is not None and ih is not None:
+                pairs[method] = (ih.value - ic.value, math.hypot(ih.stderr, ic.stderr))
+        if pairs:
+            out[int(n)] = pairs
+    return out
+
+
 def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
     """A Markdown table: values with errors, the LFEP ESS, each method's wall time and energy
     evaluations, and the deviation of LFEP and LBAR from MBAR in combined standard errors
-    (marked ``!`` beyond ``sigmas``). Notes of the rows follow as a list."""
+    (marked ``!`` beyond ``sigmas``); then ``beta (F_Ih - F_Ic) / N`` per N where both ices are
+    present, and the rows' notes (why a cell is empty) as a list."""
     header = ["system", "N", "LFEP", "ESS", "LBAR", "MBAR",
               "LFEP time", "LFEP evals", "LBAR time", "LBAR evals", "MBAR time", "MBAR evals",
               "vs MBAR (sigma)"]
@@ -210,6 +240,15 @@ def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
     text += ("\nValues are beta F / N with the standard error in the last digit. Costs of LFEP "
              "and LBAR include training; LBAR's exclude the reference samples. "
              f"'!' marks a deviation from MBAR beyond {sigmas:g} combined standard errors.\n")
+    differences = ice_differences(rows)
+    if differences:
+        text += ("\nbeta (F_Ih - F_Ic) / N (ice Ih minus ice Ic at the same N, errors added in "
+                 "quadrature):\n\n| N | " + " | ".join(m.upper() for m in METHODS) + " |\n|"
+                 + "---|" * (len(METHODS) + 1) + "\n")
+        for n, by_method in differences.items():
+            cells = [format_value_error(*by_method[m]) if m in by_method else "-"
+                     for m in METHODS]
+            text += f"| {n} | " + " | ".join(cells) + " |\n"
     if notes:
         text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
     return text
@@ -308,14 +347,9 @@ def _from_old_entry(record: dict) -> FreeEnergy:
                       details=entry.get("details", {}))
 
 
-def _reference_file(reference_dir: Path | None, name: str) -> Path | None:
-    if reference_dir is None:
-        return None
-    for suffix in (".npz", ".extxyz", ".xyz"):
-        path = Path(reference_dir) / f"{name}{suffix}"
-        if path.is_file():
-            return path
-    return None
+def _needs_accelerator(name: str) -> bool:
+    """Whether a named system is beyond what 2 CPU cores train to a usable flow (N > 64)."""
+    return int(name.rsplit("_", 1)[-1]) > 64 if name.rsplit("_", 1)[-1].isdigit() else False
 
 
 def _usable_run(run_dir: Path, wanted_model: dict, preset: str, check_preset: bool,
@@ -325,7 +359,9 @@ def _usable_run(run_dir: Path, wanted_model: dict, preset: str, check_preset: bo
     record = read_run_record(run_dir)
     if record is None:
         return None, (f"no run in {run_dir} (train with 'freeflow train {name} "
-                      f"--preset {preset} --out {run_dir}')")
+                      f"--preset {preset} --out {run_dir}'"
+                      + ("; at this size a flow good enough for LFEP needs training on an "
+                         "accelerator" if _needs_accelerator(name) else "") + ")")
     saved_model = record.get("model", {})
     differing = sorted(k for k in set(wanted_model) | set(saved_model)
                        if wanted_model.get(k) != saved_model.get(k))
@@ -348,7 +384,8 @@ def _with_training(result: FreeEnergy, cost: dict) -> FreeEnergy:
 
 
 def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, reference_dir,
-                  preset: str, num_samples: int, seed: int, say, progress: bool):
+                  preset: str, num_samples: int, seed: int, counting: str, say,
+                  progress: bool):
     """Fill ``row.lfep`` and ``row.lbar`` from a trained run (cached, or computed now)."""
     name = row.system
     step, train_wall, train_evals = _training_cost(run_dir, record)
@@ -359,7 +396,7 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
     # other settings to the same step must not reuse the old entries.
     run_hash = run_fingerprint(run_dir)
     key = {"system": name, "preset": preset, "num_samples": int(num_samples),
-           "seed": int(seed), "run_step": step,
+           "seed": int(seed), "run_step": step, "counting": counting,
            # Resolved, so relative and absolute spellings share entries.
            "run_dir": str(run_dir.resolve()), "run_settings": run_hash}
     cost = {"train_steps": step, "train_wall_time": train_wall,
@@ -368,11 +405,12 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
     row.lfep = cache.get({**key, "method": "lfep"})
     if row.lfep is None:
         say(f"{name}: LFEP from {run_dir} ({num_samples} samples)")
-        result = estimate(run_dir, num_samples, method="lfep", seed=seed, progress=progress)
+        result = estimate(run_dir, num_samples, method="lfep", seed=seed, progress=progress,
+                          counting=counting)
         row.lfep = _with_training(result, cost)
         cache.put({**key, "method": "lfep"}, row.lfep)
 
-    reference = _reference_file(reference_dir, name)
+    reference = find_samples(reference_dir, name) if reference_dir is not None else None
     if reference is not None:
         ref_key = {**key, "method": "lbar", "reference": str(reference),
                    "reference_size": reference.stat().st_size}
@@ -380,27 +418,28 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
         if row.lbar is None:
             say(f"{name}: LBAR from {run_dir} and {reference}")
             result = estimate(run_dir, num_samples, method="lbar", reference=reference,
-                              seed=seed, progress=progress)
+                              seed=seed, progress=progress, counting=counting)
             row.lbar = _with_training(result, cost)
             cache.put(ref_key, row.lbar)
     elif reference_dir is not None:
-        row.notes.append(f"no reference samples {Path(reference_dir) / name}.npz for LBAR "
+        row.notes.append(f"no reference samples {Path(reference_dir) / name} for LBAR "
                          f"('freeflow sample {name} --out FILE')")
 
 
-def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int,
+def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int, counting: str,
                 compute_baseline: bool, baseline_workdir, say, progress: bool):
     """Fill ``row.mbar`` from the baseline results, the cache, or (if asked) a new run."""
     name = row.system
     row.mbar = baseline.get(name)
     if row.mbar is not None:
         return
-    mbar_key = {"system": name, "method": "mbar", "seed": int(seed)}
+    mbar_key = {"system": name, "method": "mbar", "seed": int(seed), "counting": counting}
     row.mbar = cache.get(mbar_key)
     if row.mbar is None and compute_baseline:
         say(f"{name}: MBAR baseline (long)")
         workdir = Path(baseline_workdir) / name if baseline_workdir is not None else None
-        result = mbar_free_energy(system, workdir=workdir, seed=seed, progress=progress or None)
+        result = mbar_free_energy(system, workdir=workdir, seed=seed, counting=counting,
+                                  progress=progress or None)
         row.mbar = dataclasses.replace(
             result, details={k: v for k, v in result.details.items()
                              if k not in ("states", "lambdas")})
@@ -416,6 +455,7 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
                 cache_file: str | os.PathLike | None = None, num_samples: int = 100_000,
                 seed: int = 0, compute_baseline: bool = False,
                 baseline_workdir: str | os.PathLike | None = None,
+                counting: str = DEFAULT_COUNTING,
                 progress: bool = True, check_preset: bool = True) -> list[Row]:
     """Rows of ``beta F / N`` by LFEP, LBAR and MBAR for ``systems``, computing what is missing.
 
@@ -446,6 +486,8 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
       preset: ``"cpu"`` or ``"paper"``.
       num_samples: model samples per LFEP / LBAR estimate.
       seed: PRNG seed of the model samples.
+      counting: ``"bravais"`` (the literature's, default) or ``"exact"``; see
+        ``freeflow.estimators.conventions``. Stored baseline rows are converted to it.
       progress: progress bars and one status line per computation on stderr.
       check_preset: use a run only if its model configuration equals the preset's (False:
         use whatever was trained in ``runs_dir/NAME``; the key then still records the preset
@@ -456,7 +498,7 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
     runs_dir = Path(runs_dir)
     cache = _Cache(Path(cache_file) if cache_file is not None
                    else runs_dir / f"table_{preset}.jsonl")
-    baseline = read_baseline(baseline_file) if baseline_file is not None else {}
+    baseline = read_baseline(baseline_file, counting) if baseline_file is not None else {}
 
     def say(text):
         if progress:
@@ -472,8 +514,8 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
             row.notes.append(note)
         else:
             _flow_entries(row, run_dir, record, cache, reference_dir, preset, num_samples,
-                          seed, say, progress)
-        _mbar_entry(row, system, baseline, cache, seed, compute_baseline, baseline_workdir,
-                    say, progress)
+                          seed, counting, say, progress)
+        _mbar_entry(row, system, baseline, cache, seed, counting, compute_baseline,
+                    baseline_workdir, say, progress)
         rows.append(row)
     return rows

@@ -11,7 +11,7 @@ Conventions (the same as the flow model's, ``freeflow.flows.model``):
 * positions are Cartesian ``[N, 3]`` in the system's length unit, wrapped into ``[0, L)``;
 * particle 0 is held at its lattice site (``fixed``), the ``N - 1`` others move. The targets
   are translation invariant, so nothing is lost: ``Z / N! = V Z_fixed / N`` (see
-  ``freeflow.estimators.mbar`` for the counting);
+  ``freeflow.estimators.conventions`` for the counting);
 * energies are in the potential's energy unit, ``beta`` in its inverse.
 
 Step size: during warm-up ``log(step)`` follows a Robbins-Monro recursion driven by the
@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from freeflow.parallel import batch_mesh, batch_sharding
 from freeflow.progress import progress_bar
 
 __all__ = ["SampleResult", "sample", "sample_system", "integrated_autocorrelation_time"]
@@ -279,6 +280,9 @@ def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
         progress reporting granularity.
       progress: tqdm bar on stderr; ``None`` shows it on a terminal for long runs.
 
+    The chains are split over every device of ``freeflow.parallel.batch_mesh`` when their
+    number is a multiple of the device count (otherwise they run on the default device).
+
     Returns:
       ``SampleResult``.
     """
@@ -287,6 +291,11 @@ def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
         raise ValueError("num_chains, num_samples, thin and num_integration_steps must be "
                          ">= 1 and num_warmup >= 0")
     x0, mobile = _initial_chains(initial_positions, num_chains, fixed, box)
+    mesh = batch_mesh()
+    if mesh.size > 1 and num_chains % mesh.size == 0:
+        # The chains are independent: split them over the devices, as training splits its
+        # batch; every later array of the chains inherits this sharding.
+        x0 = jax.device_put(x0, batch_sharding(mesh))
     has_box = box is not None
     box_arr = jnp.asarray(box if has_box else np.ones(x0.shape[-1]), jnp.float32)
     if step_size is None:

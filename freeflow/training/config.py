@@ -76,7 +76,7 @@ class TrainingConfig:
 # "paper": the publication's schedule (weeks on accelerators). "cpu": a few thousand steps with a
 # larger learning rate decayed twice, which bench/train_cpu.py measures on 2 CPU cores. Its
 # path gradient costs 8-50% more per step and still ends better in the same wall time on
-# lj_32, mw_cubic_8 and mw_cubic_64 (README, "Training on CPU").
+# lj_32, mw_cubic_8 and mw_cubic_64 (docs/training.md, "The CPU training study").
 TRAINING_PRESETS: dict[str, TrainingConfig] = {
     "paper": TrainingConfig(),
     "cpu": TrainingConfig(num_steps=4000, batch_size=128, learning_rate=5e-4,

@@ -29,6 +29,7 @@ from freeflow.estimators.conventions import beta_f_from_flow_log_z, multiplicity
 from freeflow.estimators.lfep import lfep
 from freeflow.flows.model import FlowModel
 from freeflow.flows.works import model_works
+from freeflow.parallel import batch_mesh, batch_sharding, replicated
 from freeflow.physics.system import System
 from freeflow.progress import progress_bar
 from freeflow.training.config import TrainingConfig
@@ -63,11 +64,6 @@ def optimizer(config: TrainingConfig) -> optax.GradientTransformation:
                        optax.adam(learning_rate_schedule(config)))
 
 
-def _mesh():
-    devices = np.asarray(jax.devices())
-    return jax.sharding.Mesh(devices, ("batch",))
-
-
 def make_step(model: FlowModel, system: System, config: TrainingConfig, optim, *,
               donate: bool = True):
     """A jitted ``(state, seed_key) -> (state, metrics)`` sharded over all local devices.
@@ -78,19 +74,19 @@ def make_step(model: FlowModel, system: System, config: TrainingConfig, optim, *
     """
     beta = system.beta
     energy = system.energy_fn(softened=True)
-    mesh = _mesh()
+    mesh = batch_mesh()
     if config.batch_size % mesh.size:
         raise ValueError(f"batch size {config.batch_size} must be a multiple of the number of "
                          f"devices ({mesh.size})")
-    batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    batch = batch_sharding(mesh)
+    everywhere = replicated(mesh)
 
     def sample_one(params, key):
         x, log_q = model.sample_and_log_prob(params, key, 1)
         return x[0], log_q[0]
 
     def loss_fn(params, keys):
-        keys = jax.lax.with_sharding_constraint(keys, batch_sharding)
+        keys = jax.lax.with_sharding_constraint(keys, batch)
         x, log_q = jax.vmap(sample_one, in_axes=(None, 0))(params, keys)
         if config.gradient_estimator == "path":
             # The same value of ln q, whose gradient reaches the parameters only through the
@@ -114,8 +110,8 @@ def make_step(model: FlowModel, system: System, config: TrainingConfig, optim, *
                    "grad_norm": optax.global_norm(grads), "finite": finite}
         return TrainState(params, opt_state, state.step + 1), metrics
 
-    return jax.jit(step, in_shardings=(replicated, replicated),
-                   out_shardings=(replicated, replicated),
+    return jax.jit(step, in_shardings=(everywhere, everywhere),
+                   out_shardings=(everywhere, everywhere),
                    donate_argnums=(0,) if donate else ())
 
 
@@ -127,7 +123,7 @@ def init_state(model: FlowModel, config: TrainingConfig, optim) -> TrainState:
 
 def make_evaluator(model: FlowModel, system: System, config: TrainingConfig):
     """``(params, step) -> record``: LFEP on the exact energy with fixed keys (reproducible)."""
-    m = multiplicity(system)
+    m = multiplicity(system)  # the default (literature's) counting
 
     def evaluate(params, step):
         work = model_works(model, params, system, jax.random.PRNGKey(10_000 + step),

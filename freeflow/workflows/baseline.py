@@ -87,20 +87,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow.estimators.conventions import (
+    DEFAULT_COUNTING,
     beta_f_from_ln_z_fixed,
     log_z_from_fixed_particle,
     multiplicity,
+    translation_multiplicity,
 )
 from freeflow.estimators.mbar import mbar, pymbar_guard
 from freeflow.estimators.result import FreeEnergy, ReducedFreeEnergy
+from freeflow.physics.harmonic import einstein_crystal, harmonic_crystal
 from freeflow.physics.potentials import EinsteinCrystal
-from freeflow.physics.potentials.einstein import einstein_ln_z_fixed
 from freeflow.progress import progress_bar
 from freeflow.rundir import MbarWorkdir
 from freeflow.sampling.hmc import integrated_autocorrelation_time, sample, sample_system
 
-__all__ = ["mbar_free_energy", "path_free_energy", "lambda_schedule", "linear_path_mbar",
-           "sample_state"]
+__all__ = ["REFERENCES", "mbar_free_energy", "path_free_energy", "lambda_schedule",
+           "linear_path_mbar", "sample_state", "sample_reference_state"]
 
 
 def lambda_schedule(num_states: int, power: float = 2.0) -> np.ndarray:
@@ -165,13 +167,20 @@ def linear_path_mbar(components: list[np.ndarray], lambdas, beta: float) -> Redu
       lambdas: ``[K]``. beta: inverse energy unit.
 
     Returns:
-      ``delta_f = f_target - f_reference = -ln(Z_target / Z_reference)`` (reduced units).
+      ``delta_f = f_target - f_reference = -ln(Z_target / Z_reference)`` (reduced units). A
+      NaN target component (a configuration the target's states exclude) is allowed in the
+      reference state's samples only.
     """
     lambdas = np.asarray(lambdas, dtype=np.float64)
     all_c = np.concatenate(components).astype(np.float64)  # [n, 2]
     n_k = np.array([len(c) for c in components])
-    u_kn = beta * ((1.0 - lambdas)[:, None] * all_c[None, :, 0]
-                   + lambdas[:, None] * all_c[None, :, 1])
+    # A NaN target energy marks a configuration outside the crystal's region (a stray, see
+    # System.energy_fn): every state with lambda > 0 excludes it (its HMC chains reject such
+    # moves), so its reduced energy there is +inf, and only the reference counts it.
+    target = np.where(np.isnan(all_c[:, 1]), np.inf, all_c[:, 1])
+    with np.errstate(invalid="ignore"):
+        target_part = np.where(lambdas[:, None] > 0, lambdas[:, None] * target[None, :], 0.0)
+    u_kn = beta * ((1.0 - lambdas)[:, None] * all_c[None, :, 0] + target_part)
     return mbar(u_kn, n_k)
 
 
@@ -215,6 +224,34 @@ def sample_state(chains: _Chains, lam: float, positions, key, *, num_samples: in
     return c, res.final_positions, info
 
 
+def sample_reference_state(chains: _Chains, reference_sampler: Callable, key, *,
+                           num_samples: int):
+    """The lambda = 0 state drawn exactly: ``num_samples`` independent configurations per
+    chain from ``reference_sampler(key, n) -> [n, P, 3]``, as ``sample_state`` returns them.
+
+    Every chain's final position is its last draw the target allows (finite target energy), so
+    the next state's HMC chains start inside the crystal."""
+    start = time.perf_counter()
+    n = chains.num_chains * num_samples
+    x = reference_sampler(key, n)
+    components = np.asarray(jax.jit(jax.vmap(lambda y: chains.components(
+        y, 0.0, chains.reference_scale, chains.target_shift)))(jnp.asarray(x)), np.float64)
+    c = components.reshape(chains.num_chains, num_samples, 2)
+    x = x.reshape(chains.num_chains, num_samples, *x.shape[1:])
+    final = []
+    for chain in range(chains.num_chains):
+        allowed = np.flatnonzero(np.isfinite(c[chain, :, 1]))
+        if len(allowed) == 0:
+            raise FloatingPointError("no draw of the reference is inside the crystal's region; "
+                                     "the reference is far too wide for this target")
+        final.append(x[chain, allowed[-1]])
+    info = {"lambda": 0.0, "acceptance": 1.0, "tau": 1.0, "step_size": None,
+            "exact_draws": True, "strays": int(np.sum(~np.isfinite(c[..., 1]))),
+            # Each draw evaluates the reference and the target, as an interpolated energy does.
+            "energy_evaluations": 2 * n, "wall_time": time.perf_counter() - start}
+    return c, np.stack(final), info
+
+
 def _extended(saved_c, saved_info, c, info, lam, per_chain):
     """Saved chains continued by ``c``: the combined components and diagnostics."""
     done = saved_c.shape[1]
@@ -229,12 +266,24 @@ def _extended(saved_c, saved_info, c, info, lam, per_chain):
     return c, info
 
 
+def _plan_state(saved, per_chain: int, drawn: bool) -> str:
+    """What to do with one state, given what its work directory holds: ``"reuse"`` enough
+    saved samples, ``"draw"`` the exact reference again (a larger sample is drawn anew),
+    ``"sample"`` from scratch, or ``"extend"`` the saved chains."""
+    if saved is not None and saved[0].shape[1] >= per_chain:
+        return "reuse"
+    if drawn:
+        return "draw"
+    return "sample" if saved is None else "extend"
+
+
 def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positions, key, *,
                      beta: float, box, lambdas, reference_scale: float = 1.0,
                      target_shift: float = 0.0, fixed=None, num_chains: int = 16,
                      samples_per_state: int = 512, num_warmup: int = 200, thin: int = 2,
                      num_integration_steps: int = 8, workdir: str | Path | None = None,
-                     progress: bool | None = None, label: str = "mbar") -> ReducedFreeEnergy:
+                     progress: bool | None = None, label: str = "mbar",
+                     reference_sampler: Callable | None = None) -> ReducedFreeEnergy:
     """``-ln(Z_target / Z_reference)`` by MBAR along ``U_l = (1-l) s U_ref + l (U_tgt - c)``.
 
     Args:
@@ -249,6 +298,13 @@ def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positi
       workdir: if given, each finished state's energies are saved there and reused on re-run;
         a larger ``samples_per_state`` than saved continues the saved chains (same
         ``num_chains`` and ``thin``), a smaller one uses the first samples of each chain.
+      reference_sampler: ``(key, n) -> [n, P, 3]`` exact draws of the reference at ``beta``
+        (a Gaussian crystal, say): the lambda = 0 state is then drawn, not simulated, and its
+        samples are independent. Without it every state, the reference included, is sampled
+        by HMC. ``target_fn`` may return NaN where the target's states exclude a
+        configuration (strays, see ``System.energy_fn``): their HMC chains reject it, and a
+        drawn reference sample there counts with reduced energy +inf in every other state,
+        which keeps the estimate exact for the target restricted to the crystal's region.
 
     Returns:
       ``ReducedFreeEnergy`` of ``delta_f`` (= ``-ln(Z_tgt / Z_ref)``; the target's shift
@@ -273,19 +329,22 @@ def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positi
     with progress_bar(len(lambdas), label, "state", progress, leave=False) as bar:
         for k, lam in enumerate(lambdas):
             saved = store.read_state(k, lam, num_chains) if store is not None else None
+            action = _plan_state(saved, per_chain, drawn=k == 0 and reference_sampler is not None)
             desc = f"{label} state {k + 1}/{len(lambdas)} lambda={lam:.4f}"
-            if saved is not None and saved[0].shape[1] >= per_chain:
+            if action == "reuse":
                 c, x, info = saved[0][:, :per_chain], saved[1], saved[2]
-            elif saved is None:
+            elif action == "draw":
+                c, x, info = sample_reference_state(chains, reference_sampler,
+                                                    jax.random.fold_in(key, 0),
+                                                    num_samples=per_chain)
+            elif action == "sample":
                 # Later states start from the previous state's chains and step size, so they
                 # need only a short re-equilibration and step-size re-tuning.
                 warm = num_warmup if step is None else max(50, num_warmup // 4)
                 c, x, info = sample_state(chains, lam, x, jax.random.fold_in(key, k),
                                           num_samples=per_chain, num_warmup=warm,
                                           step_size=step, desc=desc)
-            else:
-                # A larger samples_per_state extends the saved chains: they continue from their
-                # last positions with their frozen step, so no warm-up is needed.
+            else:  # "extend": the saved chains continue with their frozen step, no warm-up
                 saved_c, x, saved_info = saved
                 done = saved_c.shape[1]
                 c, x, info = sample_state(
@@ -293,12 +352,15 @@ def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positi
                     num_samples=per_chain - done, num_warmup=0,
                     step_size=float(saved_info["step_size"]), desc=desc)
                 c, info = _extended(saved_c, saved_info, c, info, lam, per_chain)
-            if store is not None and (saved is None or saved[0].shape[1] < per_chain):
+            if store is not None and action != "reuse":
                 store.write_state(k, lam, c, x, info)
             evaluations += int(info["energy_evaluations"])
-            step = float(info["step_size"])
-            du = beta * (c[..., 1] - c[..., 0])  # d u_lambda / d lambda, what MBAR needs
-            idx, g = _decorrelate(timeseries, du)
+            step = float(info["step_size"]) if info["step_size"] is not None else None
+            if info.get("exact_draws"):
+                idx, g = [np.arange(c.shape[1]) for _ in range(c.shape[0])], 1.0
+            else:
+                du = beta * (c[..., 1] - c[..., 0])  # d u_lambda / d lambda, what MBAR needs
+                idx, g = _decorrelate(timeseries, du)
             comps.append(np.concatenate([c[i, j] for i, j in enumerate(idx)]))
             states.append(dict(info, statistical_inefficiency=g,
                                num_uncorrelated=len(comps[-1])))
@@ -324,32 +386,23 @@ def _baseline_settings(system, width, **settings) -> dict:
             "requested_width": width}
 
 
-def _resume_reference(store: MbarWorkdir | None, settings: dict, system, key, width,
-                      num_chains, progress) -> tuple[float, int, float]:
-    """``(width, pilot evaluations, target shift)``: read back from the work directory, or
-    measured (pilot run) and computed, then recorded there."""
+def _saved_config(store: MbarWorkdir | None, settings: dict) -> dict | None:
+    """The work directory's record of an earlier call, if any; refuses other settings."""
     saved = store.read_config() if store is not None else None
-    pilot_evaluations = 0
     if saved is not None:
         # samples_per_state may change: saved states are extended (or cut) to the new length.
         same = {k: v for k, v in _as_json(settings).items() if k != "samples_per_state"}
         if {k: v for k, v in saved["settings"].items() if k != "samples_per_state"} != same:
             raise ValueError(f"{store.path} holds a run with different settings; use a fresh "
                              f"--workdir (saved: {saved['settings']})")
-        width, pilot_evaluations = saved["width"], saved["pilot_evaluations"]
-    elif width is None:
-        width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
-                                                num_chains, progress)
-    # The saved energies are relative to this shift, so a resumed run must reuse it exactly.
-    shift = (saved or {}).get("target_shift")
-    if shift is None:
-        shift = system.lattice_energy()
-    if store is not None:
-        record = _as_json({"settings": settings, "width": width,
-                           "pilot_evaluations": pilot_evaluations, "target_shift": shift})
-        if record != saved:
-            store.write_config(record)
-    return width, pilot_evaluations, shift
+    return saved
+
+
+def _record_config(store: MbarWorkdir | None, saved: dict | None, record: dict):
+    """Write the record of this call, unless the work directory holds it already."""
+    record = _as_json(record)
+    if store is not None and record != saved:
+        store.write_config(record)
 
 
 def _as_json(data):
@@ -357,65 +410,106 @@ def _as_json(data):
     return json.loads(json.dumps(data))
 
 
-def mbar_free_energy(system, key=None, *, num_states: int = 16,
-                     samples_per_state: int = 1024, num_chains: int = 32,
-                     num_warmup: int = 200, thin: int = 2, num_integration_steps: int = 8,
-                     width: float | None = None, schedule_power: float = 2.0,
-                     workdir: str | Path | None = None, seed: int = 0,
-                     progress: bool | None = None) -> FreeEnergy:
-    """Absolute ``beta F / N`` of ``system`` by MBAR from a one-particle-fixed Einstein crystal.
+#: References of the MBAR path (``mbar_free_energy(reference=...)``).
+REFERENCES = ("harmonic", "einstein")
 
-    Args:
-      system: a ``freeflow.physics.system.System``.
-      key: jax random key (default ``jax.random.key(seed)``).
-      num_states: K states including the reference (lambda = 0) and the target (lambda = 1).
-      samples_per_state: saved samples per state over all chains, before decorrelation.
-      width: the Einstein springs' standard deviation per coordinate (length unit); default:
-        measured in a short pilot run of the target.
-      workdir: directory for resumable runs (``config.json`` and one ``state_###.npz`` per
-        finished state). Re-running with the same settings skips finished states; a larger
-        ``samples_per_state`` extends them (the chains continue where they stopped); other
-        changed settings raise ``ValueError``.
 
-    Returns:
-      ``FreeEnergy`` with ``method="mbar"``; ``details`` holds ``ln_z_fixed``, the spring
-      constant and width, the lambdas and per-state diagnostics.
-    """
-    start = time.perf_counter()
-    key = jax.random.key(seed) if key is None else key
-    store = MbarWorkdir(workdir) if workdir is not None else None
-    lambdas = lambda_schedule(num_states, schedule_power)
-    settings = _baseline_settings(
-        system, width, num_states=num_states, schedule_power=schedule_power,
-        samples_per_state=samples_per_state, num_chains=num_chains, num_warmup=num_warmup,
-        thin=thin, num_integration_steps=num_integration_steps, seed=seed)
-    width, pilot_evaluations, shift = _resume_reference(store, settings, system, key, width,
-                                                        num_chains, progress)
+def _reference_crystal(system, reference: str, width: float | None):
+    """The Gaussian crystal at the path's start and its details for the result."""
+    if reference == "harmonic":
+        return harmonic_crystal(system), {}
     if not width < 0.1 * float(np.min(system.box)):
         raise ValueError(f"Einstein width {width:g} is not small against the box "
                          f"{system.box.tolist()}; the reference would not be a crystal")
     k_spring = 1.0 / (system.beta * width**2)
+    return einstein_crystal(system, k_spring), {"einstein_width": width,
+                                                "spring_constant": k_spring}
+
+
+def mbar_free_energy(system, key=None, *, reference: str = "harmonic", num_states: int = 16,
+                     samples_per_state: int = 1024, num_chains: int = 32,
+                     num_warmup: int = 200, thin: int = 2, num_integration_steps: int = 8,
+                     width: float | None = None, schedule_power: float = 2.0,
+                     workdir: str | Path | None = None, seed: int = 0,
+                     counting: str = DEFAULT_COUNTING,
+                     progress: bool | None = None) -> FreeEnergy:
+    """Absolute ``beta F / N`` of ``system`` by MBAR from a Gaussian crystal, particle 0 held.
+
+    Args:
+      system: a ``freeflow.physics.system.System``.
+      key: jax random key (default ``jax.random.key(seed)``).
+      reference: ``"harmonic"``, the harmonic approximation of the system about its lattice
+        (``freeflow.physics.harmonic.harmonic_crystal``), or ``"einstein"``, independent
+        springs of standard deviation ``width``. Either is drawn exactly at lambda = 0 and has
+        an analytic ``ln Z``.
+      num_states: K states including the reference (lambda = 0) and the target (lambda = 1).
+      samples_per_state: saved samples per state over all chains, before decorrelation.
+      width: the Einstein springs' standard deviation per coordinate (length unit); default:
+        measured in a short pilot run of the target. Einstein reference only.
+      workdir: directory for resumable runs (``config.json`` and one ``state_###.npz`` per
+        finished state). Re-running with the same settings skips finished states; a larger
+        ``samples_per_state`` extends them (the chains continue where they stopped); other
+        changed settings raise ``ValueError``.
+      counting: ``"bravais"`` (the literature's) or ``"exact"``; see
+        ``freeflow.estimators.conventions``. It changes only the reported numbers, not the
+        sampling, so one work directory serves both.
+
+    Returns:
+      ``FreeEnergy`` with ``method="mbar"``; ``details`` holds ``ln_z_fixed``, the reference
+      (and for Einstein its spring constant and width), the lambdas and per-state diagnostics.
+    """
+    start = time.perf_counter()
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown MBAR reference {reference!r}; use one of {REFERENCES}")
+    m = multiplicity(system, counting)  # refuses an unknown counting before any sampling
+    if reference != "einstein":
+        width = None  # only the Einstein springs have a width
+    key = jax.random.key(seed) if key is None else key
+    store = MbarWorkdir(workdir) if workdir is not None else None
+    lambdas = lambda_schedule(num_states, schedule_power)
+    settings = _baseline_settings(
+        system, width, reference=reference,
+        num_states=num_states, schedule_power=schedule_power,
+        samples_per_state=samples_per_state, num_chains=num_chains, num_warmup=num_warmup,
+        thin=thin, num_integration_steps=num_integration_steps, seed=seed)
+    saved = _saved_config(store, settings)
+    pilot_evaluations = 0
+    if saved is not None:
+        # The saved energies are relative to this shift and width: a resumed run reuses them.
+        width, pilot_evaluations = saved["width"], saved["pilot_evaluations"]
+        shift = saved["target_shift"]
+    else:
+        shift = system.lattice_energy()
+        if reference == "einstein" and width is None:
+            width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
+                                                    num_chains, progress)
+    _record_config(store, saved, {"settings": settings, "width": width,
+                                  "pilot_evaluations": pilot_evaluations,
+                                  "target_shift": shift})
+    crystal, reference_details = _reference_crystal(system, reference, width)
     n = system.num_particles
     fixed = np.zeros(n, bool)
     fixed[0] = True
-    out = path_free_energy(unit_einstein_energy_fn(system), system.energy_fn(strays="nan"),
+    out = path_free_energy(crystal.energy_fn, system.energy_fn(strays="nan"),
                            system.lattice, key, beta=system.beta, box=system.box,
-                           lambdas=lambdas, reference_scale=k_spring, target_shift=shift,
+                           lambdas=lambdas, reference_scale=1.0, target_shift=shift,
                            fixed=fixed, num_chains=num_chains,
                            samples_per_state=samples_per_state, num_warmup=num_warmup,
                            thin=thin, num_integration_steps=num_integration_steps,
-                           workdir=workdir, progress=progress, label=f"mbar {system.name}")
-    ln_z_ref = einstein_ln_z_fixed(system.beta, k_spring, system.box, n - 1)
+                           workdir=workdir, progress=progress, label=f"mbar {system.name}",
+                           reference_sampler=crystal.sample)
     # ln Z_fixed(target) = ln Z_ref - Delta f - beta U_lattice (the shift comes back here).
-    ln_z_fixed = ln_z_ref - out.delta_f - system.beta * shift
-    m = multiplicity(system)
+    ln_z_fixed = crystal.ln_z_fixed - out.delta_f - system.beta * shift
     lam_ref = system.units.reference_length
     states = out.details["states"]
-    ln_z = log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m)
-    details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "ln_z": ln_z,
-               "einstein_width": width, "spring_constant": k_spring,
+    details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "counting": counting,
+               "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
+               "num_particles": n,
+               "ln_z": log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m),
+               "reference": reference, "reference_ln_z_fixed": crystal.ln_z_fixed,
+               **reference_details,
                "reference_beta_f_per_particle": beta_f_from_ln_z_fixed(
-                   ln_z_ref, n, system.volume, lam_ref, m),
+                   crystal.ln_z_fixed, n, system.volume, lam_ref, m),
                "lattice_energy": shift, "lambdas": lambdas.tolist(),
                "min_neighbour_overlap": out.details["min_neighbour_overlap"],
                "samples_per_state": samples_per_state, "num_chains": num_chains,

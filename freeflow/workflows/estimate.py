@@ -17,7 +17,8 @@ import numpy as np
 
 from freeflow import rundir
 from freeflow.estimators.bar import lbar
-from freeflow.estimators.conventions import multiplicity
+from freeflow.estimators.conventions import (DEFAULT_COUNTING, multiplicity,
+                                             translation_multiplicity)
 from freeflow.estimators.lfep import lfep
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.works import model_works, reverse_works
@@ -25,22 +26,31 @@ from freeflow.flows.works import model_works, reverse_works
 __all__ = ["estimate", "lbar_from_model", "lfep_from_model"]
 
 
+def _counted(result: FreeEnergy, system, counting: str, start: float) -> FreeEnergy:
+    """``result`` with its counting, the lattice's sites per primitive cell and N recorded."""
+    details = dict(result.details, counting=counting, num_particles=system.num_particles,
+                   lattice_multiplicity=translation_multiplicity(system.lattice, system.box))
+    return dataclasses.replace(result, wall_time=time.perf_counter() - start, details=details)
+
+
 def lfep_from_model(model, params, system, key, num_samples: int = 100_000,
-                    batch_size: int = 256, progress: bool = True,
-                    bootstrap: int = 200) -> FreeEnergy:
+                    batch_size: int = 256, progress: bool = True, bootstrap: int = 200,
+                    counting: str = DEFAULT_COUNTING) -> FreeEnergy:
     """LFEP ``beta F / N`` of ``system`` from ``num_samples`` samples of a flow (exact energy).
 
-    See ``freeflow.estimators.lfep.lfep`` for the estimator and when to trust it.
+    See ``freeflow.estimators.lfep.lfep`` for the estimator and when to trust it, and
+    ``freeflow.estimators.conventions`` for ``counting``.
     """
     start = time.perf_counter()
+    m = multiplicity(system, counting)
     work = model_works(model, params, system, key, num_samples, batch_size, progress)
     result = lfep(work, system.num_particles, reference_length=system.units.reference_length,
-                  multiplicity=multiplicity(system), system=system.name, bootstrap=bootstrap)
-    return dataclasses.replace(result, wall_time=time.perf_counter() - start)
+                  multiplicity=m, system=system.name, bootstrap=bootstrap)
+    return _counted(result, system, counting, start)
 
 
 def lbar_from_model(model, params, system, key, num_model_samples: int, target_positions,
-                    batch_size: int = 256) -> FreeEnergy:
+                    batch_size: int = 256, counting: str = DEFAULT_COUNTING) -> FreeEnergy:
     """LBAR for a flow ``model`` (interface: ``sample_and_log_prob(params, key, n) -> (x [n,
     N, 3], log_q [n])`` and ``log_prob(params, y [m, N, 3]) -> [m]``).
 
@@ -49,18 +59,20 @@ def lbar_from_model(model, params, system, key, num_model_samples: int, target_p
     exact (not softened) energy is used. ``energy_evaluations`` counts n + m target energies.
     """
     start = time.perf_counter()
+    m = multiplicity(system, counting)
     # Model samples are drawn and evaluated batch by batch, so 10^5-10^6 fit in memory.
     forward = model_works(model, params, system, key, int(num_model_samples), batch_size,
                           progress=False)
     reverse = reverse_works(model, params, system, np.asarray(target_positions), batch_size)
     result = lbar(forward, reverse, system.num_particles, system.units.reference_length,
-                  multiplicity=multiplicity(system), system=system.name,
+                  multiplicity=m, system=system.name,
                   energy_evaluations=len(forward) + len(reverse))
-    return dataclasses.replace(result, wall_time=time.perf_counter() - start)
+    return _counted(result, system, counting, start)
 
 
 def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference=None,
-             seed: int = 0, batch_size: int = 256, progress: bool = True) -> FreeEnergy:
+             seed: int = 0, batch_size: int = 256, progress: bool = True,
+             counting: str = DEFAULT_COUNTING) -> FreeEnergy:
     """``beta F / N`` of a trained run.
 
     Args:
@@ -70,6 +82,8 @@ def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference
       reference: for LBAR, a sample file of the target (``freeflow sample``) or an array of
         target configurations ``[M, N, 3]``.
       seed: PRNG seed of the model samples.
+      counting: ``"bravais"`` (the literature's) or ``"exact"``; see
+        ``freeflow.estimators.conventions``.
     """
     if isinstance(run, (str, os.PathLike)):
         system, model, params, _ = rundir.load_run(run)
@@ -77,14 +91,17 @@ def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference
         system, model, params = run.system, run.model, run.params
     if num_samples < 2:
         raise ValueError(f"need at least 2 samples; got {num_samples}")
+    multiplicity(system, counting)  # refuses an unknown counting before any sampling
     key = jax.random.PRNGKey(seed)
     if method == "lfep":
-        return lfep_from_model(model, params, system, key, num_samples, batch_size, progress)
+        return lfep_from_model(model, params, system, key, num_samples, batch_size, progress,
+                               counting=counting)
     if method == "lbar":
         if reference is None:
             raise ValueError("LBAR needs target samples: pass --reference FILE (made with "
                              "'freeflow sample SYSTEM --out FILE')")
         if isinstance(reference, (str, Path)):
             reference = rundir.load_samples(reference)[0]
-        return lbar_from_model(model, params, system, key, num_samples, np.asarray(reference))
+        return lbar_from_model(model, params, system, key, num_samples, np.asarray(reference),
+                               counting=counting)
     raise ValueError(f"unknown method {method!r}; use 'lfep' or 'lbar'")

@@ -128,7 +128,7 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
         saved = rundir.read_run_record(run_dir)
         if saved is not None:
             check_same_run(saved, record, run_dir)
-        if writes:
+        if writes and saved != record:
             rundir.write_run_record(run_dir, record)
         state = rundir.load_checkpoint(run_dir, template=state) or state
         metrics_log = rundir.read_metrics(run_dir, up_to_step=int(state.step))

@@ -1,7 +1,9 @@
 """Interaction potentials as pure JAX functions of periodic positions.
 
-Each potential is a frozen dataclass of its parameters with ``units`` and an
-``energy_fn(box, sites, ...)`` that returns ``positions [..., N, 3] -> U [...]``.
+Each potential is a frozen dataclass of its parameters with ``kind``, ``units`` and an
+``energy_fn(box, sites, ...)`` that returns ``positions [..., N, 3] -> U [...]``. A potential
+with pairs inside a ``cutoff`` also has ``neighbor_plan(box, sites, ...)`` (see
+``freeflow.physics.potentials.base.PairNeighbors``), the plan its ``energy_fn`` uses.
 """
 
 import dataclasses

@@ -20,8 +20,8 @@ class EinsteinCrystal:
 
     Particle i is tied to site i (the particles are labelled). ``spring_constant`` k is in
     energy per length squared (Hooke's convention, with the 1/2); ``k = 1 / (beta s^2)`` gives
-    each Cartesian coordinate the standard deviation ``s``. The Frenkel-Ladd formula of
-    The Frenkel-Ladd literature writes ``U = k' sum |d|^2`` without the 1/2, so its ``k' = 1 / (2 beta s^2)`` is
+    each Cartesian coordinate the standard deviation ``s``. The Frenkel-Ladd literature writes
+    ``U = k' sum |d|^2`` without the 1/2, so its ``k' = 1 / (2 beta s^2)`` is
     ``k / 2`` here.
     """
 
@@ -134,7 +134,8 @@ def com_fixed_einstein_beta_f(num_particles: int, beta: float, width: float, vol
     """Published ``beta F / N`` of the Einstein crystal with fixed centre of mass.
 
     ``beta F_EC / N = (1/N) ln(N Lambda^3 / V) + (3/2)(1 - 1/N) ln(beta k Lambda^2 / pi)
-    - (3 / (2N)) ln N`` with ``k = 1 / (2 beta width^2)`` (the Frenkel-Ladd literature's centre-of-mass-fixed reference); ``width``
+    - (3 / (2N)) ln N`` with ``k = 1 / (2 beta width^2)`` (the Frenkel-Ladd literature's
+    centre-of-mass-fixed reference); ``width``
     is the springs' standard deviation per coordinate (length unit).
     """
     n = num_particles

@@ -1,0 +1,213 @@
+"""The MBAR baseline (workflows.baseline): reference conventions, an analytic path,
+resumability, the harmonic and Einstein references, devices."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+from freeflow.estimators.conventions import beta_f_from_ln_z_fixed
+from freeflow.physics.potentials.einstein import (
+    com_fixed_einstein_beta_f,
+    einstein_ln_z_fixed,
+)
+from freeflow.workflows.baseline import (
+    lambda_schedule,
+    mbar_free_energy,
+    path_free_energy,
+    unit_einstein_energy_fn,
+)
+
+MW_SIGMA = 2.3925
+MW_BETA = 1.0 / (0.0019872067 * 200.0)
+MW_DENSITY = 0.033567184
+
+
+@pytest.mark.parametrize("n, expected", [(64, 4.50564), (216, 4.62588), (512, 4.65956)])
+def test_com_fixed_formula_mw(n, expected):
+    value = com_fixed_einstein_beta_f(n, MW_BETA, 0.2, n / MW_DENSITY, MW_SIGMA)
+    assert round(value, 5) == expected
+
+
+@pytest.mark.parametrize("n, expected", [(108, 6.10995), (180, 6.15386), (256, 6.17452),
+                                         (500, 6.19977)])
+def test_com_fixed_formula_lj(n, expected):
+    value = com_fixed_einstein_beta_f(n, 0.5, 0.05, n / 1.28, 1.0)
+    assert round(value, 5) == expected
+
+
+@pytest.mark.parametrize("n", [64, 216, 512])
+def test_fixed_particle_reference_relates_to_com_formula(n):
+    # Same width s: freeflow's spring energy (k/2) d^2 with k = 1/(beta s^2). The documented
+    # identity beta F_COM / N = beta F_fixed / N - (3 / (2N)) ln N.
+    s, volume = 0.2, n / MW_DENSITY
+    box = np.full(3, volume ** (1 / 3))
+    k = 1.0 / (MW_BETA * s**2)
+    fixed = beta_f_from_ln_z_fixed(einstein_ln_z_fixed(MW_BETA, k, box, n - 1), n, volume,
+                                   MW_SIGMA, multiplicity=1)
+    com = com_fixed_einstein_beta_f(n, MW_BETA, s, volume, MW_SIGMA)
+    assert fixed - com == pytest.approx(1.5 * math.log(n) / n, abs=1e-10)
+
+
+def test_einstein_ln_z_includes_periodic_cut():
+    # Wide springs in a small box: the erf factor matters; compare with quadrature.
+    beta, k, box = 1.0, 0.5, np.array([2.0, 3.0, 4.0])
+    per_axis = [integrate.quad(lambda d: math.exp(-0.5 * beta * k * d * d), -b / 2, b / 2)[0]
+                for b in box]
+    exact = 2 * sum(math.log(p) for p in per_axis)
+    assert einstein_ln_z_fixed(beta, k, box, 2) == pytest.approx(exact, rel=1e-10)
+
+
+def test_lambda_schedule():
+    lam = lambda_schedule(5, 2.0)
+    np.testing.assert_allclose(lam, [0, 1 / 16, 1 / 4, 9 / 16, 1])
+
+
+def _einstein_to_einstein(system, key, samples_per_state, workdir=None):
+    """MBAR from springs k1 = 100 to k2 = 300 (minimum-image Einstein crystals on the system's
+    lattice, particle 0 fixed); returns ``(path_free_energy output, exact Delta f)`` with
+    Delta f = -ln(Z2/Z1) = (3(N-1)/2) ln(k2/k1) up to the periodic cut."""
+    from freeflow.physics.potentials import EinsteinCrystal
+
+    beta, n = system.beta, system.num_particles
+    k1, k2 = 100.0, 300.0
+    fixed = np.zeros(n, bool)
+    fixed[0] = True
+    target = EinsteinCrystal(k2).energy_fn(system.box, system.lattice)
+    out = path_free_energy(unit_einstein_energy_fn(system), target, system.lattice, key,
+                           beta=beta, box=system.box, lambdas=lambda_schedule(4, 1.0),
+                           reference_scale=k1, fixed=fixed, num_chains=32,
+                           samples_per_state=samples_per_state, num_warmup=100, thin=2,
+                           workdir=workdir, progress=False)
+    exact = (einstein_ln_z_fixed(beta, k1, system.box, n - 1)
+             - einstein_ln_z_fixed(beta, k2, system.box, n - 1))
+    return out, exact
+
+
+def test_mbar_between_einstein_crystals(systems):
+    out, exact = _einstein_to_einstein(systems("lj_32"), jax.random.key(7), 1024)
+    assert abs(out.delta_f - exact) < 3 * out.stderr, (out.delta_f, exact, out)
+    assert out.stderr < 0.05 * exact  # able to fail
+    assert out.details["min_neighbour_overlap"] > 0.01
+    # pymbar must have left JAX in its default 32-bit mode.
+    assert jnp.zeros(1).dtype == jnp.float32
+    assert jax.random.normal(jax.random.key(0), (2,)).dtype == jnp.float32
+
+
+def test_mbar_free_energy_resumes(systems, tmp_path):
+    system = systems("mw_cubic_8")
+    kwargs = dict(num_states=3, samples_per_state=64, num_chains=16, num_warmup=60,
+                  workdir=tmp_path, progress=False)
+    first = mbar_free_energy(system, **kwargs)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["target_shift"] == system.lattice_energy()  # reused on resume
+    assert files == ["config.json", "state_000.npz", "state_001.npz", "state_002.npz"]
+    d = first.to_dict()
+    for key in ("system", "method", "beta_f_per_particle", "stderr", "num_states",
+                "energy_evaluations", "num_samples", "wall_time"):
+        assert key in d
+    assert d["method"] == "mbar" and d["num_states"] == 3 and d["system"] == "mw_cubic_8"
+    json.dumps(d)
+    assert np.isfinite(first.value) and 0 < first.stderr < 1
+    # A plausible value: the lattice energy dominates (beta u_lattice = -31.1 per particle).
+    assert -28 < first.value < -24
+    assert d["lattice_multiplicity"] == 2  # diamond: two sites per primitive cell
+    # The default (literature's) counting leaves ln m out of ln Z.
+    assert d["counting"] == "bravais" and d["multiplicity"] == 1
+    ln_z = d["ln_z_fixed"] + math.lgamma(8) + math.log(system.volume)
+    assert first.value == pytest.approx(-(ln_z - math.lgamma(9)) / 8 + 3 * math.log(MW_SIGMA))
+    # Re-run: everything is read back, nothing is sampled, the estimate is identical.
+    again = mbar_free_energy(system, **kwargs)
+    assert again.value == first.value and again.energy_evaluations == first.energy_evaluations
+    assert again.wall_time < first.wall_time
+    # The sampling time of the read-back states is still reported.
+    assert again.to_dict()["sampling_wall_time"] == d["sampling_wall_time"] > 0
+    with pytest.raises(ValueError, match="different settings"):
+        mbar_free_energy(system, **dict(kwargs, num_chains=8))
+    with pytest.raises(ValueError, match="different settings"):
+        mbar_free_energy(system, **dict(kwargs, seed=1))
+    assert jnp.zeros(1).dtype == jnp.float32
+
+
+def test_mbar_extends_saved_states(systems, tmp_path):
+    # Raising samples_per_state continues the saved chains instead of starting again: the
+    # saved samples stay as they were, each chain grows, and the estimate stays right.
+    system = systems("lj_32")
+
+    def run(samples):
+        return _einstein_to_einstein(system, jax.random.key(3), samples, workdir=tmp_path)
+
+    short, exact = run(256)
+    before = [np.load(tmp_path / f"state_{k:03d}.npz")["components"] for k in range(4)]
+    long, _ = run(1024)
+    for k in range(4):
+        after = np.load(tmp_path / f"state_{k:03d}.npz")["components"]
+        assert before[k].shape == (32, 8, 2) and after.shape == (32, 32, 2)
+        np.testing.assert_array_equal(after[:, :8], before[k])
+        assert not np.allclose(after[:, 8:16], after[:, :8])  # new samples, not a copy
+    # Each state: 24 more samples per chain, thin 2, 8 leapfrog steps, no warm-up; target and
+    # reference both count (factor 2), plus one observable evaluation per sample.
+    extra = 4 * 2 * (32 * (1 + 24 * 2 * 8) + 32 * 24)
+    assert long.energy_evaluations - short.energy_evaluations == extra
+    assert long.num_samples > 2 * short.num_samples
+    assert abs(long.delta_f - exact) < 3 * long.stderr, (long.delta_f, exact)
+    assert long.stderr < short.stderr
+    # Asking for fewer samples than saved uses the first ones and samples nothing.
+    again, _ = run(256)
+    assert again.delta_f == short.delta_f
+    assert again.energy_evaluations == long.energy_evaluations
+
+
+def test_harmonic_and_einstein_references_agree_on_mw_cubic_8(systems):
+    system = systems("mw_cubic_8")
+    results = {reference: mbar_free_energy(system, reference=reference, num_states=4,
+                                           samples_per_state=1024, num_chains=16,
+                                           progress=False)
+               for reference in ("harmonic", "einstein")}
+    h, e = results["harmonic"], results["einstein"]
+    scale = math.hypot(h.stderr, e.stderr)
+    assert abs(h.value - e.value) < 3 * scale, (h.value, e.value, scale)
+    assert scale < 0.02  # able to fail
+    assert h.details["reference"] == "harmonic" and e.details["reference"] == "einstein"
+    # The first state is drawn exactly: independent samples, no decorrelation.
+    assert h.details["states"][0]["exact_draws"] and h.details["states"][0]["tau"] == 1.0
+
+
+def test_unknown_reference_is_refused(systems):
+    with pytest.raises(ValueError, match="unknown MBAR reference 'debye'"):
+        mbar_free_energy(systems("mw_cubic_8"), reference="debye", progress=False)
+
+
+def test_one_and_two_devices_give_the_same_mbar(tmp_path):
+    script = textwrap.dedent("""
+        import sys, json, jax
+        from freeflow import load_system
+        from freeflow.workflows.baseline import mbar_free_energy
+        assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
+        r = mbar_free_energy(load_system("mw_cubic_8"), num_states=3, samples_per_state=256,
+                             num_chains=8, num_warmup=60, progress=False)
+        open(sys.argv[1], "w").write(json.dumps([r.value, r.stderr]))
+    """)
+    results = []
+    for devices in (1, 2):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+                   JAX_PLATFORMS="cpu")
+        out = tmp_path / f"mbar_{devices}.json"
+        subprocess.run([sys.executable, "-c", script, str(out), str(devices)], check=True,
+                       env=env, capture_output=True, text=True)
+        results.append(json.loads(out.read_text()))
+    (one, err_one), (two, err_two) = results
+    # The same random numbers and moves; only the order of reductions over chains (the mean
+    # acceptance that tunes the step, the energies' sums) may differ, at float32 rounding: a
+    # few units of float32's 1.2e-7 relative precision, far below the standard error.
+    assert two == pytest.approx(one, rel=1e-6) and err_two == pytest.approx(err_one, rel=1e-3)
+    assert abs(two - one) < 0.01 * err_one
