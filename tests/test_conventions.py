@@ -83,9 +83,10 @@ PUBLISHED_MBAR = {"mw_cubic_64": (-25.16306, 0.00020), "mw_hex_64": (-25.18687, 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_MBAR))
 def test_stored_baseline_matches_the_published_64_molecule_rows(name):
-    """The stored MBAR rows were written with the exact counting; read in the default one
-    they agree with the publication within 3 combined standard errors (and the exact counting,
-    which the publication does not use, is far off)."""
+    """The latest stored MBAR row of each ice, read in the default counting, agrees with the
+    publication within 3 combined standard errors; in the exact counting, which the
+    publication does not use, it is far off. (Rows written before freeflow had a choice of
+    counting were exact and are converted on reading.)"""
     path = freeflow.physics.system.systems_directory().parent / "bench/results/baseline.jsonl"
     value, stderr = PUBLISHED_MBAR[name]
     default = read_baseline(path)[name]
