@@ -1,58 +1,22 @@
-"""MBAR baseline: absolute ``beta F / N`` of a crystal from an analytic Einstein crystal.
+"""MBAR baseline: absolute ``beta F / N`` of a crystal from an analytic Gaussian crystal.
 
-Free-energy convention::
-
-    beta F / N = -(ln Z - ln N!) / N + 3 ln(Lambda),   Z = integral over box^N of exp(-beta U).
-
-Counting the crystal's configurations
--------------------------------------
 The sampler holds particle 0 at its lattice site and lets the other ``N - 1`` move; MCMC
 started on the lattice explores ``Z_fixed``, the integral of ``exp(-beta U)`` over the mobile
 particles with particle 0 on site 0 and particle ``i`` near site ``i`` (particles of a solid do
-not exchange). ``freeflow.estimators.conventions`` counts how many such regions make up Z: a global
-translation (particle 0 anywhere in V), ``(N - 1)!`` permutations of the mobile particles over
-the other sites, and a factor ``m`` (sites per primitive cell: 1 for FCC, 2 for diamond, 4 for
-hexagonal ice) for the crystals in which particle 0 sits on a site not related to site 0 by a
-lattice translation::
-
-    ln Z = ln Z_fixed + ln (N - 1)! + ln m + ln V,
-    beta F / N = -(ln V + ln Z_fixed + ln m - ln N) / N + 3 ln(Lambda).
-
-The flow's estimate (base with ``(N - 1)!`` permutations and a uniform translation) covers
-``Z / m`` and gets ``ln m`` added back by ``freeflow.estimators.conventions.log_z_from_flow``, so both
-methods report the same number.
+not exchange). ``freeflow.estimators.conventions`` turns ``ln Z_fixed`` into ``beta F / N``
+under either counting (``"bravais"``, the default, or ``"exact"``, which adds ``ln m``).
 
 Reference
 ---------
-``freeflow.physics.potentials.EinsteinCrystal``: ``U_EC = (k / 2) sum_{i >= 1} |minimum_image(x_i -
-site_i)|^2`` on the mobile particles (particle 0 is fixed, so its spring would be a
-constant zero). Each Cartesian displacement is an independent Gaussian of variance
-``1 / (beta k)`` restricted to one periodic cell ``[-L/2, L/2]``, so exactly::
-
-    ln Z_fixed,EC = (N - 1) sum_{a=x,y,z} ln[ sqrt(2 pi / (beta k)) erf(L_a sqrt(beta k / 8)) ]
-
-(the ``erf`` factor is 1 to machine precision unless the width is a sizeable fraction of the
-box; ``einstein_ln_z_fixed`` computes it anyway). Note the factor 1/2 in freeflow's spring
-energy: a width ``s`` (standard deviation per coordinate) means ``k = 1 / (beta s^2)``.
-
-Relation to the centre-of-mass-fixed formula of the Frenkel-Ladd literature
-(``freeflow.physics.potentials.einstein.com_fixed_einstein_beta_f``): there the springs act on all N particles, ``U = k_p sum |u_i|^2``
-with ``k_p = 1 / (2 beta s^2)`` (no 1/2 in front), and the centre of mass is held fixed. For a
-translation-invariant target ``Z_COM = Z_fixed`` (both equal ``Z_labelled / V``), but the two
-*reference Hamiltonians* differ: constraining the mean of N Gaussians instead of one of them
-multiplies the Gaussian integral by ``N^(3/2)``. With the counting above this gives exactly::
-
-    beta F_COM / N = beta F_fixed,EC / N - (3 / (2N)) ln N          (same width s)
-
-(taking ``m = 1``, as the published formula does; it is the Bravais-lattice counting applied to
-the translation-invariant Einstein crystal). ``tests/test_mbar.py`` checks the published values
-and this identity. Either
-reference gives the same target free energy; we use the one-particle-fixed one because it is
-exactly what the sampler and the flow simulate.
+A ``freeflow.physics.harmonic.GaussianCrystal``, particle 0 held: the harmonic crystal of the
+lattice Hessian (the default) or an Einstein crystal ``(k / 2) sum_{i >= 1} |d_i|^2``. Its
+``ln Z_fixed`` is exact and its state (lambda = 0) is drawn exactly. The centre-of-mass-fixed
+Einstein crystal of the literature is ``freeflow.physics.potentials.einstein
+.com_fixed_einstein_beta_f``; ``tests/test_baseline.py`` checks it against published values.
 
 Path
 ----
-``U_lambda = (1 - lambda) U_EC + lambda (U - U_lattice)``, lambda_k = (k / (K - 1))^p with
+``U_lambda = (1 - lambda) U_ref + lambda (U - U_lattice)``, lambda_k = (k / (K - 1))^p with
 p = 2 by default. Shifting the target by its lattice energy keeps reduced energies O(N)
 rather than O(N * |u_lattice|) (float32-friendly); it is added back exactly. States are packed
 towards lambda = 0 because there the samples come from the harmonic reference and the target's
@@ -60,9 +24,9 @@ anharmonic (and, for close contacts, very repulsive) energy has the widest fluct
 them, so ``Var_lambda[dU/dlambda]`` is largest near lambda = 0; spacing ``d lambda ~ lambda``
 there (p = 2 gives ``d lambda_k / lambda_k = 2 / k``) keeps neighbouring states' overlap
 roughly constant. The smallest overlap between neighbouring states is reported
-(``details["min_neighbour_overlap"]``) so a too-sparse schedule is visible. The spring constant
-defaults to a pilot run of the target: ``s^2`` = mean squared displacement per coordinate, which
-makes the reference's fluctuations match the target's.
+(``details["min_neighbour_overlap"]``) so a too-sparse schedule is visible. The Einstein
+spring constant defaults to a pilot run of the target: ``s^2`` = mean squared displacement per
+coordinate, which makes the reference's fluctuations match the target's.
 
 Resumption
 ----------
