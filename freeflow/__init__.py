@@ -47,6 +47,7 @@ from freeflow.training.config import TrainingConfig
 from freeflow.training.trainer import TrainingDiverged
 from freeflow.workflows.baseline import mbar_free_energy
 from freeflow.workflows.estimate import estimate, lbar_from_model, lfep_from_model
+from freeflow.workflows.smc import smc_free_energy
 from freeflow.workflows.train import TrainResult, train
 
 __version__ = "0.1.0"
@@ -58,5 +59,5 @@ __all__ = [
     "ReducedFreeEnergy", "SampleResult", "bar", "lbar", "lbar_from_model", "lfep_from_model",
     "load_samples", "mbar_free_energy", "sample", "sample_system", "save_samples",
     "FreeEnergy", "FreeEnergyDifference", "TrainResult", "TrainingConfig", "TrainingDiverged",
-    "delta_f", "estimate", "lfep", "load_run", "train",
+    "delta_f", "estimate", "lfep", "load_run", "smc_free_energy", "train",
 ]

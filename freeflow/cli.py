@@ -25,7 +25,8 @@ from freeflow.training.config import GRADIENT_ESTIMATORS
 from freeflow.training.trainer import TrainingDiverged
 from freeflow.workflows.baseline import REFERENCES, mbar_free_energy
 from freeflow.workflows.estimate import estimate
-from freeflow.workflows.train import train
+from freeflow.workflows.smc import smc_free_energy
+from freeflow.workflows.train import TrainResult, train
 
 
 #: The repository's stored MBAR results, ``freeflow table``'s default source of that column.
@@ -167,9 +168,50 @@ def _train(args) -> int:
     return 0
 
 
+def _smc(args):
+    """``estimate --method smc``: from the run directory's flow, or from ``--base`` alone."""
+    if args.base is not None:
+        system = load_system(args.run_dir)
+        start = dict(system=system, base=args.base)
+    else:
+        if not Path(args.run_dir).is_dir():
+            raise ValueError(f"{args.run_dir!r} is not a run directory; to anneal from a base "
+                             f"without training, name a system and a base: freeflow estimate "
+                             f"{args.run_dir} --method smc --base harmonic")
+        system, model, params, _ = load_run(args.run_dir)
+        start = dict(run=TrainResult(model=model, params=params, metrics=[],
+                                     run_dir=Path(args.run_dir), system=system))
+    result = smc_free_energy(**start, num_particles=args.particles, repeats=args.repeats,
+                             seed=args.seed, progress=not args.json, counting=args.counting,
+                             num_mcmc_steps=args.mcmc_steps, target_ess=args.target_ess)
+    if args.samples_out:
+        path = save_samples(args.samples_out, result.samples, system)
+        if not args.json:
+            print(f"  {len(result.samples)} target samples -> {path}")
+    return result
+
+
+def _print_smc(result) -> None:
+    d = result.details
+    temps = d["num_temperatures"]
+    print(f"  {d['repeats']} runs of {d['smc_particles']} particles from the {d['start']}; "
+          f"{min(temps)}-{max(temps)} temperatures; final ESS "
+          f"{100 * float(np.mean(d['final_ess'])):.0f}%; HMC acceptance "
+          f"{100 * d['acceptance']:.0f}%")
+    model = d.get("model_evaluations", d.get("base_evaluations"))
+    what = "flow" if "model_evaluations" in d else "base"
+    print(f"  {result.energy_evaluations:.3g} energy and {model:.3g} {what} evaluations")
+
+
 def _estimate(args) -> int:
-    result = estimate(args.run_dir, args.samples, method=args.method, reference=args.reference,
-                      seed=args.seed, progress=not args.json, counting=args.counting)
+    if args.method == "smc":
+        result = _smc(args)
+    else:
+        if args.base is not None:
+            raise ValueError("--base starts SMC without a trained flow; it needs --method smc")
+        result = estimate(args.run_dir, args.samples, method=args.method,
+                          reference=args.reference, seed=args.seed, progress=not args.json,
+                          counting=args.counting)
     row = result.to_dict()
     if args.json:
         print(json.dumps(row))
@@ -177,7 +219,9 @@ def _estimate(args) -> int:
     digits = max(5, 1 - int(np.floor(np.log10(result.stderr)))) if result.stderr > 0 else 6
     print(f"{result.system}: beta F / N = {result.value:.{digits}f} +- "
           f"{result.stderr:.{digits}f} ({result.method.upper()}, {result.num_samples} samples)")
-    if result.ess is not None:
+    if result.method == "smc":
+        _print_smc(result)
+    elif result.ess is not None:
         print(f"  ESS {100 * result.ess:.2f}% ({result.ess * result.num_samples:.0f} of "
               f"{result.num_samples})")
         k = result.details.get("pareto_k", float("nan"))
@@ -326,13 +370,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "the preset's (path for cpu, reparameterized for paper)")
     p.set_defaults(run=_train)
 
-    p = commands.add_parser("estimate", help="beta F / N of a trained run (LFEP or LBAR)")
-    p.add_argument("run_dir", metavar="DIR", help="run directory made by 'freeflow train'")
+    p = commands.add_parser("estimate", help="beta F / N of a trained run (LFEP, LBAR or "
+                                             "SMC), or by SMC from a base alone")
+    p.add_argument("run_dir", metavar="DIR", help="run directory made by 'freeflow train' (a "
+                                                  "system name or .toml file with --base)")
     p.add_argument("--samples", type=int, default=100_000,
-                   help="model samples (default 100000)")
-    p.add_argument("--method", default="lfep", choices=["lfep", "lbar"])
+                   help="model samples for LFEP and LBAR (default 100000)")
+    p.add_argument("--method", default="lfep", choices=["lfep", "lbar", "smc"],
+                   help="lfep: the flow's samples reweighted; lbar: BAR between the flow and "
+                        "target samples (--reference); smc: annealed sequential Monte Carlo "
+                        "from the flow (or --base) to the target (default lfep)")
     p.add_argument("--reference", metavar="FILE", default=None,
-                   help="target samples for LBAR ('freeflow sample SYSTEM --out FILE')")
+                   help="target samples for LBAR ('freeflow sample SYSTEM --out FILE', or "
+                        "--samples-out of an SMC estimate)")
+    p.add_argument("--base", default=None, choices=list(BASES),
+                   help="SMC only: start from this base distribution of the system named "
+                        "by DIR, with no training")
+    p.add_argument("--particles", type=int, default=256,
+                   help="SMC particles per run (default 256)")
+    p.add_argument("--repeats", type=int, default=8,
+                   help="independent SMC runs; their spread is the error bar (default 8)")
+    p.add_argument("--mcmc-steps", type=int, default=5,
+                   help="SMC: HMC transitions per particle and temperature (default 5)")
+    p.add_argument("--target-ess", type=float, default=0.9,
+                   help="SMC: conditional ESS kept by each temperature increment (default "
+                        "0.9)")
+    p.add_argument("--samples-out", metavar="FILE", default=None,
+                   help="SMC: save the final particles (target samples) here (.npz, .extxyz)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
                    help="how a crystal's regions are counted: 'bravais' as in the published "

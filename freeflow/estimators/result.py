@@ -24,7 +24,7 @@ class FreeEnergy:
     Attributes:
       value: ``beta F / N`` (dimensionless, convention of ``freeflow.estimators.conventions``).
       stderr: its standard error.
-      method: ``"lfep"``, ``"lbar"`` or ``"mbar"``.
+      method: ``"lfep"``, ``"lbar"``, ``"mbar"`` or ``"smc"``.
       system: system name.
       num_samples: samples entering the estimator (after decorrelation for MBAR).
       ess: effective sample size as a fraction of ``num_samples`` (LFEP), else ``None``.
@@ -33,6 +33,8 @@ class FreeEnergy:
       wall_time: seconds.
       log_z: the full configurational ``ln Z`` behind ``value``.
       work: the works ``beta Phi`` of the model samples (LFEP), float64, or ``None``.
+      samples: ``[S, N, 3]`` equal-weight target samples the method produced on the way
+        (SMC's final particles), or ``None``.
       details: method-specific numbers (overlaps, spring constants, multiplicity, ...).
     """
 
@@ -47,10 +49,12 @@ class FreeEnergy:
     wall_time: float | None = None
     log_z: float | None = None
     work: Any = dataclasses.field(default=None, repr=False, compare=False)
+    samples: Any = dataclasses.field(default=None, repr=False, compare=False)
     details: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """Plain JSON-able summary (the works are left out; ``details`` are merged in)."""
+        """Plain JSON-able summary (the works and samples are left out; ``details`` are merged
+        in)."""
         out = {"system": self.system, "method": self.method, "beta_f_per_particle": self.value,
                "stderr": self.stderr, "num_samples": self.num_samples}
         for name in _OPTIONAL:

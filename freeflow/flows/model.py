@@ -76,6 +76,8 @@ class FlowModel:
         self.sample_and_log_prob = jax.jit(self._sample_and_log_prob, static_argnums=2)
         self.sample_base = jax.jit(self._sample_base, static_argnums=1)
         self.log_prob = jax.jit(self._log_prob)
+        self.sample_mobile = jax.jit(self._sample_mobile, static_argnums=2)
+        self.mobile_log_prob = jax.jit(self._mobile_log_prob)
         self.base_log_prob = jax.jit(self._base_log_prob)
 
     @property
@@ -116,6 +118,19 @@ class FlowModel:
         y, log_det = self.forward(params, z)
         x = self._translate(k_shift, y)
         return x, log_base - log_det - self.log_volume
+
+    def _sample_mobile(self, params, key, num_samples: int):
+        """Mobile positions ``y [n, P, 3]`` (particle 0 at the origin, not translated) and
+        their ``ln q_m(y) [n]``, the flow's density on box^P before the uniform translation."""
+        z, log_base = self.base.sample_and_log_prob(key, num_samples)
+        y, log_det = self.forward(params, z)
+        return y, log_base - log_det
+
+    def _mobile_log_prob(self, params, y):
+        """``ln q_m(y)`` of mobile positions ``y [..., P, 3]`` (periodic): the inverse flow
+        and the base, without the ``-ln V`` of the translation."""
+        z, log_det = self.inverse(params, wrap(y, jnp.asarray(self.box, y.dtype)))
+        return self.base.log_prob(z) + log_det
 
     def _sample_base(self, key, num_samples: int):
         """Base configurations ``[n, N, 3]`` (no flow), randomly translated like the model's."""

@@ -1,0 +1,291 @@
+"""``beta F / N`` by annealed SMC from a trained flow, or from a base alone, to the target.
+
+The annealing itself is ``freeflow.sampling.smc.anneal``; this module builds its two densities
+for a crystal, in the frame every other estimator of freeflow uses:
+
+* particle 0 is held on site 0 (the flow's canonical frame: the target is translation
+  invariant, so ``Z = V Z_fixed`` up to the counting);
+* the ``P = N - 1`` others are labelled by the site they vibrate about. A flow (and its base)
+  is symmetric under relabelling, ``q(y) = q(pi y)``; folded onto the labelled frame its
+  density is ``P! q(y)``, so the start samples are relabelled to their nearest sites once,
+  and the start density is ``ln q(y) + ln P!``;
+* the target is ``exp(-beta U)`` on the crystal's region: every particle within half the
+  nearest-neighbour distance ``R`` of its own site (zero outside). This is the region the
+  site list is exact on, the region ``freeflow baseline`` samples (its HMC rejects moves that
+  leave it), so SMC and MBAR estimate the same ``Z_fixed``; the mass of the crystal outside it
+  (a particle half-way to a neighbouring site) is below any error bar at these temperatures.
+
+``ln Z_fixed`` is then the SMC estimate of ``ln (Z_target / Z_start)``, and the conventions of
+``freeflow.estimators.conventions`` turn it into ``beta F / N``. ``R`` independent runs give the
+standard error (``freeflow.estimators.smc.combine_log_z``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow import rundir
+from freeflow.estimators.conventions import (DEFAULT_COUNTING, beta_f_from_ln_z_fixed,
+                                             log_z_from_fixed_particle, multiplicity,
+                                             translation_multiplicity)
+from freeflow.estimators.result import FreeEnergy
+from freeflow.estimators.smc import combine_log_z
+from freeflow.flows.bases import base_distribution, harmonic_base
+from freeflow.flows.config import BASES, ModelConfig
+from freeflow.physics.space import minimum_image, wrap
+from freeflow.physics.system import System, load_system
+from freeflow.sampling.smc import anneal
+
+__all__ = ["smc_free_energy"]
+
+#: The first leapfrog step in whitened coordinates (harmonic modes of period 2 pi); later
+#: ones adapt.
+_STEP_SIZE = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class _SiteFrame:
+    """The labelled frame of a crystal: mobile sites ``[P, 3]`` relative to site 0, the box,
+    the crystal region's radius and site 0's absolute position."""
+
+    sites: np.ndarray
+    box: np.ndarray
+    radius: float
+    origin: np.ndarray
+
+    @classmethod
+    def of(cls, system, mobile_sites):
+        return cls(np.asarray(mobile_sites, np.float64), np.asarray(system.box, np.float64),
+                   0.5 * float(system.nearest_neighbour_distance),
+                   np.asarray(system.lattice[0], np.float64))
+
+    def offsets(self, y):
+        """Minimum-image displacements ``[..., P, 3]`` of particle ``i`` from site ``i``."""
+        return minimum_image(y - jnp.asarray(self.sites, y.dtype), jnp.asarray(self.box, y.dtype))
+
+    def inside(self, y):
+        """Whether every particle is within ``radius`` of its own site (``[...]``)."""
+        return jnp.all(jnp.sum(self.offsets(y) ** 2, axis=-1) < self.radius**2, axis=-1)
+
+    def full(self, y):
+        """All ``N`` absolute positions ``[..., N, 3]`` from mobile ones (site 0's frame)."""
+        origin = jnp.asarray(self.origin, y.dtype)
+        box = jnp.asarray(self.box, y.dtype)
+        zero = jnp.broadcast_to(jnp.zeros(3, y.dtype), y.shape[:-2] + (1, 3))
+        return wrap(jnp.concatenate([zero, y], axis=-2) + origin, box)
+
+    def label(self, y):
+        """Relabel each configuration ``y [n, P, 3]`` so that particle ``i`` is the one nearest
+        site ``i``, where that is a one-to-one assignment (others are left as they are: they
+        lie outside the crystal region and get weight zero)."""
+        def one(c):
+            d = minimum_image(c[:, None, :] - jnp.asarray(self.sites, c.dtype),
+                              jnp.asarray(self.box, c.dtype))
+            nearest = jnp.argmin(jnp.sum(d**2, axis=-1), axis=-1)
+            bijective = jnp.all(jnp.bincount(nearest, length=len(self.sites)) == 1)
+            return jnp.where(bijective, c[jnp.argsort(nearest)], c)
+        return jax.lax.map(one, y, batch_size=64)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Whitening:
+    """Linear coordinates ``u`` of the mobile displacements ``d = y - sites`` (site order):
+    ``d = u C`` with ``C`` the harmonic crystal's colouring (``u`` is standard normal under
+    it), or ``C = width I``. Annealing in ``u`` is HMC with the harmonic crystal's precision as
+    its mass matrix: every normal mode then has the same period, so one trajectory moves the
+    soft and the stiff modes alike. The map is linear, so ``Z_p / Z_q`` is unchanged."""
+
+    colour: np.ndarray
+    whiten: np.ndarray
+    kind: str
+
+    @classmethod
+    def of(cls, system, base=None):
+        harmonic = base if hasattr(base, "colour") else None
+        if harmonic is None:
+            try:
+                harmonic = harmonic_base(system)
+            except ValueError:  # not a stable minimum: no harmonic crystal to scale by
+                harmonic = None
+        if harmonic is not None:
+            return cls(np.asarray(harmonic.colour, np.float64),
+                       np.asarray(harmonic._whiten, np.float64), "harmonic")
+        width = float(system.einstein_width)
+        size = 3 * (system.num_particles - 1)
+        return cls(width * np.eye(size), np.eye(size) / width, "einstein")
+
+    def displacement(self, u):
+        """``d [..., P, 3]`` from ``u [..., 3P]``."""
+        d = u @ jnp.asarray(self.colour, u.dtype)
+        return d.reshape(*u.shape[:-1], -1, 3)
+
+    def coordinates(self, d):
+        """``u [..., 3P]`` from ``d [..., P, 3]``."""
+        return d.reshape(*d.shape[:-2], -1) @ jnp.asarray(self.whiten, d.dtype)
+
+
+def _densities(system, frame: _SiteFrame, whitening: "_Whitening", log_start):
+    """``(ln q(u), ln p(u))`` in the whitened coordinates of one configuration ``u [3P]``.
+
+    ``ln p = -beta U`` where every particle is within ``R`` of its own site (the displacements
+    themselves, not their images: one copy of the crystal region), ``-inf`` elsewhere."""
+    energy = system.energy_fn(strays="nan")
+    beta = float(system.beta)
+    sites = jnp.asarray(frame.sites, jnp.float32)
+
+    def positions(u):
+        d = whitening.displacement(u)
+        return d, sites + d
+
+    def log_start_u(u):
+        return log_start(positions(u)[1])
+
+    def log_target_u(u):
+        d, y = positions(u)
+        inside = jnp.all(jnp.sum(d**2, axis=-1) < frame.radius**2)
+        return jnp.where(inside, -beta * energy(frame.full(y)), -jnp.inf)
+
+    return log_start_u, log_target_u
+
+
+def _flow_start(model, params):
+    """(sample ``(key, n) -> y [n, P, 3]``, ``ln q_m`` of one ``y [P, 3]``) of a flow."""
+    def sample(key, n):
+        return model.sample_mobile(params, key, n)[0]
+
+    def log_start(y):
+        return model.mobile_log_prob(params, y)
+
+    return sample, log_start
+
+
+def _base_start(base):
+    def sample(key, n):
+        return base.sample_and_log_prob(key, n)[0]
+    return sample, base.labelled_log_prob
+
+
+def _resolve_start(run, system, base):
+    """``(system, mobile sites, sample, ln q on the labelled frame, start label, base)``."""
+    if (run is None) == (base is None):
+        raise ValueError("SMC starts from a trained run or from a base: give a run directory, "
+                         "or a system with base='harmonic' (say), not both or neither")
+    if run is not None:
+        if isinstance(run, (str, os.PathLike)):
+            system, model, params, _ = rundir.load_run(run)
+        else:
+            system, model, params = run.system, run.model, run.params
+        sample, log_start = _flow_start(model, params)
+        # The flow's density is symmetric under relabelling: fold it onto the labelled frame.
+        num_mobile = system.num_particles - 1
+        fold = math.lgamma(num_mobile + 1)
+        return (system, model.base.mobile_sites, sample,
+                lambda y: log_start(y) + fold, "flow", model.base)
+    if system is None:
+        raise ValueError("SMC from a base needs a system (a name, a .toml file or a System)")
+    if not isinstance(system, System):
+        system = load_system(system)
+    if isinstance(base, str):
+        if base not in BASES:
+            raise ValueError(f"unknown base {base!r}; use one of {', '.join(BASES)}")
+        distribution, label = base_distribution(system, ModelConfig(base=base)), base
+    else:  # a base distribution object of freeflow.flows.bases, built by the caller
+        distribution, label = base, type(base).__name__
+    if np.shape(distribution.mobile_sites) != (system.num_particles - 1, 3):
+        raise ValueError(f"the base has {len(distribution.mobile_sites)} mobile sites; "
+                         f"{system.name} needs {system.num_particles - 1}")
+    sample, log_start = _base_start(distribution)
+    return (system, distribution.mobile_sites, sample, log_start, f"base:{label}",
+            distribution)
+
+
+def smc_free_energy(run=None, *, system=None, base=None,
+                    num_particles: int = 256, repeats: int = 8, seed: int = 0,
+                    target_ess: float = 0.9, resample_ess: float = 0.5,
+                    num_mcmc_steps: int = 5, num_integration_steps: int = 8,
+                    batch_size: int | None = None, counting: str = DEFAULT_COUNTING,
+                    progress: bool | None = None) -> FreeEnergy:
+    """``beta F / N`` by annealed SMC from a flow (``run``) or a base (``system``, ``base``).
+
+    Args:
+      run: a run directory of ``freeflow train`` or a ``TrainResult``: start from its flow.
+      system: a named system, a ``.toml`` file or a ``System``; with ``base``, start from that
+        base distribution untrained: a name of ``freeflow.flows.config.BASES`` (e.g.
+        ``"harmonic"``) or a base object of ``freeflow.flows.bases`` built for the system
+        (``harmonic_base(system, temperature_factor=1.5)``, say).
+      num_particles: particles per run (>= 2).
+      repeats: independent runs (>= 2); their spread is the standard error.
+      seed: PRNG seed.
+      target_ess, resample_ess, num_mcmc_steps, num_integration_steps, batch_size: see
+        ``freeflow.sampling.smc.anneal``.
+      counting: ``"bravais"`` (the literature's) or ``"exact"``
+        (``freeflow.estimators.conventions``).
+      progress: a bar over the annealing parameter; ``None``: on a terminal.
+
+    Returns:
+      ``FreeEnergy`` with ``method="smc"``; ``num_samples = repeats * num_particles``, ``ess``
+      the mean final ESS fraction, ``num_states`` the largest number of temperatures of a run;
+      ``details`` holds ``smc_particles`` (per run), the per-run ``ln Z_fixed``, the temperatures, the acceptance and the
+      evaluations of the target energy and of the start density; ``samples`` the final
+      particles, ``[repeats * num_particles, N, 3]`` equal-weight samples of the target.
+    """
+    if int(num_particles) != num_particles or num_particles < 2:
+        raise ValueError(f"SMC needs at least 2 particles per run; got {num_particles} "
+                         "(--particles)")
+    if int(repeats) != repeats or repeats < 2:
+        raise ValueError(f"SMC's error bar needs at least 2 independent runs; got {repeats} "
+                         "(--repeats)")
+    num_particles, repeats = int(num_particles), int(repeats)
+    start_time = time.perf_counter()
+    system, sites, sample, log_start, start, distribution = _resolve_start(run, system, base)
+    m = multiplicity(system, counting)  # refuses an unknown counting before any work
+    frame = _SiteFrame.of(system, sites)
+    whitening = _Whitening.of(system, distribution)
+    log_start_u, log_target_u = _densities(system, frame, whitening, log_start)
+
+    key = jax.random.PRNGKey(seed)
+    k_start, k_anneal = jax.random.split(key)
+    y0 = frame.label(jnp.asarray(sample(k_start, repeats * num_particles), jnp.float32))
+    u0 = whitening.coordinates(frame.offsets(y0))
+    u0 = u0.reshape(repeats, num_particles, -1)
+    result = anneal(log_start_u, log_target_u, u0, k_anneal, box=None,
+                    step_size=_STEP_SIZE,
+                    target_ess=target_ess, resample_ess=resample_ess,
+                    num_mcmc_steps=num_mcmc_steps, num_integration_steps=num_integration_steps,
+                    batch_size=batch_size, progress=progress, desc=f"SMC {system.name}")
+
+    n, volume = system.num_particles, float(np.prod(system.box))
+    ln_z_fixed, ln_z_stderr = combine_log_z(result.log_z)
+    value = beta_f_from_ln_z_fixed(ln_z_fixed, n, volume, system.units.reference_length, m)
+    u = jnp.asarray(result.positions.reshape(repeats * num_particles, -1))
+    samples = np.asarray(frame.full(jnp.asarray(frame.sites, jnp.float32)
+                                    + whitening.displacement(u)))
+    evaluations = ({"model_evaluations": result.start_evaluations} if start == "flow"
+                   else {"base_evaluations": result.start_evaluations})
+    details = {
+        "start": start, "smc_particles": num_particles, "repeats": repeats,
+        "num_temperatures": result.num_temperatures.tolist(),
+        "temperatures": [t.tolist() for t in result.temperatures],
+        "final_ess": result.final_ess.tolist(), "acceptance": result.acceptance,
+        "ln_z_fixed": ln_z_fixed, "ln_z_fixed_stderr": ln_z_stderr,
+        "ln_z_fixed_runs": result.log_z.tolist(), **evaluations,
+        "target_ess": target_ess, "resample_ess": resample_ess,
+        "num_mcmc_steps": num_mcmc_steps, "num_integration_steps": num_integration_steps,
+        "counting": counting, "num_particles": n,
+        "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
+    }
+    return FreeEnergy(
+        value=value, stderr=ln_z_stderr / n, method="smc", system=system.name,
+        num_samples=repeats * num_particles, ess=float(np.mean(result.final_ess)),
+        num_states=int(np.max(result.num_temperatures)),
+        energy_evaluations=result.target_evaluations,
+        wall_time=time.perf_counter() - start_time,
+        log_z=log_z_from_fixed_particle(ln_z_fixed, n, volume, m), details=details,
+        samples=samples)
