@@ -23,17 +23,41 @@ from freeflow.physics.space import minimum_image
 
 TINY = ModelConfig(num_layers=3, num_bins=4, embedding_size=16, num_heads=2, num_blocks=1,
                    num_frequencies=2)
+# The published model's structure at TINY's size: 3 split layers (6 conditioners) with circular
+# shifts, no conditioned spline shift, no layer norm, zero-initialised residual branches.
+TINY_SPLIT = dataclasses.replace(TINY, coupling="split", circular_shift=True,
+                                 conditioned_shift=False, layer_norm=False,
+                                 zero_init_residual=True, init_depth_power=0.5, mlp_width=32,
+                                 min_bin_size=1e-4, min_derivative=1e-4)
+CONFIGS = {"axis": TINY, "split": TINY_SPLIT}
 # Random heads of this size move particles by O(0.1-1) length units and give per-configuration
 # log-dets of O(1-10), yet keep the flow well-conditioned enough for float32 round trips.
 HEAD_SCALE = 0.05
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-@pytest.fixture(scope="module")
-def water8(systems):
-    model = FlowModel(systems("mw_cubic_8"), TINY)
+def randomize_zeros(params, scale, key):
+    """Copy of ``params`` with every all-zero leaf outside the heads set to random normal values
+    of ``scale``: biases, circular shifts and zero-initialised residual outputs, so that a
+    split model's attention, MLPs and shifts all act."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for (path, leaf), k in zip(leaves, keys):
+        is_head = any(str(getattr(p, "key", "")).endswith("head") for p in path)
+        if not is_head and not np.any(np.asarray(leaf)):
+            leaf = scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+        out.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def water8(systems, request):
+    model = FlowModel(systems("mw_cubic_8"), CONFIGS[request.param])
     params = randomize_heads(model.init(jax.random.PRNGKey(0)), HEAD_SCALE,
                              jax.random.PRNGKey(1))
+    if request.param == "split":
+        params = randomize_zeros(params, 0.1, jax.random.PRNGKey(2))
     return model, params
 
 

@@ -9,11 +9,21 @@ training settings and the named presets that pair the two.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
+
+from freeflow.physics.system import load_system
 
 #: Base-distribution noise scale of the paper, per potential kind, in the potential's length
 #: unit: 0.01 sigma for Lennard-Jones (reduced units), 0.2 Angstrom for monatomic water.
 PAPER_NOISE_SCALE = {"lennard_jones": 0.01, "monatomic_water": 0.2}
+
+#: Fourier frequencies F of the published models' circular embeddings, per potential kind and
+#: number of particles (Wirnsberger et al. 2022; cubic and hexagonal ice alike).
+PAPER_FREQUENCIES = {"lennard_jones": {32: 8, 256: 16, 500: 32},
+                     "monatomic_water": {8: 8, 64: 8, 216: 16, 512: 24}}
+
+#: Layer structures (``ModelConfig.coupling``), see ``freeflow.flows.couplings``.
+COUPLINGS = ("axis", "split")
 
 #: Kinds of base distribution (``ModelConfig.base``), see ``freeflow.flows.bases``.
 BASE_KINDS = ("truncated_gaussian", "einstein", "harmonic", "effective_harmonic")
@@ -30,9 +40,11 @@ BASES = {"harmonic": {"base": "harmonic", "noise_scale": None},
 class ModelConfig:
     """Size and shape of the flow model.
 
+    The defaults of the fields after ``min_derivative`` reproduce the models freeflow built
+    before they existed, so older run records (which lack them) rebuild the same flow.
+
     Attributes:
-      num_layers: coupling layers; each transforms one axis of every mobile particle, cycling
-        z, x, y, z, ...
+      num_layers: layers of the flow; what a layer is depends on ``coupling``.
       num_bins: bins K of every circular rational-quadratic spline.
       embedding_size: width of the transformer's particle embeddings.
       num_heads: attention heads per transformer block.
@@ -58,6 +70,22 @@ class ModelConfig:
       min_bin_size: smallest spline bin width/height as a fraction of the box edge; keeps
         the spline's slopes bounded.
       min_derivative: smallest spline knot slope (dimensionless).
+      coupling: ``"axis"``: each layer is one coupling that transforms one axis of every mobile
+        particle given the other two, cycling z, x, y, z, ... (``num_layers`` conditioners);
+        ``"split"``: the published layer, a coupling of two axes given the third then one of
+        that axis given the two, with the axis roles rotating from layer to layer
+        (``2 num_layers`` conditioners; ``freeflow.flows.couplings``).
+      circular_shift: end every layer with a learned translation of all particles, ``[3]``
+        fractions of the box edges per layer, zero at init (``CircularShift``).
+      conditioned_shift: the spline's last raw parameter (``3 K + 1``-th) rotates its output,
+        a per-particle conditioned shift; ``False`` leaves it unused (published).
+      layer_norm: pre-layer-norm transformer blocks and a final layer norm; ``False``: no
+        layer norm anywhere (published).
+      zero_init_residual: the attention output projection and the MLP output linear of every
+        block start at zero, so every block starts as the identity (published).
+      init_depth_power: the transformer's other weights start from
+        ``VarianceScaling(2 / num_blocks ** init_depth_power)`` (fan-in, truncated normal);
+        1 is freeflow's scaling, 0.5 the published one.
     """
 
     num_layers: int = 24
@@ -71,6 +99,19 @@ class ModelConfig:
     noise_scale: float | None = None
     min_bin_size: float = 1e-3
     min_derivative: float = 1e-3
+    coupling: str = "axis"
+    circular_shift: bool = False
+    conditioned_shift: bool = True
+    layer_norm: bool = True
+    zero_init_residual: bool = False
+    init_depth_power: float = 1.0
+
+    #: Fields added after run records were first written: ``config_to_dict`` leaves them out
+    #: while they hold their defaults, so a record (and the checkpoint identity hashed from it)
+    #: of a model that does not use them is exactly what it was before they existed.
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = (
+        "coupling", "circular_shift", "conditioned_shift", "layer_norm", "zero_init_residual",
+        "init_depth_power")
 
     def __post_init__(self):
         positive = ("num_layers", "num_bins", "embedding_size", "num_heads", "num_blocks",
@@ -102,6 +143,16 @@ class ModelConfig:
                              f"{self.min_bin_size} * {self.num_bins}")
         if not self.min_derivative > 0:
             raise ValueError(f"min_derivative must be positive; got {self.min_derivative}")
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"ModelConfig.coupling must be one of {COUPLINGS}; got "
+                             f"{self.coupling!r}")
+        for name in ("circular_shift", "conditioned_shift", "layer_norm", "zero_init_residual"):
+            if type(getattr(self, name)) is not bool:  # JSON keeps bools; 0/1 are refused
+                raise ValueError(f"ModelConfig.{name} must be True or False; got "
+                                 f"{getattr(self, name)!r}")
+        power = self.init_depth_power
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not power >= 0:
+            raise ValueError(f"init_depth_power must be a non-negative number; got {power!r}")
 
     @property
     def hidden_width(self) -> int:
@@ -121,8 +172,35 @@ def default_noise_scale(potential) -> float:
     return scale
 
 
-# The "paper" preset is the published model of Wirnsberger et al. (2022), with the low end of the
-# paper's K = 8..32 frequency range.
+def paper_frequencies(num_particles: int, potential_kind: str | None) -> int:
+    """Fourier frequencies F of the published model for a system (``PAPER_FREQUENCIES``).
+
+    Lennard-Jones N = 32, 256, 500: 8, 16, 32; monatomic water N = 8, 64, 216, 512: 8, 8,
+    16, 24. A size the paper did not train takes the value of the nearest published size of
+    its potential (the larger one on a tie); another potential kind, that of the nearest
+    size among all published systems.
+    """
+    num_particles = int(num_particles)
+    if potential_kind in PAPER_FREQUENCIES:
+        table = PAPER_FREQUENCIES[potential_kind]
+    else:
+        table = {}
+        for sizes in PAPER_FREQUENCIES.values():
+            for size, frequencies in sizes.items():
+                table[size] = max(frequencies, table.get(size, 0))
+    nearest = min(table, key=lambda size: (abs(size - num_particles), -size))
+    return table[nearest]
+
+
+# The "paper" preset is the published model of Wirnsberger et al. (2022),
+# deepmind/flows_for_atomic_solids (experiments/*_config.py, models/coupling_flows.py,
+# models/attention.py): 24 split layers (48 conditioners), each with a learned circular shift;
+# 16-bin circular splines with margins 1e-4 and no conditioned shift; embedding 256, 2 heads,
+# 2 blocks of MLP width 1024, no layer norm, residual outputs zero at init, weights
+# VarianceScaling(2 / sqrt(2)). Its frequencies depend on the system (``paper_frequencies``,
+# given by ``model_preset("paper", system)``); without a system the preset has F = 8, the low
+# end of the paper's 8..32. Parameters: 77,227,536 for lj_256 (F = 16), 76,932,624 for
+# mw_cubic_64 (F = 8).
 #
 # The "cpu" preset was chosen by timing one jitted reverse-KL training step (softened energy,
 # Adam, batch 128, float32) on 2 CPU cores shared with other jobs (bench/model.py's measure()):
@@ -139,24 +217,54 @@ def default_noise_scale(potential) -> float:
 # 20-30 minutes for lj_32 and ~1000 for mw_cubic_64 at batch 128 (twice that at batch 64).
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(num_layers=24, num_bins=16, embedding_size=256, num_heads=2,
-                         num_blocks=2, num_frequencies=8),
+                         num_blocks=2, num_frequencies=8, mlp_width=1024,
+                         min_bin_size=1e-4, min_derivative=1e-4, coupling="split",
+                         circular_shift=True, conditioned_shift=False, layer_norm=False,
+                         zero_init_residual=True, init_depth_power=0.5),
     "cpu": ModelConfig(num_layers=12, num_bins=8, embedding_size=64, num_heads=2,
                        num_blocks=1, num_frequencies=8, base="harmonic"),
 }
 
 
-def model_preset(name: str) -> ModelConfig:
-    """The ``ModelConfig`` of a named preset (``"paper"`` or ``"cpu"``)."""
+def model_preset(name: str, system=None) -> ModelConfig:
+    """The ``ModelConfig`` of a named preset (``"paper"`` or ``"cpu"``).
+
+    Args:
+      name: the preset.
+      system: optional ``freeflow.physics.system.System`` (or a system name) the model is for.
+        ``"paper"`` then takes the published frequencies of that system
+        (``paper_frequencies(system.num_particles, system.potential.kind)``); ``"cpu"`` is the
+        same for every system. Without a system, ``PRESETS[name]``.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; presets: {sorted(PRESETS)}")
-    return PRESETS[name]
+    config = PRESETS[name]
+    if system is not None and name == "paper":
+        if isinstance(system, str):
+            system = load_system(system)
+        kind = getattr(getattr(system, "potential", None), "kind", None)
+        config = dataclasses.replace(
+            config, num_frequencies=paper_frequencies(system.num_particles, kind))
+    return config
 
 
 def config_to_dict(config: Any) -> dict:
-    """A config dataclass as a plain dict (JSON-able)."""
+    """A config dataclass as a plain dict (JSON-able).
+
+    Fields named in the class's ``OMITTED_AT_DEFAULT`` are left out while they equal their
+    defaults (``config_from_dict`` restores them), so adding such a field changes neither the
+    records of existing configs nor anything derived from them.
+    """
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"expected a config dataclass instance; got {type(config).__name__}")
-    return dataclasses.asdict(config)
+    data = dataclasses.asdict(config)
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for name in getattr(type(config), "OMITTED_AT_DEFAULT", ()):
+        value = data[name]
+        # ``1 == True`` and ``1.0 == 1``: compare types too, so only the default itself goes.
+        if type(value) is type(defaults[name]) and value == defaults[name]:
+            del data[name]
+    return data
 
 
 def config_from_dict(cls: type, data: dict) -> Any:

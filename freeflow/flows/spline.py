@@ -10,7 +10,10 @@ Raw parameters per coordinate, last axis of size ``3 K + 1``:
   ``[0:K]``      bin widths (softmax; uniform when zero),
   ``[K:2K]``     bin heights (softmax; uniform when zero),
   ``[2K:3K]``    knot slopes ``d_0 .. d_{K-1}`` (``d_K = d_0``; softplus shifted so zero gives 1),
-  ``[3K]``       shift as a fraction of the period (zero gives no shift).
+  ``[3K]``       shift as a fraction of the period (zero gives no shift); ignored when the
+                 spline is built with ``shift=False``, as in the published model, whose
+                 circular splines leave this last parameter unused (``lower`` stays fixed and
+                 an unconditioned ``freeflow.flows.couplings.CircularShift`` moves it instead).
 
 All-zero raw parameters are exactly the identity. Coordinates and the shift are in the length
 unit of ``lower``/``upper``; log-determinants are per coordinate (elementwise bijector).
@@ -57,10 +60,12 @@ class CircularRationalQuadraticSpline(distrax.Bijector):
         example ``[3]`` per axis of an orthorhombic box.
       min_bin_size: smallest bin width and height, as a fraction of the period.
       min_derivative: smallest knot slope (dimensionless).
+      shift: apply the conditioned rotation ``params[..., 3 K]`` after the spline (default);
+        ``False`` ignores that parameter, so the map fixes ``lower`` (``y(lower) = lower``).
     """
 
     def __init__(self, params, lower, upper, min_bin_size: float = 1e-3,
-                 min_derivative: float = 1e-3):
+                 min_derivative: float = 1e-3, shift: bool = True):
         super().__init__(event_ndims_in=0)
         if params.shape[-1] < 4 or (params.shape[-1] - 1) % 3:
             raise ValueError(f"the last axis of params must be 3 K + 1; got {params.shape[-1]}")
@@ -84,7 +89,9 @@ class CircularRationalQuadraticSpline(distrax.Bijector):
         slopes = min_derivative + jax.nn.softplus(params[..., 2 * num_bins:3 * num_bins] + offset)
         # Equal slope at both ends: the spline is C^1 across the point lower == upper.
         self._slopes = jnp.concatenate([slopes, slopes[..., :1]], axis=-1)
-        self._shift = self._period * params[..., 3 * num_bins]
+        # The rotation as a length; zero (an exact identity rotation) when not used.
+        self._shift = (self._period * params[..., 3 * num_bins] if shift
+                       else jnp.zeros_like(self._period))
         self._num_bins = num_bins
 
     # The bin of a point, and that bin's knots and slopes. Comparing against the interior
