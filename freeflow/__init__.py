@@ -20,6 +20,23 @@ The package is layered, and imports point only down the list:
 * ``freeflow.cli``.
 """
 
+# The command line's Ctrl-C handling starts here, before the heavy imports below: a
+# KeyboardInterrupt raised inside them would print a traceback. Only for ``freeflow ...`` and
+# ``python -m freeflow.cli``; a library user's interpreter keeps its own handler.
+import os as _os
+import signal as _signal
+import sys as _sys
+
+
+def _interrupted_while_starting(signum, frame):
+    _os.write(2, b"freeflow: interrupted\n")
+    _os._exit(130)
+
+
+if _sys.argv[:1] == ["-m"] or _os.path.basename(_sys.argv[0] if _sys.argv else "") == "freeflow":
+    _signal.signal(_signal.SIGINT, _interrupted_while_starting)
+
+
 from freeflow.estimators.bar import bar, lbar
 from freeflow.estimators.lfep import lfep
 from freeflow.estimators.result import (

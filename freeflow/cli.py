@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,18 +21,21 @@ from freeflow.physics.system import load_system, named_systems, system_from_atom
 from freeflow.progress import progress_bar
 from freeflow.reports.diagnostics import baseline_references, diagnose
 from freeflow.reports.tables import PUBLISHED_SYSTEMS, build_table, to_csv, to_markdown
-from freeflow.rundir import load_run, save_samples
-from freeflow.sampling.hmc import sample_system
-from freeflow.training.config import GRADIENT_ESTIMATORS
+from freeflow.rundir import (SAMPLE_SUFFIXES, check_writable_dir, check_writable_file,
+                             load_run, save_samples)
+from freeflow.training.config import GRADIENT_ESTIMATORS, TrainingConfig
 from freeflow.training.trainer import TrainingDiverged
 from freeflow.workflows.baseline import REFERENCES, mbar_free_energy
 from freeflow.workflows.estimate import estimate
+from freeflow.workflows.sampling import sample_to_file
 from freeflow.workflows.smc import smc_free_energy
 from freeflow.workflows.train import TrainResult, train
 
 
 #: The repository's stored MBAR results, ``freeflow table``'s default source of that column.
 DEFAULT_BASELINE = "bench/results/baseline.jsonl"
+#: The repository's stored SMC results, the default source of the table's SMC column.
+DEFAULT_SMC = "bench/results/smc.jsonl"
 
 
 def _systems(args) -> int:
@@ -76,6 +81,10 @@ def _energy(args) -> int:
         target, positions = system, system.lattice
     energy = float(target.energy(jnp.asarray(positions, jnp.float32)))
     n = target.num_particles
+    if not np.isfinite(energy):
+        print(f"freeflow energy: error: the energy of {args.structure or 'the lattice'} is "
+              f"not finite ({energy}: overlapping particles, or a structure outside the "
+              f"potential's range)", file=sys.stderr)
     result = {
         "system": system.name,
         "structure": args.structure or "perfect lattice",
@@ -86,7 +95,7 @@ def _energy(args) -> int:
         "beta": system.beta,
     }
     if args.json:
-        print(json.dumps(result))
+        print(_strict_json(result))
     else:
         print(f"{system.name} ({result['structure']}, N = {n}, beta = {system.beta:.6g}):")
         print(f"  U/N      = {energy / n:.6f} {system.units.energy}")
@@ -94,31 +103,62 @@ def _energy(args) -> int:
     return 0 if np.isfinite(energy) else 1
 
 
+def _strict_json(data) -> str:
+    """JSON text with non-finite numbers written as ``null`` (``NaN`` is not JSON)."""
+    def clean(value):
+        if isinstance(value, float) and not np.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+    return json.dumps(clean(data), allow_nan=False)
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise ValueError(f"{flag} must be at least 1; got {value}")
+    return value
+
+
 def _sample(args) -> int:
+    _positive(args.samples, "--samples")
+    _positive(args.chains, "--chains")
+    _positive(args.thin, "--thin")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be at least 0; got {args.warmup}")
+    check_writable_file(args.out, SAMPLE_SUFFIXES)
     system = load_system(args.system)
-    per_chain = max(1, -(-args.samples // args.chains))  # ceil: at least --samples in total
-    result = sample_system(system, jax.random.key(args.seed), num_chains=args.chains,
-                           num_samples=per_chain, num_warmup=args.warmup, thin=args.thin,
-                           progress=None, desc=f"sampling {system.name}")
-    save_samples(args.out, result.positions, system, energies=result.energies)
-    mean, err = result.mean_and_stderr()
+    summary = sample_to_file(system, args.out, num_samples=args.samples, num_chains=args.chains,
+                             num_warmup=args.warmup, thin=args.thin, seed=args.seed,
+                             progress=None if not args.json else False)
     n = system.num_particles
-    summary = dict(result.summary(), system=system.name, out=str(args.out),
-                   num_saved=int(len(result.energies)), energy_per_particle=mean / n,
-                   energy_per_particle_stderr=err / n, energy_unit=system.units.energy)
+    summary.update(energy_per_particle=summary["energy_mean"] / n,
+                   energy_per_particle_stderr=summary["energy_stderr"] / n,
+                   energy_unit=system.units.energy)
     if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{system.name}: {summary['num_saved']} samples ({args.chains} chains) -> {args.out}")
-        print(f"  acceptance {result.acceptance:.3f}, step {result.step_size:.4g} "
-              f"{system.units.length}, tau(U) {result.tau:.2f} saved samples")
-        print(f"  U/N = {mean / n:.6f} +- {err / n:.6f} {system.units.energy}")
-        print(f"  energy evaluations: {result.energy_evaluations}, "
-              f"{result.wall_time:.1f} s")
+        print(_strict_json(summary))
+        return 0
+    extra = f", {summary['continued']} of them continued" if summary["continued"] else ""
+    print(f"{system.name}: {summary['num_saved']} samples ({args.chains} chains{extra}) -> "
+          f"{args.out}")
+    acceptance = summary["acceptance"]
+    if acceptance is not None:
+        print(f"  acceptance {acceptance:.3f}, step {summary['step_size']:.4g} "
+              f"{system.units.length}, tau(U) {summary['tau']:.2f} saved samples")
+    print(f"  U/N = {summary['energy_per_particle']:.6f} +- "
+          f"{summary['energy_per_particle_stderr']:.6f} {system.units.energy}")
+    print(f"  energy evaluations: {summary['energy_evaluations']}, "
+          f"{summary['wall_time']:.1f} s")
     return 0
 
 
 def _baseline(args) -> int:
+    _positive(args.samples_per_state, "--samples-per-state")
+    _positive(args.chains, "--chains")
+    if args.workdir is not None:
+        check_writable_dir(args.workdir)
     system = load_system(args.system)
     result = mbar_free_energy(system, reference=args.reference, num_states=args.states,
                               samples_per_state=args.samples_per_state,
@@ -127,7 +167,7 @@ def _baseline(args) -> int:
                               counting=args.counting)
     row = result.to_dict()
     if args.json:
-        print(json.dumps(row))
+        print(_strict_json(row))
         return 0 if np.isfinite(result.value) else 1
     print(f"{system.name}: beta F / N = {result.value:.6f} +- {result.stderr:.6f} (MBAR, "
           f"{result.num_states} states, {result.num_samples} decorrelated samples, "
@@ -143,14 +183,22 @@ def _baseline(args) -> int:
 def _train(args) -> int:
     overrides = {k: v for k, v in (("num_steps", args.steps), ("batch_size", args.batch_size),
                                    ("seed", args.seed), ("learning_rate", args.learning_rate),
-                                   ("gradient_estimator", args.gradient))
+                                   ("gradient_estimator", args.gradient),
+                                   ("checkpoint_every", args.checkpoint_every))
                  if v is not None}
+    if args.extend is not None:
+        if overrides or args.base is not None or args.layers is not None:
+            raise ValueError("--extend continues a run with its own settings; leave out the "
+                             "other training options")
+        check_writable_dir(args.out)
+        result = train(args.system, args.out, extend=args.extend)
+        return _report_training(result, args)
     model_overrides = {}
     if args.base is not None:
         model_overrides.update(BASES[args.base])
     if args.layers is not None:
         model_overrides["num_layers"] = args.layers
-    model_config = (dataclasses.replace(model_preset(args.preset), **model_overrides)
+    model_config = (dataclasses.replace(model_preset(args.preset, args.system), **model_overrides)
                     if model_overrides else None)
     try:
         result = train(args.system, args.out, preset=args.preset, model_config=model_config,
@@ -158,6 +206,10 @@ def _train(args) -> int:
     except TrainingDiverged as error:
         print(f"freeflow train: error: {error}", file=sys.stderr)
         return 2
+    return _report_training(result, args)
+
+
+def _report_training(result, args) -> int:
     last = result.metrics[-1] if result.metrics else {}
     print(f"{result.system.name}: {len(result.metrics)} steps in {args.out}; "
           f"last batch ESS {100 * last.get('ess', float('nan')):.1f}%")
@@ -183,7 +235,8 @@ def _smc(args):
                                      run_dir=Path(args.run_dir), system=system))
     result = smc_free_energy(**start, num_particles=args.particles, repeats=args.repeats,
                              seed=args.seed, progress=not args.json, counting=args.counting,
-                             num_mcmc_steps=args.mcmc_steps, target_ess=args.target_ess)
+                             num_mcmc_steps=args.mcmc_steps, target_ess=args.target_ess,
+                             workdir=args.workdir, group_size=args.group_size)
     if args.samples_out:
         path = save_samples(args.samples_out, result.samples, system)
         if not args.json:
@@ -214,7 +267,7 @@ def _estimate(args) -> int:
                           counting=args.counting)
     row = result.to_dict()
     if args.json:
-        print(json.dumps(row))
+        print(_strict_json(row))
         return 0 if np.isfinite(result.value) else 1
     digits = max(5, 1 - int(np.floor(np.log10(result.stderr)))) if result.stderr > 0 else 6
     print(f"{result.system}: beta F / N = {result.value:.{digits}f} +- "
@@ -233,9 +286,9 @@ def _estimate(args) -> int:
             why = ("fewer than 100 effective samples" if few else
                    f"the weights have a heavy tail (Pareto k {k:.2f} > {PARETO_K_LIMIT})")
             print(f"  warning: {why}; this value and its error bar are not trustworthy. Train "
-                  f"longer (freeflow train ... --steps N resumes), use --method lbar with "
-                  f"target samples, or compare with 'freeflow baseline {result.system}'.",
-                  file=sys.stderr)
+                  f"longer (freeflow train {result.system} --out {args.run_dir} --extend N), "
+                  f"use --method smc (or lbar with target samples), or compare with "
+                  f"'freeflow baseline {result.system}'.", file=sys.stderr)
     if result.wall_time is not None:
         print(f"  {result.wall_time:.1f} s")
     return 0 if np.isfinite(result.value) else 1
@@ -264,8 +317,12 @@ def _table(args) -> int:
     baseline = args.baseline
     if baseline is None:  # the repository's stored results, when run from its root
         baseline = DEFAULT_BASELINE if Path(DEFAULT_BASELINE).is_file() else None
+    smc = args.smc
+    if smc is None:
+        smc = DEFAULT_SMC if Path(DEFAULT_SMC).is_file() else None
     rows = build_table(args.systems, args.preset, runs_dir=args.runs,
-                       baseline_file=baseline or None, reference_dir=args.references,
+                       baseline_file=baseline or None, smc_file=smc or None,
+                       reference_dir=args.references,
                        num_samples=args.samples, seed=args.seed,
                        compute_baseline=args.compute_baseline, cache_file=args.cache,
                        counting=args.counting)
@@ -345,14 +402,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_baseline)
 
     p = commands.add_parser("train", help="train a flow by reverse KL (resumes from the "
-                                          "run directory's last checkpoint)")
+                                          "run directory's last checkpoint)",
+                            description="Train a flow by reverse KL. The same command on the "
+                                        "same --out resumes from the last checkpoint. Every "
+                                        "setting but --steps must then be the same (a changed "
+                                        "--batch-size, --seed, --learning-rate, --base, "
+                                        "--layers, --gradient or --preset is refused); "
+                                        "--extend N continues a finished run.")
     p.add_argument("system", help="a named system or a .toml file")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
                    help="model and training settings (default cpu)")
     p.add_argument("--steps", type=int, default=None, help="training steps (preset default)")
     p.add_argument("--batch-size", type=int, default=None, help="samples per step")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the initial parameters and of every batch (preset default: "
+                        "0 for cpu, 42 for paper); part of the run's identity")
+    p.add_argument("--extend", type=int, default=None, metavar="STEPS",
+                   help="continue the finished run in --out for STEPS more steps with its "
+                        "own settings; the learning rate follows the same schedule (after its "
+                        "last decay it stays at the final rate)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="steps between checkpoints (preset default "
+                        f"{TrainingConfig().checkpoint_every}); an interrupted run resumes "
+                        "from the last one")
     p.add_argument("--base", default=None, choices=list(BASES),
                    help="base distribution: the harmonic crystal, the same at the "
                         "temperature that obeys the target's virial theorem "
@@ -362,8 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=None,
                    help="Adam's initial learning rate (preset default)")
     p.add_argument("--layers", type=int, default=None,
-                   help="coupling layers of the flow (preset default: 12 for cpu, 24 for "
-                        "paper); each transforms one axis, cycling z, x, y")
+                   help="coupling layers of the flow (preset default: 12 for cpu, each "
+                        "transforming one axis, cycling z, x, y; 24 for paper, each two "
+                        "couplings, one axis given two and two given one)")
     p.add_argument("--gradient", default=None, choices=list(GRADIENT_ESTIMATORS),
                    help="reverse-KL gradient: 'path' drops the zero-mean score term (lower "
                         "variance near the target, one more inverse pass per step); default "
@@ -397,6 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "0.9)")
     p.add_argument("--samples-out", metavar="FILE", default=None,
                    help="SMC: save the final particles (target samples) here (.npz, .extxyz)")
+    p.add_argument("--workdir", metavar="DIR", default=None,
+                   help="SMC: save each finished group of runs here; the same command again "
+                        "continues an interrupted estimate (other settings are refused)")
+    p.add_argument("--group-size", type=int, default=None,
+                   help="SMC: runs annealed together (default all, or 1 with --workdir)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
                    help="how a crystal's regions are counted: 'bravais' as in the published "
@@ -433,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default=None, metavar="FILE",
                    help=f"MBAR results, JSON lines (default {DEFAULT_BASELINE} if it exists; "
                         "'' for none)")
+    p.add_argument("--smc", default=None, metavar="FILE",
+                   help=f"SMC results, JSON lines (default {DEFAULT_SMC} if it exists; '' for "
+                        "none)")
     p.add_argument("--references", default=None, metavar="DIR",
                    help="directory of target samples SYSTEM.npz for LBAR (default: no LBAR)")
     p.add_argument("--samples", type=int, default=100_000,
@@ -453,17 +535,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_interrupt(command: str):
+    """A SIGINT handler that stops the process at once with status 130.
+
+    A ``KeyboardInterrupt`` raised inside XLA's compilation or its callbacks can hang the
+    process or crash it; stopping at once is safe because every file freeflow writes is
+    replaced atomically (an interrupted run resumes from its last checkpoint, as after
+    ``kill -9``)."""
+    def handler(signum, frame):
+        message = (f"freeflow {command}: interrupted; finished work is kept (run the same "
+                   f"command to continue)\n")
+        try:
+            sys.stdout.flush()
+            os.write(2, message.encode())
+        finally:
+            os._exit(130)
+    return handler
+
+
+def _message(error: BaseException) -> str:
+    """One line for an error: an ``OSError``'s own words without the ``[Errno N]`` prefix."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _exit_on_interrupt(args.command))
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
-        print(f"freeflow {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, FloatingPointError, RuntimeError) as error:
+        print(f"freeflow {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"freeflow {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Progress bars on standard error, the one place where freeflow decides how progress is shown.
+"""Progress on standard error, the one place where freeflow decides how progress is shown.
+
+On a terminal a ``tqdm`` bar; in a log file (stderr redirected, a batch job) plain lines, one
+every ``LOG_INTERVAL`` seconds, so a long job's log says how far it got. Jobs shorter than the
+interval print nothing there.
 
 Imports nothing else of freeflow, so every layer may use it.
 """
@@ -6,17 +10,91 @@ Imports nothing else of freeflow, so every layer may use it.
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
-__all__ = ["progress_bar"]
+__all__ = ["LOG_INTERVAL", "progress_bar"]
+
+#: Seconds between two plain progress lines when stderr is not a terminal.
+LOG_INTERVAL = 30.0
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool | None = None, **kwargs):
-    """A ``tqdm`` bar on stderr for ``total`` units.
+    """Progress of ``total`` units on stderr.
 
-    ``enabled``: ``False`` never shows it, ``True`` always does, ``None`` shows it when stderr
-    is a terminal. Extra keyword arguments go to ``tqdm``.
+    ``enabled``: ``False`` shows nothing, ``True`` always a ``tqdm`` bar, ``None`` a bar on a
+    terminal and plain lines (``LogLines``) otherwise. Extra keyword arguments go to ``tqdm``
+    (``initial`` is also understood by the plain lines).
     """
+    if enabled is None and not _is_terminal(sys.stderr):
+        return LogLines(total, desc, unit, initial=kwargs.get("initial", 0))
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
-                disable=None if enabled is None else not enabled, **kwargs)
+                disable=not enabled if enabled is not None else None, **kwargs)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class LogLines:
+    """The part of ``tqdm``'s interface freeflow uses, written as plain lines for logs:
+    ``desc: 40/100 step (40%), 1m12s elapsed, about 1m48s left; loss=3.1``."""
+
+    def __init__(self, total: int, desc: str, unit: str, initial: int = 0,
+                 interval: float | None = None):
+        self.total, self.desc, self.unit = total, desc, unit
+        self.n = initial
+        self._initial = initial
+        self._interval = LOG_INTERVAL if interval is None else interval
+        self._start = self._last = time.monotonic()
+        self._postfix = ""
+        self._printed = False
+
+    def update(self, n: int = 1):
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            self._print(now)
+
+    def set_postfix(self, refresh: bool = True, **values):
+        self._postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def close(self):
+        # A line at the end only for jobs long enough to have reported on the way.
+        if self._printed:
+            self._print(time.monotonic(), final=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def _print(self, now: float, final: bool = False):
+        elapsed = now - self._start
+        line = f"{self.desc}: {self.n}/{self.total} {self.unit}"
+        if self.total:
+            line += f" ({100 * self.n / self.total:.0f}%)"
+        line += f", {_duration(elapsed)} elapsed"
+        done = self.n - self._initial
+        if not final and done > 0 and self.total and self.n < self.total:
+            line += f", about {_duration(elapsed * (self.total - self.n) / done)} left"
+        if self._postfix:
+            line += f"; {self._postfix}"
+        print(line, file=sys.stderr, flush=True)
+        self._printed = True
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

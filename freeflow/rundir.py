@@ -8,7 +8,9 @@ A training run directory (``freeflow train --out DIR``) holds
 
 An MBAR work directory (``freeflow baseline --workdir DIR``) holds ``config.json`` (the
 settings, the Einstein width and the target's energy shift) and one ``state_###.npz`` per
-finished state of the path (``MbarWorkdir``). Sample files (``freeflow sample --out FILE``) are
+finished state of the path (``MbarWorkdir``); an SMC work directory (``freeflow estimate
+--method smc --workdir DIR``) holds ``config.json`` and one ``group_###.npz`` per finished group
+of runs (``SmcWorkdir``). Sample files (``freeflow sample --out FILE``) are
 ``.npz`` or extended XYZ with the system's definition inside (``save_samples``).
 
 Every file but the append-only metrics log is written to a temporary name in the same
@@ -18,6 +20,7 @@ any moment leaves either the previous or the new file, never a truncated one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -36,6 +39,7 @@ from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
 from freeflow.physics.system import (
     load_system,
+    system_fingerprint,
     system_from_definition,
     system_from_dict,
     system_to_dict,
@@ -45,6 +49,7 @@ RUN_JSON = "run.json"
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 MBAR_CONFIG = "config.json"
+LOCK = ".lock"
 
 _XYZ_SUFFIXES = (".extxyz", ".xyz")
 #: The suffixes of sample files, in the order ``find_samples`` tries them.
@@ -55,14 +60,56 @@ SAMPLE_SUFFIXES = (".npz",) + _XYZ_SUFFIXES
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes):
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename.
+
+    On failure (a full disk, a read-only directory) the temporary file is removed, ``path``
+    keeps its previous content, and ``OSError`` says which file could not be written."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        reason = error.strerror or str(error)
+        raise OSError(error.errno, f"cannot write {path}: {reason}"
+                      + ("; the previous version is kept" if path.exists() else "")) from None
+
+
+def check_writable_file(path: str | os.PathLike, suffixes=None) -> Path:
+    """Refuse, before any work, an output file that could not be written: a directory, a
+    missing or read-only parent, or (``suffixes``) an unsupported format. Creates the parent
+    directory if needed. Returns the path."""
+    path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{path}: unsupported format {path.suffix or '(no suffix)'!r}; use "
+                         f"{' or '.join(suffixes)}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file name")
+    check_writable_dir(path.parent)
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Create directory ``path`` if needed and refuse one that is not writable (or is a file),
+    before any work starts. Returns the path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot create directory {path}: "
+                                   f"{error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OSError(13, f"cannot write in {path}: permission denied")
+    return path
 
 
 def write_json(path: str | os.PathLike, data):
@@ -74,6 +121,42 @@ def _npz_bytes(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory that freeflow writes (a run, an MBAR or SMC work
+    directory): a second process that tries to write the same directory is refused at once.
+
+    ``with DirectoryLock(path): ...``; the lock is an ``fcntl`` lock on ``path/.lock``, released
+    when the holder exits, however it exits (even ``kill -9``)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file = None
+
+    def __enter__(self):
+        check_writable_dir(self.path)
+        handle = open(self.path / LOCK, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ValueError(f"{self.path} is in use by {holder}; wait for it to finish or use "
+                             "another directory") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"freeflow process {os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *exc):
+        if self._file is not None:
+            self._file.close()  # closing releases the lock
+            self._file = None
+        return False
 
 
 # -- run.json ----------------------------------------------------------------------------------
@@ -106,8 +189,12 @@ def read_run_record(run_dir: str | os.PathLike) -> dict | None:
     path = Path(run_dir) / RUN_JSON
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
-    return dict(record, model=_migrate_model_fields(record["model"]))
+    try:
+        record = json.loads(path.read_text())
+        return dict(record, model=_migrate_model_fields(record["model"]))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a valid run record ({error}); restore it or start a "
+                         "new run directory") from None
 
 
 def write_run_record(run_dir: str | os.PathLike, record: dict):
@@ -138,12 +225,44 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     return checkpoint_path(run_dir).is_file()
 
 
-def save_checkpoint(run_dir: str | os.PathLike, state):
-    """Write the pytree ``state`` (parameters, optimiser state, step) atomically."""
+def checkpoint_identity(record: dict) -> str:
+    """The identity a checkpoint is stamped with: a hash of the system and the model of the
+    ``run.json`` record it was trained under (not the training settings, which may change
+    when a run is extended)."""
+    system = system_from_dict(record["system"]) if "repr" not in record["system"]["potential"] \
+        else None
+    part = {"system": system_fingerprint(system) if system is not None
+            else json.dumps(record["system"], sort_keys=True),
+            "model": _migrate_model_fields(record["model"])}
+    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_checkpoint(run_dir: str | os.PathLike, state, identity: str | None = None):
+    """Write the pytree ``state`` (parameters, optimiser state, step) atomically, stamped with
+    ``identity`` (``checkpoint_identity`` of the run's record) when given."""
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
+    stamp = {} if identity is None else {"identity": np.asarray(identity)}
     atomic_write_bytes(checkpoint_path(run_dir),
-                       _npz_bytes(num_leaves=np.asarray(len(leaves)),
+                       _npz_bytes(num_leaves=np.asarray(len(leaves)), **stamp,
                                   **{f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}))
+
+
+def check_checkpoint_identity(run_dir: str | os.PathLike, record: dict):
+    """Refuse a checkpoint stamped for another system or model than ``run.json`` names (an
+    edited or copied ``run.json``); checkpoints written before stamping pass."""
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        return
+    try:
+        with np.load(path) as data:
+            stamp = str(data["identity"]) if "identity" in data.files else None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"checkpoint {path} is corrupt ({error}); move it away to start "
+                         "over, or restore it from a backup") from None
+    if stamp is not None and stamp != checkpoint_identity(record):
+        raise ValueError(f"checkpoint {path} was trained for another system or model than "
+                         f"{Path(run_dir) / RUN_JSON} names ({record['system']['name']}); "
+                         f"restore the original run.json or train into a new directory")
 
 
 def _checkpoint_leaves(path: Path, first: int | None = None) -> list[np.ndarray]:
@@ -223,6 +342,7 @@ def load_run(run_dir: str | os.PathLike):
         raise FileNotFoundError(f"{run_dir} is not a freeflow run directory (no {RUN_JSON}); "
                                 "create one with 'freeflow train SYSTEM --out DIR'")
     system = system_from_dict(record["system"])
+    check_checkpoint_identity(run_dir, record)
     model = FlowModel(system, model_config_of(record))
     # The shapes are what matter; the values are overwritten by the checkpoint's.
     params = load_checkpoint(run_dir, template=model.init(jax.random.PRNGKey(0)), prefix=True)
@@ -284,6 +404,51 @@ class MbarWorkdir:
                                       final_positions=final_positions, info=json.dumps(info)))
 
 
+class SmcWorkdir:
+    """The files of a resumable SMC estimate: ``config.json`` (the settings and the system's
+    and start's identity) and one ``group_###.npz`` per finished group of independent runs.
+
+    A group file holds ``log_z`` ``[G]`` (each run's ln Z_fixed), ``positions`` ``[G n, N, 3]``
+    (the final particles, target samples) and ``info`` (JSON: temperatures, ESS, acceptance,
+    evaluations, wall time).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def check_config(self, record: dict):
+        """Write ``record`` as the configuration, or refuse one that differs from the saved."""
+        file = self.path / MBAR_CONFIG
+        if file.is_file():
+            saved = json.loads(file.read_text())
+            if saved != record:
+                changed = sorted(k for k in set(saved) | set(record)
+                                 if saved.get(k) != record.get(k))
+                raise ValueError(f"{self.path} holds an SMC estimate with other settings "
+                                 f"({', '.join(changed)}); use a fresh --workdir")
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(file, record)
+
+    def group_file(self, index: int) -> Path:
+        return self.path / f"group_{index:03d}.npz"
+
+    def read_group(self, index: int):
+        """``(log_z [G], positions [G n, N, 3], info)`` of a finished group, or ``None``."""
+        file = self.group_file(index)
+        if not file.is_file():
+            return None
+        with np.load(file) as saved:
+            return saved["log_z"], saved["positions"], json.loads(str(saved["info"]))
+
+    def write_group(self, index: int, log_z, positions, info: dict):
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.group_file(index),
+                           _npz_bytes(log_z=np.asarray(log_z, np.float64),
+                                      positions=np.asarray(positions, np.float32),
+                                      info=json.dumps(info)))
+
+
 # -- sample files ------------------------------------------------------------------------------
 
 # Two formats, chosen by the file suffix:
@@ -314,10 +479,14 @@ def _decode_system(text: str):
     return system_from_dict(data["system"])
 
 
-def save_samples(path: str | os.PathLike, positions, system, energies=None) -> Path:
+def save_samples(path: str | os.PathLike, positions, system, energies=None,
+                 chains: dict | None = None) -> Path:
     """Write samples ``positions [S, N, 3]`` (or one ``[N, 3]``) of ``system`` to ``path``.
 
     Returns the path written. The format follows the suffix (``.npz``, ``.extxyz``, ``.xyz``).
+    ``chains`` (``.npz`` only): the state of the Markov chains that drew them, ``positions
+    [C, N, 3]`` and ``step_size``, so that ``freeflow sample`` can continue them
+    (``read_chains``).
     """
     path = Path(path)
     positions = np.asarray(positions, dtype=np.float32)
@@ -335,6 +504,9 @@ def save_samples(path: str | os.PathLike, positions, system, energies=None) -> P
     suffix = path.suffix.lower()
     if suffix == ".npz":
         extra = {} if energies is None else {"energies": energies}
+        if chains is not None:
+            extra.update(chain_positions=np.asarray(chains["positions"], np.float32),
+                         chain_step_size=np.asarray(float(chains["step_size"])))
         buffer = io.BytesIO()
         np.savez_compressed(buffer, positions=positions, box=np.asarray(system.box),
                             system=np.asarray(definition), **extra)
@@ -358,6 +530,22 @@ def save_samples(path: str | os.PathLike, positions, system, energies=None) -> P
     return path
 
 
+def read_chains(path: str | os.PathLike) -> dict | None:
+    """The chain state that ``save_samples(..., chains=...)`` stored in a ``.npz`` sample file
+    (``positions [C, N, 3]``, ``step_size``), or ``None``."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "chain_positions" not in data.files:
+                return None
+            return {"positions": data["chain_positions"],
+                    "step_size": float(data["chain_step_size"])}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+
+
 def find_samples(directory: str | os.PathLike, name: str) -> Path | None:
     """The sample file ``directory/name.npz`` (or ``.extxyz``, ``.xyz``), or ``None``."""
     for suffix in SAMPLE_SUFFIXES:
@@ -378,21 +566,41 @@ def load_samples(path: str | os.PathLike):
     if not path.is_file():
         raise FileNotFoundError(f"sample file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        with np.load(path) as data:
-            positions = data["positions"].astype(np.float32)
-            definition = str(data["system"])
-            energies = data["energies"] if "energies" in data.files else None
-    elif suffix in _XYZ_SUFFIXES:
-        frames = ase.io.read(path, index=":", format="extxyz")
-        positions = np.stack([a.positions for a in frames]).astype(np.float32)
-        definition = frames[0].info["freeflow_system"]
-        energies = None
-        if all("freeflow_energy" in a.info for a in frames):
-            energies = np.asarray([a.info["freeflow_energy"] for a in frames])
-    else:
+    if suffix not in SAMPLE_SUFFIXES:
         raise ValueError(f"unknown sample file format {path.suffix!r}; use .npz or .extxyz")
-    return positions, _decode_system(definition), energies
+    hint = ("; sample files are written by 'freeflow sample SYSTEM --out FILE' or "
+            "freeflow.save_samples")
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                missing = {"positions", "system"} - set(data.files)
+                if missing:
+                    raise ValueError(f"{path} lacks {', '.join(sorted(missing))}{hint}")
+                positions = data["positions"].astype(np.float32)
+                definition = str(data["system"])
+                energies = data["energies"] if "energies" in data.files else None
+        else:
+            frames = ase.io.read(path, index=":", format="extxyz")
+            if not frames or "freeflow_system" not in frames[0].info:
+                raise ValueError(f"{path} has no freeflow system record (a plain extended XYZ "
+                                 f"file?){hint}")
+            positions = np.stack([a.positions for a in frames]).astype(np.float32)
+            definition = frames[0].info["freeflow_system"]
+            energies = None
+            if all("freeflow_energy" in a.info for a in frames):
+                energies = np.asarray([a.info["freeflow_energy"] for a in frames])
+        system = _decode_system(definition)
+    except ValueError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"{path} is not a readable sample file ({error}){hint}") from None
+    except (OSError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable sample file ({type(error).__name__}: "
+                         f"{error}){hint}") from None
+    if positions.ndim != 3 or positions.shape[1:] != (system.num_particles, 3):
+        raise ValueError(f"{path} holds positions of shape {positions.shape}, not [S, "
+                         f"{system.num_particles}, 3] for {system.name}")
+    return positions, system, energies
 
 
 # -- result files --------------------------------------------------------------------------
@@ -411,9 +619,11 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def read_baseline(path: str | os.PathLike,
-                  counting: str = DEFAULT_COUNTING) -> dict[str, FreeEnergy]:
-    """MBAR results per system from a JSONL file of ``FreeEnergy.to_dict()`` rows
-    (``bench/baseline.py --out``, ``freeflow baseline --json``), in ``counting``.
+                  counting: str = DEFAULT_COUNTING, method: str = "mbar"
+                  ) -> dict[str, FreeEnergy]:
+    """Results of ``method`` (MBAR by default; ``"smc"`` for ``bench/smc.py --out``) per
+    system from a JSONL file of ``FreeEnergy.to_dict()`` rows (``bench/baseline.py --out``,
+    ``freeflow baseline --json``), in ``counting``.
 
     Rows marked ``"quick": true`` (pipeline smoke tests) are ignored; of several rows for a
     system the last one wins. A row records its counting (rows written before freeflow had a
@@ -425,7 +635,7 @@ def read_baseline(path: str | os.PathLike,
         raise FileNotFoundError(f"baseline file {str(path)!r} does not exist")
     out = {}
     for r in read_jsonl(path):
-        if r.get("method") != "mbar" or r.get("quick") or "system" not in r:
+        if r.get("method") != method or r.get("quick") or "system" not in r:
             continue
         if "beta_f_per_particle" not in r or "stderr" not in r:
             continue
@@ -435,14 +645,15 @@ def read_baseline(path: str | os.PathLike,
             load_system(r["system"]).num_particles)
         out[r["system"]] = FreeEnergy(
             value=convert_counting(r["beta_f_per_particle"], n, m, stored, counting),
-            stderr=float(r["stderr"]), method="mbar",
+            stderr=float(r["stderr"]), method=method,
             system=r["system"], num_samples=r.get("num_samples"),
             num_states=r.get("num_states"),
             # A run extended over several sessions: all of its sampling, not the last call.
             wall_time=r.get("sampling_wall_time", r.get("wall_time")),
             energy_evaluations=r.get("energy_evaluations"),
             details={k: r[k] for k in ("samples_per_state", "einstein_width", "reference",
-                                       "min_neighbour_overlap") if k in r}
+                                       "min_neighbour_overlap", "start", "smc_particles",
+                                       "repeats") if k in r}
             | {"source": str(path), "counting": counting, "num_particles": n,
                "lattice_multiplicity": m})
     return out

@@ -188,3 +188,27 @@ def test_cli_smc_unknown_base(capsys):
         main(["estimate", "mw_cubic_8", "--method", "smc", "--base", "gaussian"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'gaussian'" in capsys.readouterr().err
+
+
+def test_workdir_resumes_to_the_same_result(tmp_path):
+    """Groups are seeded by their index: an estimate interrupted after some groups and run
+    again gives exactly the runs of an uninterrupted one; other settings are refused."""
+    system, _ = _springs()
+    base = harmonic_base(system, 2.0)
+    kwargs = dict(system=system, base=base, num_particles=16, repeats=3, group_size=1,
+                  progress=False)
+    whole = smc_free_energy(**kwargs)
+    work = tmp_path / "smc"
+    first = smc_free_energy(**kwargs, workdir=work)
+    np.testing.assert_array_equal(first.details["ln_z_fixed_runs"],
+                                  whole.details["ln_z_fixed_runs"])
+    (work / "group_001.npz").unlink()  # as if interrupted during the second group
+    again = smc_free_energy(**kwargs, workdir=work)
+    np.testing.assert_allclose(again.details["ln_z_fixed_runs"],
+                               whole.details["ln_z_fixed_runs"], rtol=0, atol=1e-9)
+    more = smc_free_energy(**dict(kwargs, repeats=4), workdir=work)  # extends
+    assert more.details["repeats"] == 4
+    np.testing.assert_allclose(more.details["ln_z_fixed_runs"][:3],
+                               whole.details["ln_z_fixed_runs"], atol=1e-9)
+    with pytest.raises(ValueError, match="other settings.*num_mcmc_steps"):
+        smc_free_energy(**kwargs, workdir=work, num_mcmc_steps=2)

@@ -51,21 +51,25 @@ def test_agree_within():
 def table_rows():
     lfep = FreeEnergy(3.10797, 0.00012, "lfep", "lj_32", num_samples=100_000, ess=0.25,
                       wall_time=1800.0, energy_evaluations=700_000)
+    smc = FreeEnergy(3.1090, 0.0002, "smc", "lj_32", num_samples=8192, wall_time=600.0,
+                     energy_evaluations=2_000_000)
     mbar = FreeEnergy(3.1085, 0.0003, "mbar", "lj_32", num_samples=None, wall_time=1234.8,
                       energy_evaluations=9_997_376)
-    return [Row("lj_32", 32, lfep=lfep, mbar=mbar),
+    return [Row("lj_32", 32, lfep=lfep, smc=smc, mbar=mbar),
             Row("mw_cubic_8", 8, notes=["no run"])]
 
 
 def test_markdown_and_csv(tmp_path):
     text = to_markdown(table_rows())
-    assert "| `lj_32` | 32 | 3.1080(1) | 25% | - | 3.1085(3) | 30 min | 7.0e5 |" in text
-    assert "LFEP -1.6" in text and "no run" in text
+    assert ("| `lj_32` | 32 | 3.1080(1) | 25% | - | 3.1090(2) | 3.1085(3) | 30 min | 7.0e5 | "
+            "- | - | 10 min | 2.0e6 | 20.6 min | 1.0e7 |") in text
+    assert "LFEP -1.6" in text and "SMC +1.4" in text and "no run" in text
     path = to_csv(table_rows(), tmp_path / "t.csv")
     with open(path) as fh:
         rows = list(csv.DictReader(fh))
     assert float(rows[0]["lfep_value"]) == 3.10797 and rows[0]["lbar_value"] == ""
     assert rows[0]["mbar_formatted"] == "3.1085(3)" and rows[1]["notes"] == "no run"
+    assert rows[0]["smc_formatted"] == "3.1090(2)"
 
 
 def test_build_table_without_runs_reads_the_baseline(tmp_path):

@@ -31,9 +31,11 @@ def write_tiny_run(run):
                        num_frequencies=2)
     training = TrainingConfig(num_steps=2, batch_size=8, seed=3)
     system = freeflow.load_system("mw_cubic_8")
-    rundir.write_run_record(run, rundir.run_record(system, tiny, training))
+    record = rundir.run_record(system, tiny, training)
+    rundir.write_run_record(run, record)
     params = freeflow.FlowModel(system, tiny).init(jax.random.PRNGKey(training.seed))
     rundir.save_checkpoint(run, TrainState(params, optimizer(training).init(params),
-                                           jnp.asarray(2, jnp.int32)))
+                                           jnp.asarray(2, jnp.int32)),
+                           rundir.checkpoint_identity(record))
     rundir.write_metrics(run, synthetic_metrics(2))
     return run

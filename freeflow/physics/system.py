@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import math
 import os
 import sys
 import tomllib
@@ -261,21 +264,37 @@ class System:
 def system_from_definition(definition: dict) -> System:
     """Build a system from a declarative mapping (the parsed content of a system TOML file)."""
     try:
-        potential = potential_from_config(definition["potential"])
         state = definition["state"]
         lattice = definition["lattice"]
         name = definition["name"]
+        potential_config = definition["potential"]
     except KeyError as missing:
         raise ValueError(f"system definition lacks the {missing} entry; a definition needs "
                          "name, [potential], [state] and [lattice]") from None
-    density = float(state.get("number_density", float("nan")))
-    if not density > 0:
-        raise ValueError(f"{name}: number_density must be positive; got {density}")
-    atoms = build_lattice(lattice["kind"], int(lattice["num_particles"]), density,
-                          lattice.get("symbol", "X"))
-    return System(name=name, atoms=atoms, potential=potential,
-                  temperature=float(state["temperature"]),
+    potential = potential_from_config(potential_config, require_all=True)
+    density = _number(state, "number_density", name, "[state]")
+    temperature = _number(state, "temperature", name, "[state]")
+    count = lattice.get("num_particles")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"{name}: [lattice] num_particles must be a positive whole number; "
+                         f"got {count!r}")
+    if "kind" not in lattice:
+        raise ValueError(f"{name}: [lattice] lacks kind (fcc, diamond, hexagonal_ice, ...)")
+    atoms = build_lattice(lattice["kind"], count, density, lattice.get("symbol", "X"))
+    return System(name=name, atoms=atoms, potential=potential, temperature=temperature,
                   description=definition.get("description", ""), definition=definition)
+
+
+def _number(table: dict, key: str, name: str, section: str) -> float:
+    """A positive, finite number from a definition's table, or one line saying what is wrong."""
+    if key not in table:
+        raise ValueError(f"{name}: {section} lacks {key}")
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: {section} {key} must be a number; got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: {section} {key} must be positive and finite; got {value}")
+    return float(value)
 
 
 def named_systems() -> list[str]:
@@ -290,9 +309,16 @@ def named_systems() -> list[str]:
 def load_system(name_or_path: str | os.PathLike) -> System:
     """Load a named system (``"lj_256"``) or a system TOML file."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" and path.is_file():
-        with open(path, "rb") as fh:
-            return system_from_definition(tomllib.load(fh))
+    if path.suffix.lower() == ".toml" or path.exists():
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory, not a system .toml file")
+        if not path.is_file():
+            raise FileNotFoundError(f"system file {str(path)!r} does not exist")
+        try:
+            with open(path, "rb") as fh:
+                return system_from_definition(tomllib.load(fh))
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path} is not valid TOML ({error})") from None
     name = str(name_or_path)
     directory = systems_directory()
     file = directory / f"{name}.toml"
@@ -356,6 +382,39 @@ def system_to_dict(system: System) -> dict:
         },
         "definition": system.definition,
     }
+
+
+def system_identity(system: System) -> dict:
+    """What makes two systems the same physical state point, as plain data: the potential
+    and its parameters, the temperature, the cell and the lattice sites (rounded to 1e-9 of
+    the length unit). The name and description are labels and are left out."""
+    data = system_to_dict(system)
+    return {"potential": data["potential"], "temperature": float(system.temperature),
+            "cell": np.round(np.asarray(data["atoms"]["cell"], np.float64), 9).tolist(),
+            "sites": np.round(np.asarray(system.lattice, np.float64), 9).tolist(),
+            "symbols": data["atoms"]["symbols"]}
+
+
+def system_fingerprint(system: System) -> str:
+    """A short hash of ``system_identity``: equal for the same state point, whatever its name."""
+    text = json.dumps(system_identity(system), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def describe_system(system: System) -> str:
+    """A one-line label of a state point: name, potential, N, temperature, density."""
+    density = system.num_particles / float(np.prod(system.box))
+    return (f"{system.name} ({system.potential.kind}, N = {system.num_particles}, "
+            f"T = {system.temperature:g} {system.units.temperature}, "
+            f"density {density:.6g}/{system.units.length}^3)")
+
+
+def check_same_system(expected: System, found: System, what: str):
+    """Refuse ``found`` (described by ``what``, e.g. a sample file) unless it is the same state
+    point as ``expected``, naming both sides in one line."""
+    if system_fingerprint(expected) != system_fingerprint(found):
+        raise ValueError(f"{what} belongs to {describe_system(found)}, not to "
+                         f"{describe_system(expected)}")
 
 
 def system_from_dict(data: dict) -> System:

@@ -43,7 +43,7 @@ __all__ = ["Row", "METHODS", "PUBLISHED_SYSTEMS", "format_value_error", "format_
            "format_count", "agree_within", "ice_differences", "to_markdown", "to_csv",
            "build_table"]
 
-METHODS = ("lfep", "lbar", "mbar")
+METHODS = ("lfep", "lbar", "smc", "mbar")
 
 #: The systems of the published table (Wirnsberger et al. 2022), in its order.
 PUBLISHED_SYSTEMS = ("lj_256", "lj_500", "mw_cubic_64", "mw_cubic_216", "mw_cubic_512",
@@ -132,6 +132,7 @@ class Row:
     num_particles: int
     lfep: FreeEnergy | None = None
     lbar: FreeEnergy | None = None
+    smc: FreeEnergy | None = None
     mbar: FreeEnergy | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -210,9 +211,9 @@ def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
     evaluations, and the deviation of LFEP and LBAR from MBAR in combined standard errors
     (marked ``!`` beyond ``sigmas``); then ``beta (F_Ih - F_Ic) / N`` per N where both ices are
     present, and the rows' notes (why a cell is empty) as a list."""
-    header = ["system", "N", "LFEP", "ESS", "LBAR", "MBAR",
-              "LFEP time", "LFEP evals", "LBAR time", "LBAR evals", "MBAR time", "MBAR evals",
-              "vs MBAR (sigma)"]
+    header = ["system", "N", "LFEP", "ESS", "LBAR", "SMC", "MBAR",
+              "LFEP time", "LFEP evals", "LBAR time", "LBAR evals", "SMC time", "SMC evals",
+              "MBAR time", "MBAR evals", "vs MBAR (sigma)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     notes = []
     for row in rows:
@@ -220,7 +221,7 @@ def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
         e = row.lfep
         cells.append(format_value_error(e.value, e.stderr) if e else "-")
         cells.append(f"{100 * e.ess:.2g}%" if e and e.ess is not None else "-")
-        for method in ("lbar", "mbar"):
+        for method in ("lbar", "smc", "mbar"):
             e = row.entry(method)
             cells.append(format_value_error(e.value, e.stderr) if e else "-")
         for method in METHODS:
@@ -228,7 +229,7 @@ def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
             cells.append(format_duration(e.wall_time) if e else "-")
             cells.append(format_count(e.energy_evaluations) if e else "-")
         deviations = []
-        for method in ("lfep", "lbar"):
+        for method in ("lfep", "lbar", "smc"):
             d = _deviation(row.entry(method), row.mbar)
             if d is not None:
                 flag = " !" if not abs(d) <= sigmas else ""
@@ -238,7 +239,8 @@ def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
         notes.extend(f"`{row.system}`: {note}" for note in row.notes)
     text = "\n".join(lines) + "\n"
     text += ("\nValues are beta F / N with the standard error in the last digit. Costs of LFEP "
-             "and LBAR include training; LBAR's exclude the reference samples. "
+             "and LBAR include training; LBAR's exclude the reference samples. SMC anneals "
+             "from the start its row's details name (a base, or a trained flow). "
              f"'!' marks a deviation from MBAR beyond {sigmas:g} combined standard errors.\n")
     differences = ice_differences(rows)
     if differences:
@@ -455,9 +457,11 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
                 cache_file: str | os.PathLike | None = None, num_samples: int = 100_000,
                 seed: int = 0, compute_baseline: bool = False,
                 baseline_workdir: str | os.PathLike | None = None,
+                smc_file: str | os.PathLike | None = None,
                 counting: str = DEFAULT_COUNTING,
                 progress: bool = True, check_preset: bool = True) -> list[Row]:
-    """Rows of ``beta F / N`` by LFEP, LBAR and MBAR for ``systems``, computing what is missing.
+    """Rows of ``beta F / N`` by LFEP, LBAR, SMC and MBAR for ``systems``, computing what is
+    missing (SMC excepted: it is only read).
 
     Sources, per system ``NAME``:
 
@@ -472,6 +476,8 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
       rows, ``freeflow.rundir.read_baseline``). If there is none and ``compute_baseline`` is
       true, ``freeflow.workflows.baseline.mbar_free_energy`` is run (resumable under
       ``baseline_workdir/NAME``; this takes long).
+    * SMC: the last row for NAME in ``smc_file`` (``bench/smc.py --out``, JSONL of
+      ``FreeEnergy`` rows with ``method = "smc"``), if given.
 
     Computed LFEP, LBAR and MBAR entries are appended to ``cache_file`` (default
     ``runs_dir/table_PRESET.jsonl``) under a key of everything they depend on (system,
@@ -493,12 +499,11 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
         use whatever was trained in ``runs_dir/NAME``; the key then still records the preset
         name given).
     """
-    model_config = model_preset(preset)
-    wanted_model = json.loads(json.dumps(config_to_dict(model_config)))
     runs_dir = Path(runs_dir)
     cache = _Cache(Path(cache_file) if cache_file is not None
                    else runs_dir / f"table_{preset}.jsonl")
     baseline = read_baseline(baseline_file, counting) if baseline_file is not None else {}
+    smc = read_baseline(smc_file, counting, method="smc") if smc_file is not None else {}
 
     def say(text):
         if progress:
@@ -509,6 +514,8 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
         system = load_system(name)
         row = Row(system=name, num_particles=system.num_particles)
         run_dir = runs_dir / name
+        # The paper preset's frequencies depend on the system.
+        wanted_model = json.loads(json.dumps(config_to_dict(model_preset(preset, system))))
         record, note = _usable_run(run_dir, wanted_model, preset, check_preset, name)
         if record is None:
             row.notes.append(note)
@@ -517,5 +524,6 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
                           seed, counting, say, progress)
         _mbar_entry(row, system, baseline, cache, seed, counting, compute_baseline,
                     baseline_workdir, say, progress)
+        row.smc = smc.get(name)
         rows.append(row)
     return rows

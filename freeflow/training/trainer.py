@@ -64,6 +64,21 @@ def optimizer(config: TrainingConfig) -> optax.GradientTransformation:
                        optax.adam(learning_rate_schedule(config)))
 
 
+def check_devices(config: TrainingConfig):
+    """Refuse a batch that the devices of ``batch_mesh`` cannot split evenly."""
+    devices = batch_mesh().size
+    if config.batch_size % devices:
+        raise ValueError(f"batch size {config.batch_size} must be a multiple of the number of "
+                         f"devices ({devices}); use --batch-size "
+                         f"{max(devices, config.batch_size // devices * devices)}")
+
+
+def place_state(state: TrainState) -> TrainState:
+    """``state`` replicated over ``batch_mesh``, the sharding the training step returns, so
+    that the step's first call compiles the same program as every later one."""
+    return jax.device_put(state, replicated(batch_mesh()))
+
+
 def make_step(model: FlowModel, system: System, config: TrainingConfig, optim, *,
               donate: bool = True):
     """A jitted ``(state, seed_key) -> (state, metrics)`` sharded over all local devices.
@@ -75,9 +90,7 @@ def make_step(model: FlowModel, system: System, config: TrainingConfig, optim, *
     beta = system.beta
     energy = system.energy_fn(softened=True)
     mesh = batch_mesh()
-    if config.batch_size % mesh.size:
-        raise ValueError(f"batch size {config.batch_size} must be a multiple of the number of "
-                         f"devices ({mesh.size})")
+    check_devices(config)
     batch = batch_sharding(mesh)
     everywhere = replicated(mesh)
 
@@ -158,6 +171,7 @@ def fit(model: FlowModel, system: System, config: TrainingConfig, state: TrainSt
     evaluate = make_evaluator(model, system, config)
     m_lattice = multiplicity(system)
     start_step = int(state.step)
+    state = place_state(state)
     n = system.num_particles
     running_log_z = None
     started = time.perf_counter()

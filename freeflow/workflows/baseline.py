@@ -38,6 +38,7 @@ asks for what is missing and saves the result.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -62,7 +63,8 @@ from freeflow.estimators.result import FreeEnergy, ReducedFreeEnergy
 from freeflow.physics.harmonic import einstein_crystal, harmonic_crystal
 from freeflow.physics.potentials import EinsteinCrystal
 from freeflow.progress import progress_bar
-from freeflow.rundir import MbarWorkdir
+from freeflow.physics.system import system_fingerprint
+from freeflow.rundir import DirectoryLock, MbarWorkdir
 from freeflow.sampling.hmc import integrated_autocorrelation_time, sample, sample_system
 
 __all__ = ["REFERENCES", "mbar_free_energy", "path_free_energy", "lambda_schedule",
@@ -346,8 +348,8 @@ def _pilot_width(system, key, num_chains: int, progress) -> tuple[float, int]:
 
 
 def _baseline_settings(system, width, **settings) -> dict:
-    return {"system": system.name, "definition": system.definition, **settings,
-            "requested_width": width}
+    return {"system": system.name, "definition": system.definition,
+            "fingerprint": system_fingerprint(system), **settings, "requested_width": width}
 
 
 def _saved_config(store: MbarWorkdir | None, settings: dict) -> dict | None:
@@ -355,8 +357,10 @@ def _saved_config(store: MbarWorkdir | None, settings: dict) -> dict | None:
     saved = store.read_config() if store is not None else None
     if saved is not None:
         # samples_per_state may change: saved states are extended (or cut) to the new length.
-        same = {k: v for k, v in _as_json(settings).items() if k != "samples_per_state"}
-        if {k: v for k, v in saved["settings"].items() if k != "samples_per_state"} != same:
+        # Work directories written before the fingerprint existed are compared without it.
+        ignored = {"samples_per_state"} | ({"fingerprint"} - set(saved["settings"]))
+        same = {k: v for k, v in _as_json(settings).items() if k not in ignored}
+        if {k: v for k, v in saved["settings"].items() if k not in ignored} != same:
             raise ValueError(f"{store.path} holds a run with different settings; use a fresh "
                              f"--workdir (saved: {saved['settings']})")
     return saved
@@ -425,6 +429,12 @@ def mbar_free_energy(system, key=None, *, reference: str = "harmonic", num_state
     start = time.perf_counter()
     if reference not in REFERENCES:
         raise ValueError(f"unknown MBAR reference {reference!r}; use one of {REFERENCES}")
+    for name, value, least in (("num_states", num_states, 2),
+                               ("samples_per_state", samples_per_state, 1),
+                               ("num_chains", num_chains, 1), ("thin", thin, 1),
+                               ("num_warmup", num_warmup, 0)):
+        if isinstance(value, bool) or int(value) != value or value < least:
+            raise ValueError(f"{name} must be a whole number >= {least}; got {value}")
     m = multiplicity(system, counting)  # refuses an unknown counting before any sampling
     if reference != "einstein":
         width = None  # only the Einstein springs have a width
@@ -436,54 +446,56 @@ def mbar_free_energy(system, key=None, *, reference: str = "harmonic", num_state
         num_states=num_states, schedule_power=schedule_power,
         samples_per_state=samples_per_state, num_chains=num_chains, num_warmup=num_warmup,
         thin=thin, num_integration_steps=num_integration_steps, seed=seed)
-    saved = _saved_config(store, settings)
-    pilot_evaluations = 0
-    if saved is not None:
-        # The saved energies are relative to this shift and width: a resumed run reuses them.
-        width, pilot_evaluations = saved["width"], saved["pilot_evaluations"]
-        shift = saved["target_shift"]
-    else:
-        shift = system.lattice_energy()
-        if reference == "einstein" and width is None:
-            width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
-                                                    num_chains, progress)
-    _record_config(store, saved, {"settings": settings, "width": width,
-                                  "pilot_evaluations": pilot_evaluations,
-                                  "target_shift": shift})
-    crystal, reference_details = _reference_crystal(system, reference, width)
-    n = system.num_particles
-    fixed = np.zeros(n, bool)
-    fixed[0] = True
-    out = path_free_energy(crystal.energy_fn, system.energy_fn(strays="nan"),
-                           system.lattice, key, beta=system.beta, box=system.box,
-                           lambdas=lambdas, reference_scale=1.0, target_shift=shift,
-                           fixed=fixed, num_chains=num_chains,
-                           samples_per_state=samples_per_state, num_warmup=num_warmup,
-                           thin=thin, num_integration_steps=num_integration_steps,
-                           workdir=workdir, progress=progress, label=f"mbar {system.name}",
-                           reference_sampler=crystal.sample)
-    # ln Z_fixed(target) = ln Z_ref - Delta f - beta U_lattice (the shift comes back here).
-    ln_z_fixed = crystal.ln_z_fixed - out.delta_f - system.beta * shift
-    lam_ref = system.units.reference_length
-    states = out.details["states"]
-    details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "counting": counting,
-               "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
-               "num_particles": n,
-               "ln_z": log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m),
-               "reference": reference, "reference_ln_z_fixed": crystal.ln_z_fixed,
-               **reference_details,
-               "reference_beta_f_per_particle": beta_f_from_ln_z_fixed(
-                   crystal.ln_z_fixed, n, system.volume, lam_ref, m),
-               "lattice_energy": shift, "lambdas": lambdas.tolist(),
-               "min_neighbour_overlap": out.details["min_neighbour_overlap"],
-               "samples_per_state": samples_per_state, "num_chains": num_chains,
-               # Sampling time of all states, over every session that added to them (the
-               # result's wall_time is this call's only, short when states were read back).
-               "sampling_wall_time": float(sum(st["wall_time"] for st in states)),
-               "states": states}
-    return FreeEnergy(value=beta_f_from_ln_z_fixed(ln_z_fixed, n, system.volume, lam_ref, m),
-                      stderr=out.stderr / n, method="mbar", num_states=num_states,
-                      num_samples=out.num_samples,
-                      energy_evaluations=out.energy_evaluations + pilot_evaluations,
-                      wall_time=time.perf_counter() - start, system=system.name,
-                      details=details)
+    # One writer per work directory: a second process is refused before any sampling.
+    with (DirectoryLock(workdir) if workdir is not None else contextlib.nullcontext()):
+        saved = _saved_config(store, settings)
+        pilot_evaluations = 0
+        if saved is not None:
+            # The saved energies are relative to this shift and width: a resumed run reuses them.
+            width, pilot_evaluations = saved["width"], saved["pilot_evaluations"]
+            shift = saved["target_shift"]
+        else:
+            shift = system.lattice_energy()
+            if reference == "einstein" and width is None:
+                width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
+                                                        num_chains, progress)
+        _record_config(store, saved, {"settings": settings, "width": width,
+                                      "pilot_evaluations": pilot_evaluations,
+                                      "target_shift": shift})
+        crystal, reference_details = _reference_crystal(system, reference, width)
+        n = system.num_particles
+        fixed = np.zeros(n, bool)
+        fixed[0] = True
+        out = path_free_energy(crystal.energy_fn, system.energy_fn(strays="nan"),
+                               system.lattice, key, beta=system.beta, box=system.box,
+                               lambdas=lambdas, reference_scale=1.0, target_shift=shift,
+                               fixed=fixed, num_chains=num_chains,
+                               samples_per_state=samples_per_state, num_warmup=num_warmup,
+                               thin=thin, num_integration_steps=num_integration_steps,
+                               workdir=workdir, progress=progress, label=f"mbar {system.name}",
+                               reference_sampler=crystal.sample)
+        # ln Z_fixed(target) = ln Z_ref - Delta f - beta U_lattice (the shift comes back here).
+        ln_z_fixed = crystal.ln_z_fixed - out.delta_f - system.beta * shift
+        lam_ref = system.units.reference_length
+        states = out.details["states"]
+        details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "counting": counting,
+                   "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
+                   "num_particles": n,
+                   "ln_z": log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m),
+                   "reference": reference, "reference_ln_z_fixed": crystal.ln_z_fixed,
+                   **reference_details,
+                   "reference_beta_f_per_particle": beta_f_from_ln_z_fixed(
+                       crystal.ln_z_fixed, n, system.volume, lam_ref, m),
+                   "lattice_energy": shift, "lambdas": lambdas.tolist(),
+                   "min_neighbour_overlap": out.details["min_neighbour_overlap"],
+                   "samples_per_state": samples_per_state, "num_chains": num_chains,
+                   # Sampling time of all states, over every session that added to them (the
+                   # result's wall_time is this call's only, short when states were read back).
+                   "sampling_wall_time": float(sum(st["wall_time"] for st in states)),
+                   "states": states}
+        return FreeEnergy(value=beta_f_from_ln_z_fixed(ln_z_fixed, n, system.volume, lam_ref, m),
+                          stderr=out.stderr / n, method="mbar", num_states=num_states,
+                          num_samples=out.num_samples,
+                          energy_evaluations=out.energy_evaluations + pilot_evaluations,
+                          wall_time=time.perf_counter() - start, system=system.name,
+                          details=details)

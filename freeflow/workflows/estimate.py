@@ -22,6 +22,7 @@ from freeflow.estimators.conventions import (DEFAULT_COUNTING, multiplicity,
 from freeflow.estimators.lfep import lfep
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.works import model_works, reverse_works
+from freeflow.physics.system import check_same_system
 
 __all__ = ["estimate", "lbar_from_model", "lfep_from_model"]
 
@@ -101,7 +102,9 @@ def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference
             raise ValueError("LBAR needs target samples: pass --reference FILE (made with "
                              "'freeflow sample SYSTEM --out FILE')")
         if isinstance(reference, (str, Path)):
-            reference = rundir.load_samples(reference)[0]
+            path = reference
+            reference, sampled, _ = rundir.load_samples(path)
+            check_same_system(system, sampled, f"reference file {path}")
         return lbar_from_model(model, params, system, key, num_samples, np.asarray(reference),
                                counting=counting)
     raise ValueError(f"unknown method {method!r}; use 'lfep' or 'lbar'")

@@ -22,7 +22,9 @@ standard error (``freeflow.estimators.smc.combine_log_z``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -40,7 +42,7 @@ from freeflow.estimators.smc import combine_log_z
 from freeflow.flows.bases import base_distribution, harmonic_base
 from freeflow.flows.config import BASES, ModelConfig
 from freeflow.physics.space import minimum_image, wrap
-from freeflow.physics.system import System, load_system
+from freeflow.physics.system import System, load_system, system_fingerprint
 from freeflow.sampling.smc import anneal
 
 __all__ = ["smc_free_energy"]
@@ -155,10 +157,16 @@ def _densities(system, frame: _SiteFrame, whitening: "_Whitening", log_start):
     return log_start_u, log_target_u
 
 
+#: Flow samples drawn per call of the model (bounds the transformer's memory).
+_FLOW_BATCH = 256
+
+
 def _flow_start(model, params):
     """(sample ``(key, n) -> y [n, P, 3]``, ``ln q_m`` of one ``y [P, 3]``) of a flow."""
     def sample(key, n):
-        return model.sample_mobile(params, key, n)[0]
+        sizes = [min(_FLOW_BATCH, n - i) for i in range(0, n, _FLOW_BATCH)]
+        return jnp.concatenate([model.sample_mobile(params, jax.random.fold_in(key, b), size)[0]
+                                for b, size in enumerate(sizes)])
 
     def log_start(y):
         return model.mobile_log_prob(params, y)
@@ -206,11 +214,34 @@ def _resolve_start(run, system, base):
             distribution)
 
 
+def _group_record(system, start: str, identity: str, settings: dict) -> dict:
+    """What a work directory's groups depend on: the system, the start, the settings."""
+    return {"system": system.name, "system_fingerprint": system_fingerprint(system),
+            "start": start, "start_fingerprint": identity, **settings}
+
+
+def _start_identity(run, distribution) -> str:
+    """A short hash of the start density: the flow's parameters, or the base's arrays."""
+    if run is not None:
+        params = run.params if not isinstance(run, (str, os.PathLike)) else None
+        if params is None:
+            params = rundir.load_run(run)[2]
+        leaves = jax.tree_util.tree_leaves(params)
+    else:
+        leaves = [getattr(distribution, name) for name in ("colour", "noise_scale", "radius")
+                  if hasattr(distribution, name)]
+    digest = hashlib.sha256()
+    for leaf in leaves:
+        digest.update(np.ascontiguousarray(np.asarray(leaf, np.float64)).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def smc_free_energy(run=None, *, system=None, base=None,
                     num_particles: int = 256, repeats: int = 8, seed: int = 0,
                     target_ess: float = 0.9, resample_ess: float = 0.5,
                     num_mcmc_steps: int = 5, num_integration_steps: int = 8,
                     batch_size: int | None = None, counting: str = DEFAULT_COUNTING,
+                    workdir=None, group_size: int | None = None,
                     progress: bool | None = None) -> FreeEnergy:
     """``beta F / N`` by annealed SMC from a flow (``run``) or a base (``system``, ``base``).
 
@@ -227,14 +258,21 @@ def smc_free_energy(run=None, *, system=None, base=None,
         ``freeflow.sampling.smc.anneal``.
       counting: ``"bravais"`` (the literature's) or ``"exact"``
         (``freeflow.estimators.conventions``).
+      workdir: a directory where every finished group of runs is saved
+        (``freeflow.rundir.SmcWorkdir``); calling again with the same settings reuses them,
+        so an interrupted estimate continues where it stopped.
+      group_size: runs annealed together (vectorised); default all of them, or 1 with a
+        ``workdir``. Group ``g`` uses the key ``fold_in(PRNGKey(seed), g)``, so a result does
+        not depend on where it was interrupted.
       progress: a bar over the annealing parameter; ``None``: on a terminal.
 
     Returns:
       ``FreeEnergy`` with ``method="smc"``; ``num_samples = repeats * num_particles``, ``ess``
       the mean final ESS fraction, ``num_states`` the largest number of temperatures of a run;
-      ``details`` holds ``smc_particles`` (per run), the per-run ``ln Z_fixed``, the temperatures, the acceptance and the
-      evaluations of the target energy and of the start density; ``samples`` the final
-      particles, ``[repeats * num_particles, N, 3]`` equal-weight samples of the target.
+      ``details`` holds ``smc_particles`` (per run), the per-run ``ln Z_fixed``, the
+      temperatures, the acceptance and the evaluations of the target energy and of the start
+      density; ``samples`` the final particles, ``[repeats * num_particles, N, 3]``
+      equal-weight samples of the target (correlated within a run through resampling).
     """
     if int(num_particles) != num_particles or num_particles < 2:
         raise ValueError(f"SMC needs at least 2 particles per run; got {num_particles} "
@@ -243,49 +281,94 @@ def smc_free_energy(run=None, *, system=None, base=None,
         raise ValueError(f"SMC's error bar needs at least 2 independent runs; got {repeats} "
                          "(--repeats)")
     num_particles, repeats = int(num_particles), int(repeats)
+    if group_size is None:
+        group_size = 1 if workdir is not None else repeats
+    if int(group_size) != group_size or not 1 <= group_size <= repeats:
+        raise ValueError(f"group_size must be between 1 and repeats ({repeats}); got "
+                         f"{group_size}")
     start_time = time.perf_counter()
     system, sites, sample, log_start, start, distribution = _resolve_start(run, system, base)
     m = multiplicity(system, counting)  # refuses an unknown counting before any work
     frame = _SiteFrame.of(system, sites)
     whitening = _Whitening.of(system, distribution)
     log_start_u, log_target_u = _densities(system, frame, whitening, log_start)
+    settings = dict(num_particles=num_particles, group_size=int(group_size), seed=int(seed),
+                    target_ess=float(target_ess), resample_ess=float(resample_ess),
+                    num_mcmc_steps=int(num_mcmc_steps),
+                    num_integration_steps=int(num_integration_steps))
+    store = None
+    if workdir is not None:
+        store = rundir.SmcWorkdir(workdir)
+        record = _group_record(system, start, _start_identity(run, distribution), settings)
 
-    key = jax.random.PRNGKey(seed)
-    k_start, k_anneal = jax.random.split(key)
-    y0 = frame.label(jnp.asarray(sample(k_start, repeats * num_particles), jnp.float32))
-    u0 = whitening.coordinates(frame.offsets(y0))
-    u0 = u0.reshape(repeats, num_particles, -1)
-    result = anneal(log_start_u, log_target_u, u0, k_anneal, box=None,
-                    step_size=_STEP_SIZE,
-                    target_ess=target_ess, resample_ess=resample_ess,
-                    num_mcmc_steps=num_mcmc_steps, num_integration_steps=num_integration_steps,
-                    batch_size=batch_size, progress=progress, desc=f"SMC {system.name}")
+    def run_group(index: int, size: int):
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
+        k_start, k_anneal = jax.random.split(key)
+        y0 = frame.label(jnp.asarray(sample(k_start, size * num_particles), jnp.float32))
+        u0 = whitening.coordinates(frame.offsets(y0)).reshape(size, num_particles, -1)
+        result = anneal(log_start_u, log_target_u, u0, k_anneal, box=None,
+                        step_size=_STEP_SIZE, target_ess=target_ess,
+                        resample_ess=resample_ess, num_mcmc_steps=num_mcmc_steps,
+                        num_integration_steps=num_integration_steps, batch_size=batch_size,
+                        progress=progress,
+                        desc=f"SMC {system.name} runs {index * group_size + 1}-"
+                             f"{index * group_size + size}/{repeats}")
+        u = jnp.asarray(result.positions.reshape(size * num_particles, -1))
+        positions = np.asarray(frame.full(jnp.asarray(frame.sites, jnp.float32)
+                                          + whitening.displacement(u)))
+        info = {"temperatures": [t.tolist() for t in result.temperatures],
+                "final_ess": result.final_ess.tolist(), "acceptance": result.acceptance,
+                "target_evaluations": result.target_evaluations,
+                "start_evaluations": result.start_evaluations,
+                "wall_time": result.wall_time}
+        return result.log_z, positions, info
 
+    groups = []
+    with (rundir.DirectoryLock(workdir) if store is not None else contextlib.nullcontext()):
+        if store is not None:
+            store.check_config(record)
+        for index in range(-(-repeats // group_size)):
+            size = min(group_size, repeats - index * group_size)
+            saved = store.read_group(index) if store is not None else None
+            if saved is None or len(saved[0]) != size:
+                saved = run_group(index, size)
+                if store is not None:
+                    store.write_group(index, *saved)
+            groups.append(saved)
+    return _result(system, start, m, counting, groups, settings, start_time)
+
+
+def _result(system, start: str, m: int, counting: str, groups, settings: dict,
+            start_time: float) -> FreeEnergy:
+    """The ``FreeEnergy`` of finished groups ``(log_z, positions, info)``."""
+    log_z = np.concatenate([g[0] for g in groups])
+    infos = [g[2] for g in groups]
+    temperatures = [t for info in infos for t in info["temperatures"]]
+    num_temperatures = [len(t) for t in temperatures]
+    final_ess = [e for info in infos for e in info["final_ess"]]
     n, volume = system.num_particles, float(np.prod(system.box))
-    ln_z_fixed, ln_z_stderr = combine_log_z(result.log_z)
+    ln_z_fixed, ln_z_stderr = combine_log_z(log_z)
     value = beta_f_from_ln_z_fixed(ln_z_fixed, n, volume, system.units.reference_length, m)
-    u = jnp.asarray(result.positions.reshape(repeats * num_particles, -1))
-    samples = np.asarray(frame.full(jnp.asarray(frame.sites, jnp.float32)
-                                    + whitening.displacement(u)))
-    evaluations = ({"model_evaluations": result.start_evaluations} if start == "flow"
-                   else {"base_evaluations": result.start_evaluations})
+    start_evaluations = sum(info["start_evaluations"] for info in infos)
+    evaluations = ({"model_evaluations": start_evaluations} if start == "flow"
+                   else {"base_evaluations": start_evaluations})
     details = {
-        "start": start, "smc_particles": num_particles, "repeats": repeats,
-        "num_temperatures": result.num_temperatures.tolist(),
-        "temperatures": [t.tolist() for t in result.temperatures],
-        "final_ess": result.final_ess.tolist(), "acceptance": result.acceptance,
+        "start": start, "smc_particles": settings["num_particles"], "repeats": len(log_z),
+        "num_temperatures": num_temperatures, "temperatures": temperatures,
+        "final_ess": final_ess,
+        "acceptance": float(np.mean([info["acceptance"] for info in infos])),
         "ln_z_fixed": ln_z_fixed, "ln_z_fixed_stderr": ln_z_stderr,
-        "ln_z_fixed_runs": result.log_z.tolist(), **evaluations,
-        "target_ess": target_ess, "resample_ess": resample_ess,
-        "num_mcmc_steps": num_mcmc_steps, "num_integration_steps": num_integration_steps,
+        "ln_z_fixed_runs": log_z.tolist(), **evaluations,
+        "sampling_wall_time": float(sum(info["wall_time"] for info in infos)),
+        **{k: v for k, v in settings.items() if k != "num_particles"},
         "counting": counting, "num_particles": n,
         "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
     }
     return FreeEnergy(
         value=value, stderr=ln_z_stderr / n, method="smc", system=system.name,
-        num_samples=repeats * num_particles, ess=float(np.mean(result.final_ess)),
-        num_states=int(np.max(result.num_temperatures)),
-        energy_evaluations=result.target_evaluations,
+        num_samples=len(log_z) * settings["num_particles"], ess=float(np.mean(final_ess)),
+        num_states=int(max(num_temperatures)),
+        energy_evaluations=int(sum(info["target_evaluations"] for info in infos)),
         wall_time=time.perf_counter() - start_time,
         log_z=log_z_from_fixed_particle(ln_z_fixed, n, volume, m), details=details,
-        samples=samples)
+        samples=np.concatenate([g[1] for g in groups]))

@@ -9,6 +9,7 @@ file system to resume).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -22,7 +23,8 @@ from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
 from freeflow.physics.system import System, load_system
 from freeflow.training.config import TrainingConfig, presets
-from freeflow.training.trainer import TrainingDiverged, fit, init_state, optimizer
+from freeflow.training.trainer import (TrainingDiverged, check_devices, fit, init_state,
+                                       optimizer)
 
 __all__ = ["TrainResult", "train", "resolve_training"]
 
@@ -79,8 +81,10 @@ def check_same_run(saved: dict, wanted: dict, run_dir: Path):
 
     if saved["model"] != wanted["model"]:
         problems.append(differences("model", saved["model"], wanted["model"]))
-    saved_t = {k: v for k, v in saved["training"].items() if k != "num_steps"}
-    wanted_t = {k: v for k, v in wanted["training"].items() if k != "num_steps"}
+    # The step count may grow and the checkpoint interval change: neither alters the result.
+    free = ("num_steps", "checkpoint_every")
+    saved_t = {k: v for k, v in saved["training"].items() if k not in free}
+    wanted_t = {k: v for k, v in wanted["training"].items() if k not in free}
     if saved_t != wanted_t:
         problems.append(differences("training", saved_t, wanted_t))
     if problems:
@@ -88,10 +92,26 @@ def check_same_run(saved: dict, wanted: dict, run_dir: Path):
                          + ". Use another --out directory, or the original settings to resume.")
 
 
+def _extended(out, extend: int, model_config, training, overrides: dict):
+    """The saved model and training configs of the run in ``out``, with ``extend`` more steps."""
+    if int(extend) != extend or extend < 1:
+        raise ValueError(f"--extend must be a positive number of steps; got {extend}")
+    if model_config is not None or training is not None or overrides:
+        raise ValueError("--extend continues a run with its own settings; leave out the other "
+                         "training options")
+    saved = rundir.read_run_record(out) if out is not None else None
+    if saved is None:
+        raise ValueError(f"nothing to extend: {out} holds no run; train it first")
+    model_config = rundir.model_config_of(saved)
+    training = config_from_dict(TrainingConfig, saved["training"])
+    return model_config, dataclasses.replace(training, num_steps=training.num_steps + int(extend))
+
+
 def train(system: System | str, out: str | os.PathLike | None = None, *,
           preset: str = "cpu", model_config: ModelConfig | None = None,
           training: TrainingConfig | None = None, progress: bool = True,
-          callback=None, max_wall_time: float | None = None, **overrides) -> TrainResult:
+          callback=None, max_wall_time: float | None = None, extend: int | None = None,
+          **overrides) -> TrainResult:
     """Train a flow for ``system`` and return it with its metrics.
 
     Args:
@@ -105,6 +125,9 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
       callback: optional ``callback(step, record)`` called after every step (and after the
         step's checkpoint, if any); it may raise to stop training.
       max_wall_time: stop (with a checkpoint) after this many seconds; re-running resumes.
+      extend: continue the run in ``out`` for this many more steps with its own settings:
+        the learning-rate schedule is the same function of the step, so after its last decay
+        the rate stays at its final value. Excludes ``preset`` overrides.
       **overrides: fields of ``TrainingConfig`` (``num_steps``, ``batch_size``, ``seed``, ...).
         Overriding ``num_steps`` alone rescales ``decay_steps`` to the same fractions of the run.
 
@@ -114,20 +137,38 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
     """
     if isinstance(system, str):
         system = load_system(system)
-    default_model, default_training = presets(preset)
+    if extend is not None:
+        model_config, training = _extended(out, extend, model_config, training, overrides)
+    default_model, default_training = presets(preset, system)
     model_config = model_config or default_model
     training = resolve_training(training or default_training, overrides)
     model = FlowModel(system, model_config)
     run_dir = Path(out) if out is not None else None
     writes = run_dir is not None and jax.process_index() == 0
 
+    # Everything that can refuse the run is checked before anything is written.
+    check_devices(training)
+    with contextlib.ExitStack() as stack:
+        if run_dir is not None and writes:
+            stack.enter_context(rundir.DirectoryLock(run_dir))
+        return _train_in(system, model, model_config, training, run_dir, writes, callback,
+                         max_wall_time, progress)
+
+
+def _train_in(system, model, model_config, training, run_dir, writes: bool, callback,
+              max_wall_time, progress) -> TrainResult:
+    """The body of ``train`` once the run directory (if any) is locked."""
     state = init_state(model, training, optimizer(training))
     metrics_log: list[dict] = []
+    identity = None
     if run_dir is not None:
         record = rundir.run_record(system, model_config, training)
+        identity = rundir.checkpoint_identity(record)
+        rundir.check_writable_dir(run_dir)
         saved = rundir.read_run_record(run_dir)
         if saved is not None:
             check_same_run(saved, record, run_dir)
+        rundir.check_checkpoint_identity(run_dir, record)
         if writes and saved != record:
             rundir.write_run_record(run_dir, record)
         state = rundir.load_checkpoint(run_dir, template=state) or state
@@ -143,7 +184,7 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
         if writes:
             rundir.append_metrics(run_dir, record)
             if done % training.checkpoint_every == 0 or done == training.num_steps:
-                rundir.save_checkpoint(run_dir, new_state)
+                rundir.save_checkpoint(run_dir, new_state, identity)
                 last_saved = done
         if callback is not None:
             callback(done, record)
@@ -158,6 +199,6 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
         raise TrainingDiverged(f"{error}; {where}. Lower the learning rate or check the "
                                "energy function.") from None
     if writes and last_saved != int(state.step):
-        rundir.save_checkpoint(run_dir, state)  # stopped early by max_wall_time
+        rundir.save_checkpoint(run_dir, state, identity)  # stopped early by max_wall_time
     return TrainResult(model=model, params=state.params, metrics=metrics_log, run_dir=run_dir,
                        system=system)

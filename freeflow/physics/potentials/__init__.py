@@ -7,6 +7,7 @@ with pairs inside a ``cutoff`` also has ``neighbor_plan(box, sites, ...)`` (see
 """
 
 import dataclasses
+import math
 
 from freeflow.physics.potentials.einstein import (
     EinsteinCrystal,
@@ -19,8 +20,14 @@ POTENTIALS = {cls.kind: cls for cls in (LennardJones, MonatomicWater, EinsteinCr
                                   SymmetricEinsteinCrystal)}
 
 
-def potential_from_config(config: dict):
-    """Build a potential from a mapping with ``kind`` and the dataclass's parameters."""
+def potential_from_config(config: dict, require_all: bool = False):
+    """Build a potential from a mapping with ``kind`` and the dataclass's parameters.
+
+    ``require_all`` (system definitions written by hand) refuses a mapping that leaves out a
+    parameter the potential lists in ``required_parameters``: a forgotten ``epsilon`` would
+    otherwise take a default without a word."""
+    if not isinstance(config, dict):
+        raise ValueError(f"[potential] must be a table with kind and parameters; got {config!r}")
     config = dict(config)
     kind = config.pop("kind", None)
     if kind not in POTENTIALS:
@@ -31,6 +38,13 @@ def potential_from_config(config: dict):
     if unknown:
         raise ValueError(f"unknown parameters {sorted(unknown)} for potential {kind!r}; "
                          f"accepted: {sorted(fields)}")
+    missing = [p for p in getattr(cls, "required_parameters", ()) if p not in config]
+    if require_all and missing:
+        raise ValueError(f"potential {kind!r} lacks {', '.join(missing)}; give every "
+                         f"parameter of {', '.join(cls.required_parameters)}")
+    for key, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"potential {kind!r}: {key} = {value} is not finite")
     return cls(**config)
 
 

@@ -31,6 +31,8 @@ class LennardJones(PairNeighbors):
     cutoff: float = 2.7
     shift: bool = True
 
+    #: Parameters a system definition must give (``potential_from_config(require_all=True)``).
+    required_parameters = ("epsilon", "sigma", "cutoff")
     #: Cost of one pair entry relative to the cell list's distance pass (see plan_neighbors).
     neighbor_pair_cost = 1.5
     kind = "lennard_jones"

@@ -42,6 +42,8 @@ class MonatomicWater(PairNeighbors):
     p: float = 4.0
     q: float = 0.0
 
+    #: Parameters a system definition must give (``potential_from_config(require_all=True)``).
+    required_parameters = ("epsilon", "sigma", "a", "lam", "gamma", "cos_theta0", "A", "B")
     #: Cost of one pair entry relative to the cell list's distance pass (see plan_neighbors).
     neighbor_pair_cost = 15.0
     kind = "monatomic_water"
