@@ -234,7 +234,8 @@ def _smc(args):
         start = dict(run=TrainResult(model=model, params=params, metrics=[],
                                      run_dir=Path(args.run_dir), system=system))
     result = smc_free_energy(**start, num_particles=args.particles, repeats=args.repeats,
-                             seed=args.seed, progress=not args.json, counting=args.counting,
+                             seed=args.seed, progress=False if args.json else None,
+                             counting=args.counting,
                              num_mcmc_steps=args.mcmc_steps, target_ess=args.target_ess,
                              workdir=args.workdir, group_size=args.group_size)
     if args.samples_out:
@@ -247,8 +248,11 @@ def _smc(args):
 def _print_smc(result) -> None:
     d = result.details
     temps = d["num_temperatures"]
-    print(f"  {d['repeats']} runs of {d['smc_particles']} particles from the {d['start']}; "
-          f"{min(temps)}-{max(temps)} temperatures; final ESS "
+    start = (f"the {d['start'][len('base:'):]} base" if d["start"].startswith("base:")
+             else "the flow")
+    steps = str(min(temps)) if min(temps) == max(temps) else f"{min(temps)}-{max(temps)}"
+    print(f"  {d['repeats']} runs of {d['smc_particles']} particles from {start}; "
+          f"{steps} temperatures; final ESS "
           f"{100 * float(np.mean(d['final_ess'])):.0f}%; HMC acceptance "
           f"{100 * d['acceptance']:.0f}%")
     model = d.get("model_evaluations", d.get("base_evaluations"))
