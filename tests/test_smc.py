@@ -115,12 +115,12 @@ def test_smc_from_an_untrained_flow_matches_its_base(tiny_run):
     """The tiny run's flow is the identity on its base, so SMC from the flow and SMC from the
     base estimate the same ln Z; both agree within their errors."""
     system, model, _, _ = freeflow.load_run(tiny_run)
-    kwargs = dict(num_particles=64, repeats=4, progress=False)
+    kwargs = dict(num_particles=32, repeats=4, progress=False)
     from_flow = smc_free_energy(tiny_run, **kwargs)
     from_base = smc_free_energy(system=system, base=model.base, **kwargs)
     assert from_flow.details["start"] == "flow"
     assert from_flow.details["model_evaluations"] > 0
-    assert from_flow.samples.shape == (4 * 64, system.num_particles, 3)
+    assert from_flow.samples.shape == (4 * 32, system.num_particles, 3)
     difference = from_flow.value - from_base.value
     assert abs(difference) < 4 * math.hypot(from_flow.stderr, from_base.stderr)
 
