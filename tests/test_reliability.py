@@ -297,3 +297,14 @@ def test_sample_writes_as_it_goes_and_continues(tmp_path, capsys, monkeypatch):
     assert main(["sample", "mw_cubic_8", "--out", str(out), "--samples", "32", "--chains", "4"
                  ]) == 2
     _one_line_error(capsys, "holds 2 chains, not 4")
+
+
+def test_a_structure_with_nan_positions_is_refused(tmp_path, capsys):
+    atoms = freeflow.load_system("mw_cubic_8").atoms.copy()
+    positions = atoms.positions.copy()
+    positions[2] = np.nan
+    atoms.positions = positions
+    path = tmp_path / "nan.extxyz"
+    atoms.write(path)
+    assert main(["energy", "mw_cubic_8", "--structure", str(path), "--json"]) == 2
+    _one_line_error(capsys, "positions of atoms 2 are not finite")

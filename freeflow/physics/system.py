@@ -350,6 +350,11 @@ def system_from_atoms(atoms: Atoms | str | os.PathLike, potential, temperature: 
         atoms = ase.io.read(path)
     atoms = atoms.copy()
     atoms.calc = None
+    bad = np.flatnonzero(~np.all(np.isfinite(atoms.positions), axis=1))
+    if len(bad):
+        raise ValueError(f"{name or 'the structure'}: positions of atoms "
+                         f"{', '.join(map(str, bad[:5].tolist()))}"
+                         f"{' ...' if len(bad) > 5 else ''} are not finite (NaN or inf)")
     check_orthorhombic(atoms)
     # The flow fixes one particle at the box corner; a global translation changes no energy.
     atoms.translate(-atoms.positions[0])
