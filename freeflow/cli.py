@@ -190,7 +190,6 @@ def _train(args) -> int:
         if overrides or args.base is not None or args.layers is not None:
             raise ValueError("--extend continues a run with its own settings; leave out the "
                              "other training options")
-        check_writable_dir(args.out)
         result = train(args.system, args.out, extend=args.extend)
         return _report_training(result, args)
     model_overrides = {}

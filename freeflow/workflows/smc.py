@@ -181,7 +181,8 @@ def _base_start(base):
 
 
 def _resolve_start(run, system, base):
-    """``(system, mobile sites, sample, ln q on the labelled frame, start label, base)``."""
+    """``(system, mobile sites, sample, ln q on the labelled frame, start label, base, the
+    arrays that identify the start)``: the flow's parameters, or the base's widths."""
     if (run is None) == (base is None):
         raise ValueError("SMC starts from a trained run or from a base: give a run directory, "
                          "or a system with base='harmonic' (say), not both or neither")
@@ -195,7 +196,8 @@ def _resolve_start(run, system, base):
         num_mobile = system.num_particles - 1
         fold = math.lgamma(num_mobile + 1)
         return (system, model.base.mobile_sites, sample,
-                lambda y: log_start(y) + fold, "flow", model.base)
+                lambda y: log_start(y) + fold, "flow", model.base,
+                jax.tree_util.tree_leaves(params))
     if system is None:
         raise ValueError("SMC from a base needs a system (a name, a .toml file or a System)")
     if not isinstance(system, System):
@@ -210,8 +212,10 @@ def _resolve_start(run, system, base):
         raise ValueError(f"the base has {len(distribution.mobile_sites)} mobile sites; "
                          f"{system.name} needs {system.num_particles - 1}")
     sample, log_start = _base_start(distribution)
+    identity = [getattr(distribution, name) for name in ("colour", "noise_scale", "radius")
+                if hasattr(distribution, name)]
     return (system, distribution.mobile_sites, sample, log_start, f"base:{label}",
-            distribution)
+            distribution, identity)
 
 
 def _group_record(system, start: str, identity: str, settings: dict) -> dict:
@@ -220,16 +224,8 @@ def _group_record(system, start: str, identity: str, settings: dict) -> dict:
             "start": start, "start_fingerprint": identity, **settings}
 
 
-def _start_identity(run, distribution) -> str:
-    """A short hash of the start density: the flow's parameters, or the base's arrays."""
-    if run is not None:
-        params = run.params if not isinstance(run, (str, os.PathLike)) else None
-        if params is None:
-            params = rundir.load_run(run)[2]
-        leaves = jax.tree_util.tree_leaves(params)
-    else:
-        leaves = [getattr(distribution, name) for name in ("colour", "noise_scale", "radius")
-                  if hasattr(distribution, name)]
+def _start_identity(leaves) -> str:
+    """A short hash of the arrays that identify the start density (``_resolve_start``)."""
     digest = hashlib.sha256()
     for leaf in leaves:
         digest.update(np.ascontiguousarray(np.asarray(leaf, np.float64)).tobytes())
@@ -287,7 +283,8 @@ def smc_free_energy(run=None, *, system=None, base=None,
         raise ValueError(f"group_size must be between 1 and repeats ({repeats}); got "
                          f"{group_size}")
     start_time = time.perf_counter()
-    system, sites, sample, log_start, start, distribution = _resolve_start(run, system, base)
+    system, sites, sample, log_start, start, distribution, leaves = _resolve_start(
+        run, system, base)
     m = multiplicity(system, counting)  # refuses an unknown counting before any work
     frame = _SiteFrame.of(system, sites)
     whitening = _Whitening.of(system, distribution)
@@ -299,7 +296,7 @@ def smc_free_energy(run=None, *, system=None, base=None,
     store = None
     if workdir is not None:
         store = rundir.SmcWorkdir(workdir)
-        record = _group_record(system, start, _start_identity(run, distribution), settings)
+        record = _group_record(system, start, _start_identity(leaves), settings)
 
     def run_group(index: int, size: int):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
