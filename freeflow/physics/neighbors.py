@@ -1,13 +1,16 @@
 """Which particle pairs an energy function looks at: all images, a site list or a cell list.
 
-All three strategies return, for one configuration ``x`` of shape ``[N, 3]``, the displacement
-vectors from each particle to its candidate partners, ``[N, C, 3]``, and a mask ``[N, C]`` that
-is False for padding and for a particle's zero-shift copy of itself. Every periodic image of
-every particle closer than the cutoff is among the candidates exactly once, so energies built
-on them are exact also in boxes with an edge shorter than twice the cutoff.
+All three strategies give, for one configuration ``x`` of shape ``[N, 3]``, the displacement
+vectors from each particle to its candidate partners as three coordinate arrays ``(dx, dy,
+dz)``, each ``[N, ...]`` (first axis: the particle; the others: its candidates), and a mask of
+the same shape that is False for padding and for a particle's zero-shift copy of itself. Every
+periodic image of every particle closer than the cutoff is among the candidates exactly once,
+so energies built on them are exact also in boxes with an edge shorter than twice the cutoff.
+One array per coordinate, rather than a trailing axis of 3, lets XLA vectorise and fuse the
+per-entry arithmetic on CPU (the trailing 3 defeats the SIMD lanes; ``bench/gradient_ratio.py``).
 
 * ``dense``: all N particles times every image shift that can reach inside the cutoff
-  (``C = N * S``). Cost O(N^2); exact for any configuration.
+  (entries ``[N, N, S]``). Cost O(N^2); exact for any configuration.
 * ``sites``: partners fixed once from the lattice (every site within ``cutoff + 2
   max_displacement`` of a particle's own site, each periodic image separately); a
   configuration only supplies the displacements from the sites. Cost O(N), evaluated in blocks
@@ -25,6 +28,16 @@ on them are exact also in boxes with an edge shorter than twice the cutoff.
 Every plan offers ``total(positions, rows_energy)``: the sum of a per-particle energy over all
 particles, with the overflow flag. Potentials are written as such sums (pair terms halved,
 three-body terms per central particle), which lets the site list evaluate them block by block.
+
+Every plan also offers ``total_and_gradient(positions, rows_gradient, symmetric)``: the same
+sum and its exact gradient with respect to the positions, from the potential's own derivative
+with respect to each entry's displacement, ``g = dU/dd``. An entry ``d_ic = x_j - x_i (+ image)``
+pulls on both ends, so ``dU/dx_i = -sum_c g_ic + sum of g over the entries whose partner is i``.
+The second sum is a transpose of the partner table: a column sum for ``dense``, a gather
+through the precomputed reverse slots for ``sites``, a scatter-add for ``cells``. For a pair
+energy (``symmetric``: every entry's reverse entry carries ``-g``) it equals the first, and the
+gradient is ``-2 sum_c g_ic`` with no transpose at all. Reverse-mode autodiff of the same sum
+would scatter-add through every gather, which on CPU cost 5-8x the energy.
 
 ``plan_neighbors`` picks the cheapest plan by a cost model; see its docstring for the sizes at
 which each is used for the named systems.
@@ -44,35 +57,74 @@ from freeflow.physics.space import image_shifts, minimum_image, wrap
 
 Strategy = Literal["auto", "dense", "cells", "sites"]
 
-#: ``rows_energy(displacements [B, C, 3], mask [B, C]) -> scalar``: the energy carried by B
-#: particles given their candidate partners (zero for rows whose mask is all False).
-RowsEnergy = Callable[[jax.Array, jax.Array], jax.Array]
+#: ``rows_energy((dx, dy, dz), mask) -> scalar``: the energy carried by B particles given the
+#: displacements to their candidate partners, each ``[B, ...]`` like ``mask`` (zero for rows
+#: whose mask is all False).
+RowsEnergy = Callable[[tuple, jax.Array], jax.Array]
+
+#: ``rows_gradient((dx, dy, dz), mask) -> (energy, pulls, slopes)``: the energy as
+#: ``rows_energy``, ``slopes`` = its derivative with respect to each entry's displacement
+#: (three arrays shaped like ``mask``) and ``pulls`` = their sums over each row's entries (three
+#: arrays ``[B]``).
+RowsGradient = Callable[[tuple, jax.Array], tuple]
 
 #: Partner entries per block of the site list. Measured with bench/energy.py on CPU: blocks pay
 #: once a configuration's [N, K] arrays outgrow the caches (LJ N = 4000, K = 320: 1.4x faster
 #: in blocks of 64 rows) and cost loop overhead below that (mW N = 216: 1.5x slower in 4 blocks).
 BLOCK_ENTRIES = 20_000
 
-#: Cost of gathering one site-list entry, in units of one entry of the cell list's distance
-#: pass (bench/energy.py, LJ N = 500: a site-list entry costs 1.7x an all-pairs entry).
-SITE_GATHER_COST = 1.1
+#: Cost of one site-list entry relative to one all-pairs entry, fitted to energy + forces (the
+#: samplers' hot path) with the analytic gradient (``python bench/gradient_ratio.py``,
+#: bench/results/gradient_ratio.jsonl): per entry the site list cost 1.1-1.2x the all-pairs
+#: sum for Lennard-Jones (lj_32 to lj_500) and 1.6-2.5x for mW (the gather of the transpose).
+#: 1.5 puts every named system on the faster of the two as measured: all pairs for lj_256
+#: (256 entries against 320 listed) and the 64-molecule ices (64 against 46-47).
+SITE_ENTRY_COST = 1.5
 
-#: A fixed cost per configuration of the site list, in the same units, fitted to the hot paths
-#: (bench/throughput.py --part sampler --neighbors dense sites, bench/results/neighbors_hmc.jsonl),
-#: where for small crystals the site list was slower than all pairs although alone it is
-#: faster: HMC energy+force evaluations per second with the site list against all pairs were
-#: 3817 vs 4884 (lj_32) and 3790 vs 4027 (mw_cubic_64), but 10732 vs 5175 (mw_cubic_8) and
-#: 2136 vs 255 (lj_108).
-SITE_OVERHEAD = 16_000
+#: Factor on the cell list's estimate (its cheap pass plus its compact list), fitted the same
+#: way: per estimated unit the cell list's energy + forces cost 2.5-4x the all-pairs sum's for
+#: mW N = 216 and 512 (the binning, sorting and compaction passes the estimate leaves out).
+CELL_COST = 3.0
+
+
+def _pull(pulls, slopes, transpose, symmetric: bool):
+    """``dU/dx [N, 3]`` from the entries' slopes (see the module docstring)."""
+    if symmetric:
+        return -2.0 * jnp.stack(pulls, axis=-1)
+    # The barrier makes XLA store the slopes once and then read them twice (row sums and the
+    # transpose); left to fuse, it recomputed their per-entry arithmetic inside the transpose
+    # (mW site list: energy + forces 2.5x slower).
+    slopes = jax.lax.optimization_barrier(slopes)
+    return jnp.stack([transpose(g) - jnp.sum(g, axis=tuple(range(1, g.ndim)))
+                      for g in slopes], axis=-1)
 
 
 class _WholeRows:
-    """``total`` for plans that build every particle's partners at once."""
+    """``total`` and ``total_and_gradient`` for plans that build every particle's partners at
+    once; such a plan defines ``_entries(positions) -> (d, mask, overflow, layout)`` and
+    ``_transpose(slope, layout)``."""
+
+    def components(self, positions):
+        """``((dx, dy, dz), mask, overflow)`` for one configuration ``[N, 3]``."""
+        return self._entries(positions)[:3]
+
+    def __call__(self, positions):
+        """Returns ``(displacements [N, C, 3], mask [N, C], overflow)`` (entries flattened)."""
+        d, mask, overflow = self.components(positions)
+        n = positions.shape[0]
+        return (jnp.stack([a.reshape(n, -1) for a in d], axis=-1), mask.reshape(n, -1),
+                overflow)
 
     def total(self, positions, rows_energy: RowsEnergy):
         """``(sum over particles of rows_energy, overflow)`` for one configuration ``[N, 3]``."""
-        d, mask, overflow = self(positions)
+        d, mask, overflow = self.components(positions)
         return rows_energy(d, mask), overflow
+
+    def total_and_gradient(self, positions, rows_gradient: RowsGradient, symmetric: bool):
+        """``(sum, dsum/dpositions [N, 3], overflow)``; see the module docstring."""
+        d, mask, overflow, layout = self._entries(positions)
+        u, pulls, slopes = rows_gradient(d, mask)
+        return u, _pull(pulls, slopes, lambda g: self._transpose(g, layout), symmetric), overflow
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -84,17 +136,24 @@ class DenseNeighbors(_WholeRows):
 
     strategy = "dense"
 
-    def __call__(self, positions):
-        """Returns ``(displacements [N, N*S, 3], mask [N, N*S], overflow=False)``."""
+    def _entries(self, positions):
+        """Entry ``(i, j, s)`` is ``x_j + shift_s - x_i`` (minimum image), each ``[N, N, S]``.
+
+        The entries keep their ``[N, N, S]`` shape: flattening the partner axes in between
+        breaks XLA's fusion of the per-entry arithmetic into the reductions (2x slower on CPU).
+        """
         n = positions.shape[0]
         box = jnp.asarray(self.box, positions.dtype)
         shifts = jnp.asarray(self.shifts, positions.dtype)
-        d = minimum_image(positions[None, :, :] - positions[:, None, :], box)
-        d = d[:, :, None, :] + shifts[None, None, :, :]
-        num_shifts = shifts.shape[0]
-        self_copy = jnp.eye(n, dtype=bool)[:, :, None] & (jnp.arange(num_shifts) == 0)
-        return (d.reshape(n, n * num_shifts, 3), ~self_copy.reshape(n, n * num_shifts),
-                jnp.asarray(False))
+        d = tuple(minimum_image(positions[None, :, a] - positions[:, None, a], box[a])[:, :, None]
+                  + shifts[:, a] for a in range(3))
+        self_copy = jnp.eye(n, dtype=bool)[:, :, None] & (jnp.arange(shifts.shape[0]) == 0)
+        return d, ~self_copy, jnp.asarray(False), None
+
+    @staticmethod
+    def _transpose(slope, layout):
+        # Entry (j, i, s) depends on x_i with coefficient +1: sum over j and s.
+        return jnp.sum(slope, axis=(0, 2))
 
     def num_candidates(self, num_particles: int) -> int:
         return num_particles * len(self.shifts)
@@ -147,10 +206,10 @@ class CellNeighbors(_WholeRows):
         partners = jnp.where(partners == jnp.arange(n)[:, None], n, partners)
         return partners, jnp.max(counts) > self.capacity
 
-    def __call__(self, positions):
-        """Returns ``(displacements [N, C, 3], mask [N, C], overflow)``, ``C = compact``.
+    def _entries(self, positions):
+        """Entries ``[N, C]``, ``C = compact``; the layout is the partner table.
 
-        With ``compact=0`` (kept for side-by-side benchmarks) every cell candidate is returned,
+        With ``compact=0`` (kept for side-by-side benchmarks) every cell candidate is an entry,
         ``C = 27 * capacity``.
         """
         n = positions.shape[0]
@@ -160,9 +219,15 @@ class CellNeighbors(_WholeRows):
         if self.compact:
             partners, too_many = self._inside_cutoff(jax.lax.stop_gradient(padded), partners)
             overflow = overflow | too_many
-        d = jnp.stack([minimum_image(padded[:, axis][partners] - positions[:, axis, None],
-                                     box[axis]) for axis in range(3)], axis=-1)
-        return d, partners != n, overflow
+        d = tuple(minimum_image(padded[:, axis][partners] - positions[:, axis, None], box[axis])
+                  for axis in range(3))
+        return d, partners != n, overflow, partners
+
+    @staticmethod
+    def _transpose(slope, partners):
+        # The list is rebuilt per configuration, so there are no fixed reverse slots: scatter.
+        n = partners.shape[0]
+        return jax.ops.segment_sum(slope.ravel(), partners.ravel(), num_segments=n + 1)[:n]
 
     def _inside_cutoff(self, padded, partners):
         """``partners`` cut down to those inside the cutoff, ``[N, compact]``, and overflow."""
@@ -207,6 +272,7 @@ class SiteNeighbors:
     sites: np.ndarray  # [N, 3] wrapped into the box
     partners: np.ndarray  # [N, K] partner index per slot; N pads
     site_vectors: np.ndarray  # [N, K, 3] site j (the right image) minus site i; 0 for padding
+    reverse_slots: np.ndarray  # [N, K] slot of the reverse entry (j -> i) in row j; 0 pads
     max_displacement: float
     block: int  # particles per block of ``total``; ``block >= N``: one block
 
@@ -228,18 +294,33 @@ class SiteNeighbors:
         return u, stray > self.max_displacement**2
 
     def _rows(self, padded, partners, site_vectors, rows):
-        d = jnp.stack([site_vectors[..., axis] + padded[:, axis][partners]
-                       - padded[:, axis][rows][:, None] for axis in range(3)], axis=-1)
+        d = tuple(site_vectors[..., axis] + padded[:, axis][partners]
+                  - padded[:, axis][rows][:, None] for axis in range(3))
         return d, partners != padded.shape[0] - 1
 
-    def __call__(self, positions):
-        """Returns ``(displacements [N, K, 3], mask [N, K], overflow)``."""
+    def components(self, positions):
+        """``((dx, dy, dz) [N, K] each, mask [N, K], overflow)``."""
         n = positions.shape[0]
         u, overflow = self.displacements(positions)
         padded = jnp.concatenate([u, jnp.zeros((1, 3), u.dtype)])
         d, mask = self._rows(padded, jnp.asarray(self.partners),
                              jnp.asarray(self.site_vectors, u.dtype), jnp.arange(n))
         return d, mask, overflow
+
+    def __call__(self, positions):
+        """Returns ``(displacements [N, K, 3], mask [N, K], overflow)``."""
+        d, mask, overflow = self.components(positions)
+        return jnp.stack(d, axis=-1), mask, overflow
+
+    def _transpose(self, slope):
+        """``sum_k slope[partner(i, k), reverse_slot(i, k)]``: a gather, not a scatter.
+
+        One flat index per entry: a two-index gather cost 3x the whole energy on CPU.
+        """
+        n, k = self.partners.shape
+        flat = jnp.concatenate([slope.ravel(), jnp.zeros((1,), slope.dtype)])
+        index = np.where(self.partners < n, self.partners * k + self.reverse_slots, n * k)
+        return jnp.sum(flat[jnp.asarray(index, jnp.int32)], axis=1)
 
     def total(self, positions, rows_energy: RowsEnergy):
         """``(sum over particles of rows_energy, overflow)``, ``block`` particles at a time.
@@ -249,18 +330,43 @@ class SiteNeighbors:
         """
         n = positions.shape[0]
         if n <= self.block:  # small lists: blocks would cost more loop overhead than they save
-            d, mask, overflow = self(positions)
+            d, mask, overflow = self.components(positions)
             return rows_energy(d, mask), overflow
+        padded, blocks, overflow = self._padded_blocks(positions)
+
+        def one(block):
+            return rows_energy(*self._rows(padded, *block))
+
+        return jnp.sum(jax.lax.map(one, blocks)), overflow
+
+    def total_and_gradient(self, positions, rows_gradient: RowsGradient, symmetric: bool):
+        """``(sum, dsum/dpositions [N, 3], overflow)``, in blocks as ``total``.
+
+        The crystal's translation ``t`` is held fixed (see ``displacements``), so the gradient
+        with respect to the positions is the gradient with respect to the displacements.
+        """
+        n = positions.shape[0]
+        if n <= self.block:
+            d, mask, overflow = self.components(positions)
+            u, pulls, slopes = rows_gradient(d, mask)
+            return u, _pull(pulls, slopes, self._transpose, symmetric), overflow
+        padded, blocks, overflow = self._padded_blocks(positions)
+
+        def one(block):
+            u, pulls, slopes = rows_gradient(*self._rows(padded, *block))
+            return (u, pulls) if symmetric else (u, pulls, slopes)
+
+        out = jax.lax.map(one, blocks)
+        pulls = tuple(p.reshape(-1)[:n] for p in out[1])
+        slopes = () if symmetric else tuple(g.reshape(-1, g.shape[-1])[:n] for g in out[2])
+        return jnp.sum(out[0]), _pull(pulls, slopes, self._transpose, symmetric), overflow
+
+    def _padded_blocks(self, positions):
         u, overflow = self.displacements(positions)
         padded = jnp.concatenate([u, jnp.zeros((1, 3), u.dtype)])
         partners, site_vectors, rows = self._blocks()
-
-        def one(block):
-            d, mask = self._rows(padded, *block)
-            return rows_energy(d, mask)
-
         blocks = (jnp.asarray(partners), jnp.asarray(site_vectors, u.dtype), jnp.asarray(rows))
-        return jnp.sum(jax.lax.map(one, blocks)), overflow
+        return padded, blocks, overflow
 
     def _blocks(self):
         """Partner table, site vectors and row indices padded to whole blocks, ``[nb, B, ...]``."""
@@ -285,23 +391,41 @@ def site_neighbors(sites, box, cutoff: float, max_displacement: float) -> SiteNe
 
     sites = np.mod(np.asarray(sites, dtype=np.float64), box)
     atoms = Atoms(positions=sites, cell=np.diag(box), pbc=True)
-    first, second, vectors = neighbor_list("ijD", atoms, cutoff + 2.0 * max_displacement)
+    first, second, images, vectors = neighbor_list("ijSD", atoms,
+                                                   cutoff + 2.0 * max_displacement)
     n = len(sites)
     counts = np.bincount(first, minlength=n)
     k = int(counts.max()) if len(first) else 1
     order = np.argsort(first, kind="stable")
-    first, second, vectors = first[order], second[order], vectors[order]
+    first, second, images, vectors = first[order], second[order], images[order], vectors[order]
     slot = np.arange(len(first)) - (np.cumsum(counts) - counts)[first]
     partners = np.full((n, k), n, dtype=np.int32)
     site_vectors = np.zeros((n, k, 3))
     partners[first, slot] = second
     site_vectors[first, slot] = vectors
+    reverse_slots = np.zeros((n, k), dtype=np.int32)
+    reverse_slots[first, slot] = slot[_reverse_entries(first, second, images)]
     # About BLOCK_ENTRIES partner entries per block (per configuration), split evenly so the
     # last block is not mostly padding.
     num_blocks = -(-n * k // BLOCK_ENTRIES)
     return SiteNeighbors(box=np.asarray(box, dtype=np.float64), sites=sites, partners=partners,
-                         site_vectors=site_vectors, max_displacement=float(max_displacement),
+                         site_vectors=site_vectors, reverse_slots=reverse_slots,
+                         max_displacement=float(max_displacement),
                          block=-(-n // num_blocks))
+
+
+def _reverse_entries(first, second, images) -> np.ndarray:
+    """For each entry (i -> j, image S) of a neighbour list, the index of its entry (j -> i,
+    image -S). Matched on the integers alone, so no rounding can pair the wrong entries."""
+    forward = np.column_stack([first, second, images])
+    backward = np.column_stack([second, first, -images])
+    by_forward = np.lexsort(forward.T[::-1])
+    by_backward = np.lexsort(backward.T[::-1])
+    if not np.array_equal(forward[by_forward], backward[by_backward]):
+        raise RuntimeError("the site list is not symmetric: some pair is listed one way only")
+    reverse = np.empty(len(first), dtype=np.int64)
+    reverse[by_backward] = by_forward
+    return reverse
 
 
 def _cell_capacity(sites: np.ndarray, box: np.ndarray, cells_per_axis, max_displacement: float,
@@ -361,21 +485,22 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
         distance (the radius of the base distribution's spheres).
       strategy: ``"dense"``, ``"cells"``, ``"sites"``, ``"auto"``, or a plan built earlier
         (returned as is). ``auto`` takes the cheapest by an estimated cost per particle:
-        ``pair_cost x N x image shifts`` for ``dense``; ``27 x capacity`` cheap entries plus
-        ``pair_cost x compact`` for ``cells`` (only with at least three cells of width >=
-        cutoff per axis); ``(pair_cost + SITE_GATHER_COST) x partners + SITE_OVERHEAD / N``
-        for ``sites``.
+        ``pair_cost x N x image shifts`` for ``dense``; ``CELL_COST x (27 x capacity`` cheap
+        entries plus ``pair_cost x compact)`` for ``cells`` (only with at least three cells of width >=
+        cutoff per axis); ``SITE_ENTRY_COST x pair_cost x partners`` for ``sites``.
       pair_cost: cost of one energy-and-gradient entry relative to one entry of the cell
         list's distance pass, measured with bench/energy.py on CPU: about 1.5 for
         Lennard-Jones and 15 for mW (whose entries carry the three-body terms).
       allow_sites: whether ``auto`` may pick the site list. Turn it off where configurations
         can leave the crystal (training a flow from scratch, arbitrary ASE structures).
 
-    With these costs the exact energies use ``sites`` for ``lj_108``, ``mw_cubic_8`` and
-    mW ice from N = 216, and for Lennard-Jones from N = 864 (320 listed partners per particle
-    at density 1.28; mW ice lists 46 or 47); ``dense`` for ``lj_32``, ``lj_256``, ``lj_500``
-    and the 64-molecule ices. Without the site list (the training energies), Lennard-Jones
-    uses the cell list from N = 2048 and mW from N = 216.
+    With these costs the exact energies use ``sites`` for every named system except
+    ``lj_256`` and the 64-molecule ices, whose all-pairs sums have one image each (256 and
+    64 entries per particle, against 320 listed partners for Lennard-Jones at density 1.28
+    and 46-47 for mW ice). Without the site list (the training energies),
+    mW uses the cell list from N = 216 (measured faster there) and Lennard-Jones above
+    N = 4000 (by the cost model alone; no Lennard-Jones cell list has been timed with the
+    analytic gradient).
     """
     if isinstance(strategy, (DenseNeighbors, CellNeighbors, SiteNeighbors)):
         return strategy  # an explicit plan, e.g. a variant built for a benchmark
@@ -404,14 +529,14 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
             compact=_compact_capacity(sites, box, cutoff, max_displacement))
         if strategy == "cells":
             return cells
-        candidates.append((27 * cells.capacity + pair_cost * cells.compact, 1, cells))
+        candidates.append((CELL_COST * (27 * cells.capacity + pair_cost * cells.compact), 1,
+                           cells))
     elif strategy == "cells":
         raise ValueError(
             f"a cell list needs box edges of at least 3 x cutoff = {3 * cutoff:g}; "
             f"this box is {box.tolist()}. Use strategy='dense', 'sites' or 'auto'.")
     if allow_sites:
         listed = site_neighbors(sites, box, cutoff, max_displacement)
-        per_particle = ((pair_cost + SITE_GATHER_COST) * listed.num_candidates(len(sites))
-                        + SITE_OVERHEAD / len(sites))
+        per_particle = SITE_ENTRY_COST * pair_cost * listed.num_candidates(len(sites))
         candidates.append((per_particle, 2, listed))
     return min(candidates, key=lambda c: c[:2])[2]

@@ -8,12 +8,17 @@ import jax.numpy as jnp
 
 from freeflow.physics.neighbors import Strategy
 from freeflow.physics.potentials.base import (
+    GRADIENTS,
     SOFT_MIN_DISTANCE,
     EnergyFn,
     PairNeighbors,
+    entry_sums,
+    floored,
     linearised_below,
     over_configurations,
-    safe_distances,
+    planned_energy,
+    squared_distances,
+    value_and_slope,
 )
 from freeflow.physics.units import Units, reduced_units
 
@@ -50,29 +55,62 @@ class LennardJones(PairNeighbors):
             return 4.0 * self.epsilon * (s6 * s6 - s6)
         return bare(r) - (bare(self.cutoff) if self.shift else 0.0)
 
+    def pair_of_squared_distance(self, softened: bool = False):
+        """``u(r^2)`` inside the cutoff: the exact pair energy needs no square root.
+
+        ``softened``: the training energy's pair term, linearised below 0.8 sigma.
+        """
+        if softened:
+            soft = linearised_below(self.pair, self.soft_linear_below * self.sigma)
+            return lambda r2: soft(jnp.sqrt(r2))
+        sigma2 = self.sigma**2
+        c6 = (self.sigma / self.cutoff) ** 6
+        offset = 4.0 * self.epsilon * (c6 * c6 - c6) if self.shift else 0.0
+
+        def exact(r2):
+            s6 = (sigma2 / r2) ** 3
+            return 4.0 * self.epsilon * (s6 * s6 - s6) - offset
+        return exact
+
     def energy_fn(self, box, sites, *, max_displacement: float, softened: bool = False,
-                  neighbors: Strategy = "auto", allow_sites: bool | None = None) -> EnergyFn:
+                  neighbors: Strategy = "auto", allow_sites: bool | None = None,
+                  gradient: str = "analytic") -> EnergyFn:
         """Pure function ``positions [..., N, 3] -> U [...]`` for this box.
 
         ``softened=True`` gives the training energy: distances clipped below 0.01 and the pair
         potential linearised below 0.8 sigma. Estimators must use the exact energy.
         ``allow_sites`` (default: not ``softened``) lets ``auto`` use the lattice-bound site
-        list (``freeflow.physics.neighbors.plan_neighbors``).
+        list (``freeflow.physics.neighbors.plan_neighbors``). ``gradient``: ``"analytic"``
+        (the pair forces pulled back by the plan, see ``planned_energy``) or ``"autodiff"``.
         """
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, not {gradient!r}")
         plan = self.neighbor_plan(box, sites, max_displacement=max_displacement,
                                   softened=softened, neighbors=neighbors, allow_sites=allow_sites)
-        pair = self.pair
-        min_distance = 0.0
-        if softened:
-            pair = linearised_below(self.pair, self.soft_linear_below * self.sigma)
-            min_distance = SOFT_MIN_DISTANCE
+        pair = self.pair_of_squared_distance(softened)
+        min_distance = SOFT_MIN_DISTANCE if softened else 0.0
+        cutoff2 = self.cutoff**2
+
+        def entries(r2, mask):
+            """Each entry's pair energy as a function of its unfloored ``r^2``."""
+            inside = mask & (floored(r2, min_distance) < cutoff2)
+            def fn(raw):
+                # Outside the cutoff the placeholder r^2 keeps every branch finite.
+                return jnp.where(inside, pair(jnp.where(inside, floored(raw, min_distance),
+                                                        cutoff2)), 0.0)
+            return fn
 
         def rows_energy(d, mask):
-            r, inside = safe_distances(d, mask, self.cutoff, min_distance)
-            return 0.5 * jnp.sum(jnp.where(inside, pair(r), 0.0))  # each pair seen twice
+            _, raw = squared_distances(d, mask, min_distance)
+            return 0.5 * jnp.sum(entries(raw, mask)(raw))  # each pair is seen from both ends
 
-        def energy(x):
-            u, overflow = plan.total(x, rows_energy)
-            return jnp.where(overflow, jnp.nan, u)
+        def rows_gradient(d, mask):
+            _, raw = squared_distances(d, mask, min_distance)
+            u, slope = value_and_slope(entries(raw, mask), raw)
+            # d(1/2 u(|d|^2))/dd = u'(r^2) d: the half and the 2 of the square cancel.
+            sums = entry_sums(u, slope * d[0], slope * d[1], slope * d[2])
+            return 0.5 * jnp.sum(sums[0]), sums[1:], tuple(slope * a for a in d)
 
-        return over_configurations(energy)
+        return over_configurations(planned_energy(
+            plan, rows_energy, rows_gradient if gradient == "analytic" else None,
+            symmetric=True))
