@@ -1,11 +1,11 @@
 """The flow's base distribution: a randomly permuted, thermally smeared lattice.
 
 Particle 0 of the crystal is held at the box corner (the origin) by the translation
-canonicalisation of ``freeflow.flows.model``, so the base distribution lives on the other ``P = N - 1``
-"mobile" particles. Each mobile particle sits on its own lattice site (the site at the box
-corner removed), displaced by isotropic Gaussian noise of standard deviation ``s`` truncated to
-the ball of radius ``R`` = half the nearest-neighbour distance, and the particle labels are
-then shuffled uniformly at random. The balls of different sites are disjoint, so any
+canonicalisation of ``freeflow.flows.model``, so the base distribution lives on the other
+``P = N - 1`` "mobile" particles. Each mobile particle sits on its own lattice site (the site at the
+box corner removed), displaced by isotropic Gaussian noise of standard deviation ``s``
+truncated to the ball of radius ``R`` = half the nearest-neighbour distance, and the particle
+labels are then shuffled uniformly at random. The balls of different sites are disjoint, so any
 configuration has at most one assignment of particles to sites, and the density is
 
     ln b(z) = sum_i ln g(z_i - site_{a(i)}) - ln(P!)
@@ -272,8 +272,8 @@ class HarmonicLatticeBase:
             raise ValueError(
                 f"the harmonic precision is not positive definite (lowest eigenvalue {lowest:.3g}"
                 f"): the lattice is not a stable minimum of the energy with one particle held, "
-                f"so a harmonic base does not exist; use the 'einstein' or 'truncated_gaussian' base "
-                f"(freeflow train --base einstein)"
+                f"so a harmonic base does not exist; use the 'einstein' or 'truncated_gaussian' "
+                f"base (freeflow train --base einstein)"
             ) from None
         covariance = np.linalg.inv(precision)
         marginal = max(np.linalg.eigvalsh(covariance[3 * i:3 * i + 3, 3 * i:3 * i + 3])[-1]

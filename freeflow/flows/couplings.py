@@ -27,8 +27,9 @@ three axes cyclically, circular shift, split couplings ``1 | 2`` then ``2 | 1``)
 sampling direction, with the permutation done by relabelling the slots instead of moving the
 data. That permutation has period 3: for ``num_layers`` a multiple of 3 (the published 24)
 the base's and the sample's axes coincide in both; for other counts the published flow would
-also permute the axes between base and sample, which this one does not. Per-axis box edges play the part of the published flow's rescaling of a non-cubic box to
-the unit cube (splines, embeddings and shifts all scale with the period).
+also permute the axes between base and sample, which this one does not. Per-axis box edges
+play the part of the published flow's rescaling of a non-cubic box to the unit cube (splines,
+embeddings and shifts all scale with the period).
 
 Layers must be built inside a haiku transform (the conditioner holds haiku parameters).
 """
@@ -113,7 +114,7 @@ class AxisCoupling(distrax.Bijector):
             periods=self.box[self.conditioning], name=name, **conditioner_kwargs)
 
     def _splines(self, positions):
-        raw = self.conditioner(positions[..., self.conditioning])
+        raw = self.conditioner(_columns(positions, self.conditioning))
         raw = raw.reshape(*raw.shape[:-1], len(self.transformed), -1)
         upper = jnp.asarray(self.box[self.transformed], positions.dtype)
         return CircularRationalQuadraticSpline(
@@ -122,13 +123,14 @@ class AxisCoupling(distrax.Bijector):
 
     def _apply(self, positions, inverse: bool):
         splines = self._splines(positions)
-        values = positions[..., self.transformed]
+        values = _columns(positions, self.transformed)
         if inverse:
             new_values, log_det = splines.inverse_and_log_det(values)
         else:
             new_values, log_det = splines.forward_and_log_det(values)
-        return (positions.at[..., self.transformed].set(new_values),
-                jnp.sum(log_det, axis=(-2, -1)))
+        slot = {int(a): i for i, a in enumerate(self.transformed)}
+        columns = [new_values[..., slot[a]] if a in slot else positions[..., a] for a in range(3)]
+        return jnp.stack(columns, axis=-1), jnp.sum(log_det, axis=(-2, -1))
 
     def forward_and_log_det(self, x):
         """``[..., P, 3] -> ([..., P, 3], ln|det J| [...])``."""
@@ -137,6 +139,12 @@ class AxisCoupling(distrax.Bijector):
     def inverse_and_log_det(self, y):
         """``[..., P, 3] -> ([..., P, 3], ln|det J^-1| [...])``."""
         return self._apply(y, inverse=True)
+
+
+def _columns(positions, axes):
+    """``positions[..., axes]`` for static ``axes`` by slicing: an index array would make it a
+    gather, whose backward (a scatter) XLA on CPU runs element by element."""
+    return jnp.stack([positions[..., int(a)] for a in axes], axis=-1)
 
 
 class _ShiftParameter(hk.Module):

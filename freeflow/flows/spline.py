@@ -46,8 +46,13 @@ def _knots(sizes, lower, period):
     return jnp.concatenate([lower[..., None], inner, (lower + period)[..., None]], axis=-1)
 
 
-def _gather(values, index):
-    return jnp.take_along_axis(values, index[..., None], axis=-1)[..., 0]
+def _select(table, one_hot):
+    """``table[..., k]`` at the bin marked in ``one_hot [..., K]`` (exact: one term is nonzero).
+
+    A masked sum rather than ``take_along_axis``: its backward is a multiply, where a gather's
+    is a scatter-add, which XLA on CPU does element by element.
+    """
+    return jnp.sum(jnp.where(one_hot, table, 0.0), axis=-1)
 
 
 class CircularRationalQuadraticSpline(distrax.Bijector):
@@ -97,16 +102,11 @@ class CircularRationalQuadraticSpline(distrax.Bijector):
     # The bin of a point, and that bin's knots and slopes. Comparing against the interior
     # knots only puts a point at the upper end into the last bin (no out-of-range index).
     def _bin(self, value, knots):
-        shape = value.shape
-
-        def per_value(table):
-            return jnp.broadcast_to(table, (*shape, table.shape[-1]))
-
-        index = jnp.sum(value[..., None] >= per_value(knots)[..., 1:-1], axis=-1)
-        x_knots, y_knots, slopes = map(per_value, (self._x_knots, self._y_knots, self._slopes))
-        x0, x1 = _gather(x_knots, index), _gather(x_knots, index + 1)
-        y0, y1 = _gather(y_knots, index), _gather(y_knots, index + 1)
-        d0, d1 = _gather(slopes, index), _gather(slopes, index + 1)
+        index = jnp.sum(value[..., None] >= knots[..., 1:-1], axis=-1)
+        one_hot = index[..., None] == jnp.arange(self._num_bins)
+        x0, x1 = _select(self._x_knots[..., :-1], one_hot), _select(self._x_knots[..., 1:], one_hot)
+        y0, y1 = _select(self._y_knots[..., :-1], one_hot), _select(self._y_knots[..., 1:], one_hot)
+        d0, d1 = _select(self._slopes[..., :-1], one_hot), _select(self._slopes[..., 1:], one_hot)
         return x0, x1 - x0, y0, y1 - y0, d0, d1
 
     def _broadcast(self, value):
