@@ -35,7 +35,10 @@ width 4 x embedding (DM's fixed widening factor; freeflow's ``mlp_width`` is set
 about 0.65 M parameters each. Both parameter counts are printed; the remaining architectural
 differences (layer norm, circular shifts, the base distribution, the coupling pattern) are
 listed in each row's ``model_differences``. ``--freeflow-coupling split`` makes freeflow use
-the published layer structure instead (``conditioners / 2`` layers).
+the published layer structure instead (``conditioners / 2`` layers), ``--no-layer-norm``
+drops freeflow's layer norms (the reference has none), and ``--cost-analysis`` records XLA's
+flop and byte counts of each jitted step (``xla_cost_analysis``), which says whether two
+steps do the same work.
 
 Systems: a freeflow system name ``lj_N``, ``mw_cubic_N`` or ``mw_hex_N`` maps to DM's
 ``lennard_jones_config.get_config(N)`` or ``monatomic_water_config.get_config(N, lattice)``
@@ -252,10 +255,18 @@ def freeflow_model_config(args):
                                embedding_size=args.embedding, num_heads=args.heads,
                                num_blocks=args.blocks, num_frequencies=args.frequencies,
                                mlp_width=4 * args.embedding, coupling=args.freeflow_coupling,
-                               **BASES[args.base])
+                               layer_norm=args.layer_norm, **BASES[args.base])
 
 
 # -- the timed variants -----------------------------------------------------------------------
+
+def _costs(compiled) -> dict:
+    """XLA's estimate for one call of a compiled step: flops and bytes accessed."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return {k.replace(" ", "_"): float(analysis.get(k, 0.0))
+            for k in ("flops", "transcendentals", "bytes accessed")}
+
 
 class FreeflowStep:
     def __init__(self, model, system, config, gradient: str, batch: int):
@@ -266,6 +277,9 @@ class FreeflowStep:
         self.state = place_state(init_state(model, training, optim))
         self.key = jax.random.PRNGKey(training.seed + 1)
         self.parameters = num_parameters(self.state.params)
+
+    def cost_analysis(self) -> dict:
+        return _costs(self.fn.lower(self.state, self.key).compile())
 
     def run(self, steps: int):
         metrics = None
@@ -289,6 +303,9 @@ class ReferenceOneJit:
         self.params = jax.tree.map(jnp.array, ref.params)  # own copies: they are donated
         self.opt_state = optim.init(self.params)
         self.rng = ref.rng
+
+    def cost_analysis(self) -> dict:
+        return _costs(self.fn.lower(self.params, self.opt_state, self.rng).compile())
 
     def run(self, steps: int):
         metrics = None
@@ -425,6 +442,11 @@ def measure(dm, name: str, args) -> dict:
     variants["dm_onejit"] = ReferenceOneJit(ref)
     variants["dm_loop"] = ReferenceLoop(ref)
 
+    costs = {}
+    if args.cost_analysis:
+        for label, variant in variants.items():
+            if hasattr(variant, "cost_analysis"):
+                costs[label] = variant.cost_analysis()
     compile_s = {}
     for label, variant in variants.items():
         start = time.perf_counter()
@@ -465,6 +487,7 @@ def measure(dm, name: str, args) -> dict:
         "freeflow_parameters": ff_params, "reference_parameters": dm_params,
         "parameter_ratio": dm_params / ff_params,
         "step_s": step_s, "round_step_s": rounds, "compile_s": compile_s,
+        "xla_cost_analysis": costs,
         "ratio_dm_onejit_over_freeflow": ratios[f"dm_onejit_over_{main}"],
         "ratio_dm_loop_over_freeflow": ratios[f"dm_loop_over_{main}"],
         "ratio_freeflow_variant": main,
@@ -507,6 +530,12 @@ def main(argv=None) -> int:
     parser.add_argument("--blocks", type=int, default=1, help="transformer blocks")
     parser.add_argument("--frequencies", type=int, default=8)
     parser.add_argument("--freeflow-coupling", default="axis", choices=["axis", "split"])
+    parser.add_argument("--no-layer-norm", dest="layer_norm", action="store_false",
+                        help="freeflow's conditioners without layer norm, as the reference's (the "
+                             "cpu preset has them)")
+    parser.add_argument("--cost-analysis", action="store_true",
+                        help="also record XLA's flop and byte counts of each jitted step "
+                             "(compiles each once more)")
     parser.add_argument("--base", default=model_preset("cpu").base, choices=sorted(BASES),
                         help="freeflow's base distribution (default: the cpu preset's)")
     parser.add_argument("--gradients", nargs="+", default=["reparameterized", "path"],
