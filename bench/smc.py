@@ -24,6 +24,7 @@ import jax
 
 from freeflow.estimators.result import delta_f
 from freeflow.flows.config import BASES
+from freeflow.rundir import training_cost
 from freeflow.workflows.smc import smc_free_energy
 
 
@@ -67,6 +68,10 @@ def main(argv=None) -> int:
         for bulky in ("temperatures", "ln_z_fixed_runs", "final_ess", "num_temperatures"):
             row.pop(bulky, None)
         temps = result.details["num_temperatures"]
+        if "run" in start:  # the flow's training is part of the cost of this route
+            steps, train_wall, train_evals = training_cost(start["run"])
+            row.update(training_steps=steps, training_wall_time=train_wall,
+                       training_energy_evaluations=train_evals)
         row.update(bench="smc", workdir=str(Path(args.workdir) / tag),
                    median_temperatures=sorted(temps)[len(temps) // 2],
                    time_x_stderr2=result.details["sampling_wall_time"] * result.stderr**2,

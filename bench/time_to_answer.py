@@ -1,18 +1,21 @@
 """Time-to-answer: wall time and energy evaluations to reach a target stderr of beta F / N.
 
-Reads measured runs (``bench/baseline.py`` and ``bench/train_cpu.py`` JSON lines) and scales
-their cost to each target with the Monte Carlo law stderr ~ 1 / sqrt(samples): cost(target) =
-cost(measured) * (stderr / target)^2. This is an extrapolation from one measured run per row,
-labelled as such; it ignores fixed costs (compilation, warm-up) that do not scale with samples,
-so it slightly overestimates when the target is looser than the measurement and vice versa.
+Reads measured runs (``bench/baseline.py``, ``bench/train_cpu.py`` and ``bench/smc.py`` JSON
+lines) and scales their cost to each target with the Monte Carlo law stderr ~ 1 /
+sqrt(samples): cost(target) = cost(measured) * (stderr / target)^2. This is an extrapolation
+from one measured run per row, labelled as such; it ignores fixed costs (compilation, warm-up)
+that do not scale with samples, so it slightly overestimates when the target is looser than the
+measurement and vice versa.
 
 For the flow, the cost is training (fixed, as measured: wall time, and steps x batch energy
-evaluations) plus LFEP sampling scaled the same way. An LFEP row whose run had fewer than 100 effective samples is reported as unreliable: its
-bootstrap error cannot be trusted, so neither can any extrapolation from it.
+evaluations) plus LFEP sampling scaled the same way. SMC rows (``smc_base``: annealed from a
+base, no training; ``smc_flow``: from a trained run, whose training is added as a fixed cost)
+scale the SMC sampling. An LFEP row whose run had fewer than 100 effective samples is reported
+as unreliable: its bootstrap error cannot be trusted, so neither can any extrapolation from it.
 
     python bench/time_to_answer.py --baseline bench/results/baseline.jsonl \\
         --flow bench/results/train_cpu.jsonl bench/results/train_cpu_64.jsonl \\
-        --systems lj_32 mw_cubic_64
+        --smc bench/results/smc.jsonl --systems lj_32 mw_cubic_64
 """
 
 from __future__ import annotations
@@ -73,6 +76,26 @@ def flow_rows(row: dict) -> list[dict]:
     return out
 
 
+def smc_rows(row: dict) -> list[dict]:
+    """SMC from a base (sampling only) or from a trained flow (its training added, fixed)."""
+    from_flow = not str(row.get("start", "")).startswith("base:")
+    train_s = row.get("training_wall_time", 0.0) if from_flow else 0.0
+    train_evals = row.get("training_energy_evaluations", 0) if from_flow else 0
+    out = []
+    for target in TARGETS:
+        scale = (row["stderr"] / target) ** 2
+        out.append({"bench": "time_to_answer", "system": row["system"],
+                    "method": "smc_flow" if from_flow else "smc_base",
+                    "start": row.get("start"), "target_stderr": target,
+                    "measured_stderr": row["stderr"], "train_s": train_s,
+                    "wall_s": train_s + row["sampling_wall_time"] * scale,
+                    "training_energy_evaluations": train_evals,
+                    "energy_evaluations": train_evals + row["energy_evaluations"] * scale,
+                    "extrapolated": abs(scale - 1.0) > 0.05,
+                    "reliable": not from_flow or "training_wall_time" in row})
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
@@ -80,10 +103,13 @@ def main(argv=None):
                         default=[Path("bench/results/train_cpu.jsonl"),
                                  Path("bench/results/train_cpu_64.jsonl")],
                         help="bench/train_cpu.py results (the latest row per system is used)")
+    parser.add_argument("--smc", type=Path, default=Path("bench/results/smc.jsonl"),
+                        help="bench/smc.py results (the latest row per system and start)")
     parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_64"])
     args = parser.parse_args(argv)
     baseline = _rows(args.baseline)
     flow = [row for path in args.flow for row in _rows(path)]
+    smc = [row for row in _rows(args.smc) if "system" in row]
     print(f"{'system':<13}{'method':<11}{'target':>8}{'wall (h)':>10}{'energy evals':>15}  note",
           file=sys.stderr)
     for system in args.systems:
@@ -92,6 +118,9 @@ def main(argv=None):
         rows += mbar_rows(b) if b else []
         f = _latest(flow, system)
         rows += flow_rows(f) if f else []
+        starts = dict.fromkeys(r["start"] for r in smc if r["system"] == system)
+        for start in starts:
+            rows += smc_rows(_latest(smc, system, start=start))
         if not rows:
             print(f"{system:<13}(no measured run in {args.baseline} or "
                   f"{', '.join(map(str, args.flow))})",
@@ -99,9 +128,11 @@ def main(argv=None):
         for r in rows:
             print(json.dumps(r))
             note = "extrapolated" if r["extrapolated"] else "measured"
-            if not r["reliable"]:
+            if not r["reliable"] and r["method"] == "flow_lfep":
                 note = (f"UNRELIABLE: only {r['effective_samples']:.0f} effective samples "
                         "in the measured run")
+            elif not r["reliable"]:
+                note = "training cost unknown (the SMC row predates its recording)"
             print(f"{system:<13}{r['method']:<11}{r['target_stderr']:>8.0e}"
                   f"{r['wall_s'] / 3600:>10.2f}{r['energy_evaluations']:>15.3g}  {note}",
                   file=sys.stderr)

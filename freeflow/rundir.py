@@ -327,6 +327,29 @@ def append_metrics(run_dir: str | os.PathLike, record: dict):
         fh.write(json.dumps(record) + "\n")
 
 
+def training_cost(run_dir: str | os.PathLike,
+                  spec: dict | None = None) -> tuple[int, float, int]:
+    """``(last step, wall seconds, energy evaluations)`` of a run's training, from its metrics.
+
+    Wall time sums the gaps between consecutive step records, leaving out gaps more than 20
+    times the median (a run stopped and resumed later); the first step's compilation is not
+    counted. Evaluations: steps x batch size plus the periodic LFEP evaluations' samples.
+    ``spec``: the run's parsed ``run.json`` (read from ``run_dir`` when not given).
+    """
+    metrics = read_metrics(run_dir)
+    if not metrics:
+        return 0, 0.0, 0
+    times = np.asarray([m.get("time", np.nan) for m in metrics], dtype=np.float64)
+    gaps = np.diff(times)
+    gaps = gaps[np.isfinite(gaps) & (gaps >= 0)]
+    wall = float(np.sum(gaps[gaps <= 20 * np.median(gaps)])) if len(gaps) else 0.0
+    step = int(metrics[-1]["step"])
+    spec = read_run_record(run_dir) if spec is None else spec
+    evals = step * int(spec["training"]["batch_size"])
+    evals += sum(int(m.get("eval_samples", 0)) for m in metrics if "eval_ess" in m)
+    return step, wall, evals
+
+
 # -- a trained run ---------------------------------------------------------------------------
 
 

@@ -68,6 +68,18 @@ def test_metrics_drop_records_after_the_checkpoint_and_lines_cut_short(tmp_path)
     assert [r["step"] for r in rundir.read_metrics(tmp_path, up_to_step=2)] == [1, 2]
 
 
+def test_training_cost_leaves_out_a_stop_and_counts_evaluations(tmp_path):
+    # Steps 1 s apart, then a 500 s gap (the run stopped and was resumed), then one more step;
+    # step 3 ran an LFEP evaluation of 64 samples.
+    times = [0.0, 1.0, 2.0, 3.0, 503.0, 504.0]
+    records = [{"step": i + 1, "time": t} for i, t in enumerate(times)]
+    records[2].update(eval_ess=0.1, eval_samples=64)
+    rundir.write_metrics(tmp_path, records)
+    step, wall, evaluations = rundir.training_cost(tmp_path, {"training": {"batch_size": 8}})
+    assert (step, wall, evaluations) == (6, 4.0, 6 * 8 + 64)
+    assert rundir.training_cost(tmp_path / "missing", {}) == (0, 0.0, 0)
+
+
 @pytest.mark.parametrize("old, base, noise", [
     ("harmonic", "harmonic", None), ("einstein", "einstein", None),
     (None, "truncated_gaussian", None), (0.05, "truncated_gaussian", 0.05)])

@@ -21,8 +21,6 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
-
 from freeflow.estimators.conventions import DEFAULT_COUNTING
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import config_to_dict, model_preset
@@ -32,9 +30,9 @@ from freeflow.rundir import (
     has_checkpoint,
     read_baseline,
     read_jsonl,
-    read_metrics,
     read_run_record,
     run_fingerprint,
+    training_cost,
 )
 from freeflow.workflows.baseline import mbar_free_energy
 from freeflow.workflows.estimate import estimate
@@ -293,26 +291,6 @@ def to_csv(rows: Sequence[Row], path: str | os.PathLike) -> Path:
 # -- inputs -------------------------------------------------------------------------------------
 
 
-def _training_cost(run_dir: Path, spec: dict) -> tuple[int, float, int]:
-    """``(last step, wall seconds, energy evaluations)`` of a run's training, from its metrics.
-
-    Wall time sums the gaps between consecutive step records, leaving out gaps more than 20
-    times the median (a run stopped and resumed later); the first step's compilation is not
-    counted. Evaluations: steps x batch size plus the periodic LFEP evaluations' samples.
-    """
-    metrics = read_metrics(run_dir)
-    if not metrics:
-        return 0, 0.0, 0
-    times = np.asarray([m.get("time", np.nan) for m in metrics], dtype=np.float64)
-    gaps = np.diff(times)
-    gaps = gaps[np.isfinite(gaps) & (gaps >= 0)]
-    wall = float(np.sum(gaps[gaps <= 20 * np.median(gaps)])) if len(gaps) else 0.0
-    step = int(metrics[-1]["step"])
-    evals = step * int(spec["training"]["batch_size"])
-    evals += sum(int(m.get("eval_samples", 0)) for m in metrics if "eval_ess" in m)
-    return step, wall, evals
-
-
 class _Cache:
     """Append-only JSONL of computed entries, each under a key of everything it depends on."""
 
@@ -390,7 +368,7 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
                   progress: bool):
     """Fill ``row.lfep`` and ``row.lbar`` from a trained run (cached, or computed now)."""
     name = row.system
-    step, train_wall, train_evals = _training_cost(run_dir, record)
+    step, train_wall, train_evals = training_cost(run_dir, record)
     planned = int(record["training"]["num_steps"])
     if step < planned:
         row.notes.append(f"training unfinished: step {step} of {planned}")
