@@ -89,6 +89,23 @@ def test_matched_base_takes_one_step_with_equal_weights():
     assert d["ln_z_fixed_stderr"] < 1e-5
 
 
+def test_a_log_shows_the_runs_done(monkeypatch):
+    """With stderr a file (a batch job's log), the estimate writes plain lines counting its
+    runs, also when every run is too short to print its own."""
+    import io
+
+    from freeflow import progress
+
+    system, _ = _springs()
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    smc_free_energy(system=system, base="harmonic", num_particles=16, repeats=3, group_size=1)
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("SMC springs:")]
+    assert [line.split()[2] for line in lines][-1] == "3/3", lines
+    assert "\r" not in err.getvalue()
+
+
 def test_coverage_from_a_mismatched_base():
     """SMC from the harmonic base at twice the temperature (3.2 nats from the target) to the
     Einstein crystal, 100 experiments of 16 runs each. Each experiment's value and error bar

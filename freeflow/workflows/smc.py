@@ -43,6 +43,7 @@ from freeflow.flows.bases import base_distribution, harmonic_base
 from freeflow.flows.config import BASES, ModelConfig
 from freeflow.physics.space import minimum_image, wrap
 from freeflow.physics.system import System, load_system, system_fingerprint
+from freeflow.progress import progress_bar
 from freeflow.sampling.smc import anneal
 
 __all__ = ["smc_free_energy"]
@@ -321,7 +322,8 @@ def smc_free_energy(run=None, *, system=None, base=None,
         return result.log_z, positions, info
 
     groups = []
-    with (rundir.DirectoryLock(workdir) if store is not None else contextlib.nullcontext()):
+    with (rundir.DirectoryLock(workdir) if store is not None else contextlib.nullcontext()), \
+            progress_bar(repeats, f"SMC {system.name}", "run", progress) as bar:
         if store is not None:
             store.check_config(record)
         for index in range(-(-repeats // group_size)):
@@ -332,6 +334,9 @@ def smc_free_energy(run=None, *, system=None, base=None,
                 if store is not None:
                     store.write_group(index, *saved)
             groups.append(saved)
+            # Over all runs, so that a log shows how far a long estimate got (one run's own
+            # bar may end before it prints a line).
+            bar.update(size)
     return _result(system, start, m, counting, groups, settings, start_time)
 
 
