@@ -122,8 +122,8 @@ def main(argv=None):
         for start in starts:
             rows += smc_rows(_latest(smc, system, start=start))
         if not rows:
-            print(f"{system:<13}(no measured run in {args.baseline} or "
-                  f"{', '.join(map(str, args.flow))})",
+            print(f"{system:<13}(no measured run in {args.baseline}, "
+                  f"{', '.join(map(str, args.flow))} or {args.smc})",
                   file=sys.stderr)
         for r in rows:
             print(json.dumps(r))
