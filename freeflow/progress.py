@@ -53,10 +53,15 @@ class LogLines:
         self._start = self._last = time.monotonic()
         self._postfix = ""
         self._printed = False
+        # (time, count) at the first update: the rate is measured from there, because the
+        # first unit of a jitted job includes its compilation.
+        self._first: tuple[float, int] | None = None
 
     def update(self, n: int = 1):
         self.n += n
         now = time.monotonic()
+        if self._first is None:
+            self._first = (now, self.n)
         if now - self._last >= self._interval:
             self._last = now
             self._print(now)
@@ -82,9 +87,10 @@ class LogLines:
         if self.total:
             line += f" ({100 * self.n / self.total:.0f}%)"
         line += f", {_duration(elapsed)} elapsed"
-        done = self.n - self._initial
-        if not final and done > 0 and self.total and self.n < self.total:
-            line += f", about {_duration(elapsed * (self.total - self.n) / done)} left"
+        if not final and self._first is not None and self.total and self.n < self.total:
+            since, counted = now - self._first[0], self.n - self._first[1]
+            if counted > 0:
+                line += f", about {_duration(since * (self.total - self.n) / counted)} left"
         if self._postfix:
             line += f"; {self._postfix}"
         print(line, file=sys.stderr, flush=True)
