@@ -36,6 +36,9 @@ from freeflow.workflows.train import TrainResult, train
 DEFAULT_BASELINE = "bench/results/baseline.jsonl"
 #: The repository's stored SMC results, the default source of the table's SMC column.
 DEFAULT_SMC = "bench/results/smc.jsonl"
+#: The repository's stored LFEP and LBAR rows (``bench/flow_estimates.py``), used by the table
+#: for systems with no trained run in ``--runs``.
+DEFAULT_FLOWS = "bench/results/flow_estimates.jsonl"
 
 
 def _systems(args) -> int:
@@ -323,8 +326,12 @@ def _table(args) -> int:
     smc = args.smc
     if smc is None:
         smc = DEFAULT_SMC if Path(DEFAULT_SMC).is_file() else None
+    flows = args.flows
+    if flows is None:
+        flows = DEFAULT_FLOWS if Path(DEFAULT_FLOWS).is_file() else None
     rows = build_table(args.systems, args.preset, runs_dir=args.runs,
                        baseline_file=baseline or None, smc_file=smc or None,
+                       flow_file=flows or None,
                        reference_dir=args.references,
                        num_samples=args.samples, seed=args.seed,
                        compute_baseline=args.compute_baseline, cache_file=args.cache,
@@ -518,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smc", default=None, metavar="FILE",
                    help=f"SMC results, JSON lines (default {DEFAULT_SMC} if it exists; '' for "
                         "none)")
+    p.add_argument("--flows", default=None, metavar="FILE",
+                   help="stored LFEP and LBAR rows, JSON lines, for systems with no run in "
+                        f"--runs (default {DEFAULT_FLOWS} if it exists; '' for none)")
     p.add_argument("--references", default=None, metavar="DIR",
                    help="directory of target samples SYSTEM.npz for LBAR (default: no LBAR)")
     p.add_argument("--samples", type=int, default=100_000,

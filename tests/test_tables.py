@@ -98,3 +98,27 @@ def test_table_cache_is_shared_by_relative_and_absolute_run_paths(tiny_run, tmp_
                          num_samples=64, progress=False, check_preset=False)
     assert cache.read_text().splitlines() == lines  # nothing recomputed
     assert second[0].lfep.value == first[0].lfep.value
+
+
+def test_build_table_reads_stored_flow_rows_where_there_is_no_run(tmp_path):
+    flows = tmp_path / "flow_estimates.jsonl"
+    common = {"system": "mw_cubic_8", "num_samples": 1000, "base": "harmonic",
+              "train_steps": 1200, "train_wall_time": 800.0, "counting": "bravais",
+              "num_particles": 8, "lattice_multiplicity": 2}
+    lines = [{**common, "method": "lfep", "beta_f_per_particle": -25.17, "stderr": 4e-4,
+              "ess": 0.012, "wall_time": 900.0, "energy_evaluations": 250_000},
+             {**common, "method": "lbar", "beta_f_per_particle": -25.163, "stderr": 2e-4,
+              "wall_time": 950.0, "energy_evaluations": 260_000, "target_samples": 8192}]
+    flows.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    rows = build_table(["mw_cubic_8", "lj_32"], "cpu", runs_dir=tmp_path / "runs",
+                       flow_file=flows, progress=False)
+    ice, lj = rows
+    assert (ice.lfep.value, ice.lfep.ess, ice.lfep.wall_time) == (-25.17, 0.012, 900.0)
+    assert (ice.lbar.value, ice.lbar.stderr, ice.lbar.energy_evaluations) == (-25.163, 2e-4,
+                                                                              260_000)
+    assert not any("no run" in note for note in ice.notes)
+    assert any("harmonic-base flow trained 1200 steps" in note and "8192 HMC" in note
+               for note in ice.notes)
+    assert lj.lfep is None and lj.lbar is None and any("no run" in n for n in lj.notes)
+    text = to_markdown(rows)
+    assert "| `mw_cubic_8` | 8 | -25.1700(4) | 1.2% | -25.1630(2) |" in text

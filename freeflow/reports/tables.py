@@ -39,7 +39,7 @@ from freeflow.workflows.estimate import estimate
 
 __all__ = ["Row", "METHODS", "PUBLISHED_SYSTEMS", "format_value_error", "format_duration",
            "format_count", "agree_within", "ice_differences", "to_markdown", "to_csv",
-           "build_table"]
+           "build_table", "with_training"]
 
 METHODS = ("lfep", "lbar", "smc", "mbar")
 
@@ -353,7 +353,7 @@ def _usable_run(run_dir: Path, wanted_model: dict, preset: str, check_preset: bo
     return record, None
 
 
-def _with_training(result: FreeEnergy, cost: dict) -> FreeEnergy:
+def with_training(result: FreeEnergy, cost: dict) -> FreeEnergy:
     """``result`` with the training's wall time and energy evaluations added to its own."""
     return dataclasses.replace(
         result, wall_time=(result.wall_time or 0.0) + cost["train_wall_time"],
@@ -387,7 +387,7 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
         say(f"{name}: LFEP from {run_dir} ({num_samples} samples)")
         result = estimate(run_dir, num_samples, method="lfep", seed=seed, progress=progress,
                           counting=counting)
-        row.lfep = _with_training(result, cost)
+        row.lfep = with_training(result, cost)
         cache.put({**key, "method": "lfep"}, row.lfep)
 
     reference = find_samples(reference_dir, name) if reference_dir is not None else None
@@ -399,11 +399,29 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
             say(f"{name}: LBAR from {run_dir} and {reference}")
             result = estimate(run_dir, num_samples, method="lbar", reference=reference,
                               seed=seed, progress=progress, counting=counting)
-            row.lbar = _with_training(result, cost)
+            row.lbar = with_training(result, cost)
             cache.put(ref_key, row.lbar)
     elif reference_dir is not None:
         row.notes.append(f"no reference samples {Path(reference_dir) / name} for LBAR "
                          f"('freeflow sample {name} --out FILE')")
+
+
+def _stored_flow_entries(row: Row, stored: dict[str, dict[str, FreeEnergy]], flow_file):
+    """Fill ``row.lfep`` and ``row.lbar`` from ``bench/flow_estimates.py`` rows, with a note
+    naming the flow (its base, steps and training time)."""
+    row.lfep = stored["lfep"].get(row.system)
+    row.lbar = stored["lbar"].get(row.system)
+    entry = row.lbar or row.lfep
+    d = entry.details
+    flow = (f"a {d['base']}-base flow" if "base" in d else "a flow")
+    if "train_steps" in d:
+        flow += f" trained {d['train_steps']} steps"
+    if "train_wall_time" in d:
+        flow += f" ({format_duration(d['train_wall_time'])})"
+    row.notes.append(f"LFEP/LBAR stored in {flow_file}: {flow}"
+                     + (f", LBAR against {d['target_samples']} HMC target samples"
+                        if row.lbar is not None and "target_samples" in row.lbar.details
+                        else ""))
 
 
 def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int, counting: str,
@@ -436,6 +454,7 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
                 seed: int = 0, compute_baseline: bool = False,
                 baseline_workdir: str | os.PathLike | None = None,
                 smc_file: str | os.PathLike | None = None,
+                flow_file: str | os.PathLike | None = None,
                 counting: str = DEFAULT_COUNTING,
                 progress: bool = True, check_preset: bool = True) -> list[Row]:
     """Rows of ``beta F / N`` by LFEP, LBAR, SMC and MBAR for ``systems``, computing what is
@@ -456,6 +475,9 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
       ``baseline_workdir/NAME``; this takes long).
     * SMC: the last row for NAME in ``smc_file`` (``bench/smc.py --out``, JSONL of
       ``FreeEnergy`` rows with ``method = "smc"``), if given.
+    * Stored LFEP and LBAR: where ``runs_dir`` has no usable run for NAME, the last
+      ``"lfep"`` and ``"lbar"`` rows for NAME in ``flow_file`` (``bench/flow_estimates.py
+      --out``), if given; a note names the flow they came from.
 
     Computed LFEP, LBAR and MBAR entries are appended to ``cache_file`` (default
     ``runs_dir/table_PRESET.jsonl``) under a key of everything they depend on (system,
@@ -482,6 +504,8 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
                    else runs_dir / f"table_{preset}.jsonl")
     baseline = read_baseline(baseline_file, counting) if baseline_file is not None else {}
     smc = read_baseline(smc_file, counting, method="smc") if smc_file is not None else {}
+    stored = ({m: read_baseline(flow_file, counting, method=m) for m in ("lfep", "lbar")}
+              if flow_file is not None else {})
 
     def say(text):
         if progress:
@@ -495,7 +519,9 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
         # The paper preset's frequencies depend on the system.
         wanted_model = json.loads(json.dumps(config_to_dict(model_preset(preset, system))))
         record, note = _usable_run(run_dir, wanted_model, preset, check_preset, name)
-        if record is None:
+        if record is None and any(name in rows_of for rows_of in stored.values()):
+            _stored_flow_entries(row, stored, flow_file)
+        elif record is None:
             row.notes.append(note)
         else:
             _flow_entries(row, run_dir, record, cache, reference_dir, preset, num_samples,

@@ -1,0 +1,155 @@
+"""Flow rows of the results table: train a flow, sample the target, store its LFEP and LBAR.
+
+    python bench/flow_estimates.py --systems mw_cubic_64 mw_hex_64 --base harmonic \
+        --learning-rate 5e-5 --gradient reparameterized --steps 1100 \
+        --target-samples 20000 --samples 100000 --runs bench/work/flows \
+        --out bench/results/flow_estimates.jsonl
+
+Per system, three stages, each resumed from ``--runs``:
+
+1. train the ``cpu`` preset (with ``--base`` and ``--learning-rate``) for ``--steps`` steps
+   into ``RUNS/NAME`` (an interrupted run continues from its last checkpoint);
+2. draw ``--target-samples`` HMC samples of the target into ``RUNS/NAME-target.npz``
+   (continued where it stopped); LBAR's reference set is every ceil(tau)-th sample of each
+   chain, tau the integrated autocorrelation time of the energy in saved samples, so that its
+   error bar, which assumes independent samples, holds;
+3. LFEP and LBAR from ``--samples`` flow samples, with the exact energy.
+
+Appended to ``--out``: one ``FreeEnergy`` row per method (``method`` ``"lfep"`` or
+``"lbar"``) whose wall time and energy evaluations include the training's, as in
+``freeflow table``; the target sampling's cost is recorded beside it (``target_*``) and, as in
+the table, not added to LBAR's. ``freeflow table`` reads these rows (``--flows``) for systems
+with no trained run of their own, so a clean checkout shows the cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from freeflow.flows.config import BASES
+from freeflow.physics.system import load_system
+from freeflow.reports.tables import with_training
+from freeflow.rundir import load_samples, training_cost
+from freeflow.training.config import GRADIENT_ESTIMATORS, presets
+from freeflow.workflows.estimate import estimate
+from freeflow.workflows.sampling import sample_to_file
+from freeflow.workflows.train import train
+
+
+def configs(base: str, learning_rate: float | None, gradient: str | None, steps: int,
+            seed: int):
+    """The ``cpu`` preset with ``base``, ``learning_rate`` and ``gradient``, scheduled over
+    ``steps`` steps (warm-up over the first 5%, decays at 60% and 85%, as
+    ``bench/train_cpu.py``)."""
+    model_config, training = presets("cpu")
+    model_config = dataclasses.replace(model_config, **BASES[base])
+    if learning_rate is not None:
+        training = dataclasses.replace(training, learning_rate=learning_rate)
+    if gradient is not None:
+        training = dataclasses.replace(training, gradient_estimator=gradient)
+    training = dataclasses.replace(
+        training, num_steps=steps, seed=seed, warmup_steps=int(0.05 * steps),
+        decay_steps=(int(0.6 * steps), int(0.85 * steps)),
+        eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 20))
+    return model_config, training
+
+
+def run(name: str, args) -> list[dict]:
+    runs = Path(args.runs)
+    run_dir = runs / name
+    model_config, training = configs(args.base, args.learning_rate, args.gradient, args.steps,
+                                     args.seed)
+    print(f"{name}: training {args.steps} steps in {run_dir}", file=sys.stderr, flush=True)
+    train(name, run_dir, model_config=model_config, training=training)
+    step, train_wall, train_evals = training_cost(run_dir)
+
+    target_file = runs / f"{name}-target.npz"
+    print(f"{name}: {args.target_samples} target samples in {target_file}", file=sys.stderr,
+          flush=True)
+    sampled = sample_to_file(load_system(name), target_file, num_samples=args.target_samples,
+                             num_chains=args.chains, num_warmup=args.warmup, thin=args.thin,
+                             seed=args.seed)
+    # BAR's error assumes independent reverse works: keep every ceil(tau)-th sample of each
+    # chain (the file is chain-major, [chains, per chain] flattened).
+    positions, _, _ = load_samples(target_file)
+    stride = max(1, math.ceil(sampled["tau"]))
+    reference = positions.reshape(args.chains, -1, *positions.shape[1:])[:, ::stride]
+    reference = reference.reshape(-1, *positions.shape[1:])
+    target = {"target_samples": len(reference), "target_saved": sampled["num_saved"],
+              "target_stride": stride, "target_tau": sampled["tau"],
+              "target_wall_time_this_call": sampled["wall_time"],
+              "target_energy_evaluations_this_call": sampled["energy_evaluations"],
+              "target_file": str(target_file)}
+
+    cost = {"train_steps": step, "train_wall_time": train_wall,
+            "train_energy_evaluations": train_evals}
+    context = {"bench": "flow_estimates", "base": args.base,
+               "learning_rate": training.learning_rate,
+               "gradient": training.gradient_estimator, "preset": "cpu",
+               "run_dir": str(run_dir), "seed": args.seed, "machine":
+               f"{platform.machine()} {jax.default_backend()} x {len(jax.devices())}",
+               "cores": os.cpu_count()}
+    rows = []
+    for method in ("lfep", "lbar"):
+        print(f"{name}: {method.upper()} from {args.samples} flow samples", file=sys.stderr,
+              flush=True)
+        start = time.perf_counter()
+        result = estimate(run_dir, args.samples, method=method, seed=args.seed + 1,
+                          reference=reference if method == "lbar" else None)
+        result = with_training(result, cost)
+        row = {**result.to_dict(), **context, **(target if method == "lbar" else {}),
+               "estimate_s": time.perf_counter() - start}
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", required=True)
+    parser.add_argument("--base", choices=list(BASES), default="harmonic")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Adam's initial learning rate (default: the cpu preset's)")
+    parser.add_argument("--gradient", choices=GRADIENT_ESTIMATORS, default=None,
+                        help="reverse-KL gradient estimator (default: the cpu preset's)")
+    parser.add_argument("--steps", type=int, default=1100, help="training steps")
+    parser.add_argument("--samples", type=int, default=100_000, help="flow samples")
+    parser.add_argument("--target-samples", type=int, default=20_000)
+    parser.add_argument("--chains", type=int, default=32, help="HMC chains of the target")
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--thin", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", default="bench/work/flows")
+    parser.add_argument("--out", default=None, help="append the JSON lines to this file")
+    args = parser.parse_args(argv)
+    for name, value in (("--steps", args.steps), ("--samples", args.samples),
+                        ("--target-samples", args.target_samples)):
+        if value < 1:
+            parser.error(f"{name} must be at least 1; got {value}")
+
+    for name in args.systems:
+        rows = run(name, args)
+        for row in rows:
+            print(json.dumps(row), flush=True)
+            if args.out:
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+        for row in rows:
+            print(f"{name} {row['method'].upper()}: {row['beta_f_per_particle']:.5f} +- "
+                  f"{row['stderr']:.5f}, ESS {100 * (row.get('ess') or float('nan')):.2f}%, "
+                  f"{row['wall_time']:.0f} s with training", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
