@@ -87,6 +87,7 @@ def run(name: str, args) -> list[dict]:
     reference = reference.reshape(-1, *positions.shape[1:])
     target = {"target_samples": len(reference), "target_saved": sampled["num_saved"],
               "target_stride": stride, "target_tau": sampled["tau"],
+              "target_continued": sampled["continued"],
               "target_wall_time_this_call": sampled["wall_time"],
               "target_energy_evaluations_this_call": sampled["energy_evaluations"],
               "target_file": str(target_file)}

@@ -10,7 +10,8 @@ measurement and vice versa.
 For the flow, the cost is training (fixed, as measured: wall time, and steps x batch energy
 evaluations) plus LFEP sampling scaled the same way. SMC rows (``smc_base``: annealed from a
 base, no training; ``smc_flow``: from a trained run, whose training is added as a fixed cost)
-scale the SMC sampling. An LFEP row whose run had fewer than 100 effective samples is reported
+scale the SMC sampling. LBAR rows (``flow_lbar``, ``bench/flow_estimates.py``) add the training
+as a fixed cost and scale the flow samples and the HMC target samples together. An LFEP row whose run had fewer than 100 effective samples is reported
 as unreliable: its bootstrap error cannot be trusted, so neither can any extrapolation from it.
 
     python bench/time_to_answer.py --baseline bench/results/baseline.jsonl \\
@@ -96,6 +97,28 @@ def smc_rows(row: dict) -> list[dict]:
     return out
 
 
+def lbar_rows(row: dict) -> list[dict]:
+    """LBAR of ``bench/flow_estimates.py``: its training fixed, its flow samples and HMC target
+    samples scaled together."""
+    sampling_s = row["estimate_wall_time"] + row["target_wall_time_this_call"]
+    sampling_evals = (row["estimate_energy_evaluations"]
+                      + row["target_energy_evaluations_this_call"])
+    out = []
+    for target in TARGETS:
+        scale = (row["stderr"] / target) ** 2
+        out.append({"bench": "time_to_answer", "system": row["system"], "method": "flow_lbar",
+                    "target_stderr": target, "measured_stderr": row["stderr"],
+                    "train_s": row["train_wall_time"],
+                    "wall_s": row["train_wall_time"] + sampling_s * scale,
+                    "training_energy_evaluations": row["train_energy_evaluations"],
+                    "energy_evaluations": row["train_energy_evaluations"]
+                    + sampling_evals * scale,
+                    "extrapolated": abs(scale - 1.0) > 0.05,
+                    # A target sample file continued from an earlier call: its cost is partial.
+                    "reliable": not row.get("target_continued")})
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
@@ -105,11 +128,15 @@ def main(argv=None):
                         help="bench/train_cpu.py results (the latest row per system is used)")
     parser.add_argument("--smc", type=Path, default=Path("bench/results/smc.jsonl"),
                         help="bench/smc.py results (the latest row per system and start)")
+    parser.add_argument("--flows", type=Path,
+                        default=Path("bench/results/flow_estimates.jsonl"),
+                        help="bench/flow_estimates.py results (the latest LBAR row per system)")
     parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_64"])
     args = parser.parse_args(argv)
     baseline = _rows(args.baseline)
     flow = [row for path in args.flow for row in _rows(path)]
     smc = [row for row in _rows(args.smc) if "system" in row]
+    lbar = [row for row in _rows(args.flows) if row.get("method") == "lbar"]
     print(f"{'system':<13}{'method':<11}{'target':>8}{'wall (h)':>10}{'energy evals':>15}  note",
           file=sys.stderr)
     for system in args.systems:
@@ -118,12 +145,14 @@ def main(argv=None):
         rows += mbar_rows(b) if b else []
         f = _latest(flow, system)
         rows += flow_rows(f) if f else []
+        stored = _latest(lbar, system)
+        rows += lbar_rows(stored) if stored else []
         starts = dict.fromkeys(r["start"] for r in smc if r["system"] == system)
         for start in starts:
             rows += smc_rows(_latest(smc, system, start=start))
         if not rows:
             print(f"{system:<13}(no measured run in {args.baseline}, "
-                  f"{', '.join(map(str, args.flow))} or {args.smc})",
+                  f"{', '.join(map(str, args.flow))}, {args.flows} or {args.smc})",
                   file=sys.stderr)
         for r in rows:
             print(json.dumps(r))
@@ -131,6 +160,8 @@ def main(argv=None):
             if not r["reliable"] and r["method"] == "flow_lfep":
                 note = (f"UNRELIABLE: only {r['effective_samples']:.0f} effective samples "
                         "in the measured run")
+            elif not r["reliable"] and r["method"] == "flow_lbar":
+                note = "target sampling continued from an earlier call: its cost is partial"
             elif not r["reliable"]:
                 note = "training cost unknown (the SMC row predates its recording)"
             print(f"{system:<13}{r['method']:<11}{r['target_stderr']:>8.0e}"
