@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import sys
 import time
 
 import jax
@@ -181,7 +182,7 @@ def _base_start(base):
     return sample, base.labelled_log_prob
 
 
-def _resolve_start(run, system, base):
+def _resolve_start(run, system, base, say=lambda text: None):
     """``(system, mobile sites, sample, ln q on the labelled frame, start label, base, the
     arrays that identify the start)``: the flow's parameters, or the base's widths."""
     if (run is None) == (base is None):
@@ -206,6 +207,8 @@ def _resolve_start(run, system, base):
     if isinstance(base, str):
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; use one of {', '.join(BASES)}")
+        # The harmonic bases need the lattice Hessian: about a minute at N = 512.
+        say(f"SMC {system.name}: building the {base} base, then compiling the annealing")
         distribution, label = base_distribution(system, ModelConfig(base=base)), base
     else:  # a base distribution object of freeflow.flows.bases, built by the caller
         distribution, label = base, type(base).__name__
@@ -284,8 +287,12 @@ def smc_free_energy(run=None, *, system=None, base=None,
         raise ValueError(f"group_size must be between 1 and repeats ({repeats}); got "
                          f"{group_size}")
     start_time = time.perf_counter()
+    def say(text):
+        if progress is not False:
+            print(text, file=sys.stderr, flush=True)
+
     system, sites, sample, log_start, start, distribution, leaves = _resolve_start(
-        run, system, base)
+        run, system, base, say)
     m = multiplicity(system, counting)  # refuses an unknown counting before any work
     frame = _SiteFrame.of(system, sites)
     whitening = _Whitening.of(system, distribution)
