@@ -10,9 +10,9 @@ Per system, three stages, each resumed from ``--runs``:
 1. train the ``cpu`` preset (with ``--base`` and ``--learning-rate``) for ``--steps`` steps
    into ``RUNS/NAME`` (an interrupted run continues from its last checkpoint);
 2. draw ``--target-samples`` HMC samples of the target into ``RUNS/NAME-target.npz``
-   (continued where it stopped); LBAR's reference set is every ceil(tau)-th sample of each
-   chain, tau the integrated autocorrelation time of the energy in saved samples, so that its
-   error bar, which assumes independent samples, holds;
+   (continued where it stopped); LBAR's reference set keeps every g-th sample of each chain,
+   g the larger statistical inefficiency of the energy and of the reverse work (see
+   ``reference_stride``), because BAR's error bar assumes independent samples;
 3. LFEP and LBAR from ``--samples`` flow samples, with the exact energy.
 
 Appended to ``--out``: one ``FreeEnergy`` row per method (``method`` ``"lfep"`` or
@@ -35,11 +35,14 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from freeflow.flows.config import BASES
 from freeflow.physics.system import load_system
 from freeflow.reports.tables import with_training
-from freeflow.rundir import load_samples, training_cost
+from freeflow.flows.works import reverse_works
+from freeflow.rundir import load_run, load_samples, training_cost
+from freeflow.sampling.hmc import integrated_autocorrelation_time
 from freeflow.training.config import GRADIENT_ESTIMATORS, presets
 from freeflow.workflows.estimate import estimate
 from freeflow.workflows.sampling import sample_to_file
@@ -64,6 +67,25 @@ def configs(base: str, learning_rate: float | None, gradient: str | None, steps:
     return model_config, training
 
 
+def reference_stride(run_dir: Path, positions, chains: int, energy_tau: float):
+    """``(stride, tau of the reverse works)``: the spacing that leaves LBAR's reference set
+    about independent.
+
+    BAR's error assumes independent reverse works ``-(beta U + ln q)``, whose correlation can
+    outlast the energy's (``ln q`` may follow modes U hardly sees), so the stride is the larger
+    of the two statistical inefficiencies (``1 + 2 sum rho``, in saved samples), rounded as
+    pymbar's subsampling does. ``positions`` is chain-major (``[chains, per chain]``
+    flattened, as ``sample_to_file`` writes it).
+    """
+    system, model, params, _ = load_run(run_dir)
+    works = reverse_works(model, params, system, positions)
+    works = works.reshape(chains, -1)
+    work_tau = (integrated_autocorrelation_time(works) if np.all(np.isfinite(works))
+                else math.nan)  # a sample outside the flow's support: fall back on U's
+    tau = max(energy_tau, work_tau) if math.isfinite(work_tau) else energy_tau
+    return max(1, int(round(tau))), work_tau
+
+
 def run(name: str, args) -> list[dict]:
     runs = Path(args.runs)
     run_dir = runs / name
@@ -79,14 +101,13 @@ def run(name: str, args) -> list[dict]:
     sampled = sample_to_file(load_system(name), target_file, num_samples=args.target_samples,
                              num_chains=args.chains, num_warmup=args.warmup, thin=args.thin,
                              seed=args.seed)
-    # BAR's error assumes independent reverse works: keep every ceil(tau)-th sample of each
-    # chain (the file is chain-major, [chains, per chain] flattened).
     positions, _, _ = load_samples(target_file)
-    stride = max(1, math.ceil(sampled["tau"]))
+    stride, work_tau = reference_stride(run_dir, positions, args.chains, sampled["tau"])
     reference = positions.reshape(args.chains, -1, *positions.shape[1:])[:, ::stride]
     reference = reference.reshape(-1, *positions.shape[1:])
     target = {"target_samples": len(reference), "target_saved": sampled["num_saved"],
               "target_stride": stride, "target_tau": sampled["tau"],
+              "target_work_tau": work_tau,
               "target_continued": sampled["continued"],
               "target_wall_time_this_call": sampled["wall_time"],
               "target_energy_evaluations_this_call": sampled["energy_evaluations"],
@@ -132,10 +153,13 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default="bench/work/flows")
     parser.add_argument("--out", default=None, help="append the JSON lines to this file")
     args = parser.parse_args(argv)
-    for name, value in (("--steps", args.steps), ("--samples", args.samples),
-                        ("--target-samples", args.target_samples)):
-        if value < 1:
-            parser.error(f"{name} must be at least 1; got {value}")
+    # Checked before hours of training, not after.
+    for name, value, least in (("--steps", args.steps, 1), ("--samples", args.samples, 2),
+                               ("--target-samples", args.target_samples, 2),
+                               ("--chains", args.chains, 1), ("--thin", args.thin, 1),
+                               ("--warmup", args.warmup, 0)):
+        if value < least:
+            parser.error(f"{name} must be at least {least}; got {value}")
 
     for name in args.systems:
         rows = run(name, args)

@@ -48,7 +48,6 @@ class LogLines:
                  interval: float | None = None):
         self.total, self.desc, self.unit = total, desc, unit
         self.n = initial
-        self._initial = initial
         self._interval = LOG_INTERVAL if interval is None else interval
         self._start = self._last = time.monotonic()
         self._postfix = ""

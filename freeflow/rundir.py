@@ -655,7 +655,7 @@ def read_baseline(path: str | os.PathLike,
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"baseline file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"results file {str(path)!r} does not exist")
     out = {}
     for r in read_jsonl(path):
         if r.get("method") != method or r.get("quick") or "system" not in r:
@@ -670,13 +670,15 @@ def read_baseline(path: str | os.PathLike,
             value=convert_counting(r["beta_f_per_particle"], n, m, stored, counting),
             stderr=float(r["stderr"]), method=method,
             system=r["system"], num_samples=r.get("num_samples"),
-            num_states=r.get("num_states"), ess=r.get("ess"),
+            num_states=r.get("num_states"),
+            # The importance-sampling ESS of LFEP; other methods' "ess" mean other things.
+            ess=r.get("ess") if method == "lfep" else None,
             # A run extended over several sessions: all of its sampling, not the last call.
             wall_time=r.get("sampling_wall_time", r.get("wall_time")),
             energy_evaluations=r.get("energy_evaluations"),
             details={k: r[k] for k in ("samples_per_state", "einstein_width", "reference",
                                        "min_neighbour_overlap", "start", "smc_particles",
-                                       "repeats", "base", "train_steps",
+                                       "repeats", "base", "preset", "train_steps",
                                        "train_wall_time", "target_samples") if k in r}
             | {"source": str(path), "counting": counting, "num_particles": n,
                "lattice_multiplicity": m})

@@ -101,7 +101,8 @@ def test_a_log_shows_the_runs_done(monkeypatch):
     monkeypatch.setattr(sys, "stderr", err)
     monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
     smc_free_energy(system=system, base="harmonic", num_particles=16, repeats=3, group_size=1)
-    lines = [line for line in err.getvalue().splitlines() if line.startswith("SMC springs:")]
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("SMC springs: ")
+             and " run " in line]
     assert [line.split()[2] for line in lines][-1] == "3/3", lines
     assert "\r" not in err.getvalue()
 

@@ -109,6 +109,8 @@ def test_build_table_reads_stored_flow_rows_where_there_is_no_run(tmp_path):
               "ess": 0.012, "wall_time": 900.0, "energy_evaluations": 250_000},
              {**common, "method": "lbar", "beta_f_per_particle": -25.163, "stderr": 2e-4,
               "wall_time": 950.0, "energy_evaluations": 260_000, "target_samples": 8192}]
+    lines.append({**common, "system": "lj_32", "method": "lbar", "preset": "paper",
+                  "beta_f_per_particle": 2.9, "stderr": 1e-3})  # not the cpu table's
     flows.write_text("".join(json.dumps(r) + "\n" for r in lines))
     rows = build_table(["mw_cubic_8", "lj_32"], "cpu", runs_dir=tmp_path / "runs",
                        flow_file=flows, progress=False)
@@ -122,3 +124,13 @@ def test_build_table_reads_stored_flow_rows_where_there_is_no_run(tmp_path):
     assert lj.lfep is None and lj.lbar is None and any("no run" in n for n in lj.notes)
     text = to_markdown(rows)
     assert "| `mw_cubic_8` | 8 | -25.1700(4) | 1.2% | -25.1630(2) |" in text
+
+    # A run of the system that the table cannot use: the stored rows stand in, and the note
+    # says why the run was not used.
+    (tmp_path / "runs" / "mw_cubic_8").mkdir(parents=True)
+    (tmp_path / "runs" / "mw_cubic_8" / "run.json").write_text(
+        json.dumps({"model": {"num_layers": 1}, "training": {"num_steps": 10}}))
+    ice = build_table(["mw_cubic_8"], "cpu", runs_dir=tmp_path / "runs", flow_file=flows,
+                      progress=False)[0]
+    assert ice.lbar.value == -25.163
+    assert any("another model configuration" in note for note in ice.notes)

@@ -418,6 +418,8 @@ def _stored_flow_entries(row: Row, stored: dict[str, dict[str, FreeEnergy]], flo
         flow += f" trained {d['train_steps']} steps"
     if "train_wall_time" in d:
         flow += f" ({format_duration(d['train_wall_time'])})"
+    if entry.num_samples is not None:
+        flow += f", {entry.num_samples} samples"
     row.notes.append(f"LFEP/LBAR stored in {flow_file}: {flow}"
                      + (f", LBAR against {d['target_samples']} HMC target samples"
                         if row.lbar is not None and "target_samples" in row.lbar.details
@@ -477,7 +479,8 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
       ``FreeEnergy`` rows with ``method = "smc"``), if given.
     * Stored LFEP and LBAR: where ``runs_dir`` has no usable run for NAME, the last
       ``"lfep"`` and ``"lbar"`` rows for NAME in ``flow_file`` (``bench/flow_estimates.py
-      --out``), if given; a note names the flow they came from.
+      --out``) made with ``preset``, if given; a note names the flow they came from (and, if
+      ``runs_dir/NAME`` holds a run that cannot be used, why not).
 
     Computed LFEP, LBAR and MBAR entries are appended to ``cache_file`` (default
     ``runs_dir/table_PRESET.jsonl``) under a key of everything they depend on (system,
@@ -504,8 +507,11 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
                    else runs_dir / f"table_{preset}.jsonl")
     baseline = read_baseline(baseline_file, counting) if baseline_file is not None else {}
     smc = read_baseline(smc_file, counting, method="smc") if smc_file is not None else {}
-    stored = ({m: read_baseline(flow_file, counting, method=m) for m in ("lfep", "lbar")}
-              if flow_file is not None else {})
+    # Stored flow rows of another preset are not this table's.
+    stored = ({m: {name: entry for name, entry in read_baseline(flow_file, counting,
+                                                                method=m).items()
+                   if entry.details.get("preset", preset) == preset}
+               for m in ("lfep", "lbar")} if flow_file is not None else {})
 
     def say(text):
         if progress:
@@ -520,6 +526,8 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
         wanted_model = json.loads(json.dumps(config_to_dict(model_preset(preset, system))))
         record, note = _usable_run(run_dir, wanted_model, preset, check_preset, name)
         if record is None and any(name in rows_of for rows_of in stored.values()):
+            if read_run_record(run_dir) is not None:  # a run there, but not one to use
+                row.notes.append(note)
             _stored_flow_entries(row, stored, flow_file)
         elif record is None:
             row.notes.append(note)

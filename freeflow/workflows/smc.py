@@ -208,7 +208,7 @@ def _resolve_start(run, system, base, say=lambda text: None):
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; use one of {', '.join(BASES)}")
         # The harmonic bases need the lattice Hessian: about a minute at N = 512.
-        say(f"SMC {system.name}: building the {base} base, then compiling the annealing")
+        say(f"SMC {system.name}: building the {base} base")
         distribution, label = base_distribution(system, ModelConfig(base=base)), base
     else:  # a base distribution object of freeflow.flows.bases, built by the caller
         distribution, label = base, type(base).__name__
