@@ -13,7 +13,9 @@ Per system, three stages, each resumed from ``--runs``:
    (continued where it stopped); LBAR's reference set keeps every g-th sample of each chain,
    g the larger statistical inefficiency of the energy and of the reverse work (see
    ``reference_stride``), because BAR's error bar assumes independent samples;
-3. LFEP and LBAR from ``--samples`` flow samples, with the exact energy.
+3. LFEP and LBAR from one set of ``--samples`` flow samples, with the exact energy (the
+   reverse works of every saved target sample are computed once, for the stride and for
+   LBAR).
 
 Appended to ``--out``: one ``FreeEnergy`` row per method (``method`` ``"lfep"`` or
 ``"lbar"``) whose wall time and energy evaluations include the training's, as in
@@ -37,14 +39,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from freeflow.estimators.bar import lbar
+from freeflow.estimators.conventions import DEFAULT_COUNTING, multiplicity
+from freeflow.estimators.lfep import lfep
 from freeflow.flows.config import BASES
+from freeflow.flows.works import model_works, reverse_works
 from freeflow.physics.system import load_system
 from freeflow.reports.tables import with_training
-from freeflow.flows.works import reverse_works
 from freeflow.rundir import load_run, load_samples, training_cost
 from freeflow.sampling.hmc import integrated_autocorrelation_time
-from freeflow.training.config import GRADIENT_ESTIMATORS, presets
-from freeflow.workflows.estimate import estimate
+from freeflow.training.config import GRADIENT_ESTIMATORS, presets, scheduled_over
+from freeflow.workflows.estimate import counted
 from freeflow.workflows.sampling import sample_to_file
 from freeflow.workflows.train import train
 
@@ -52,38 +57,66 @@ from freeflow.workflows.train import train
 def configs(base: str, learning_rate: float | None, gradient: str | None, steps: int,
             seed: int):
     """The ``cpu`` preset with ``base``, ``learning_rate`` and ``gradient``, scheduled over
-    ``steps`` steps (warm-up over the first 5%, decays at 60% and 85%, as
-    ``bench/train_cpu.py``)."""
+    ``steps`` steps as ``bench/train_cpu.py`` schedules its runs."""
     model_config, training = presets("cpu")
     model_config = dataclasses.replace(model_config, **BASES[base])
     if learning_rate is not None:
         training = dataclasses.replace(training, learning_rate=learning_rate)
     if gradient is not None:
         training = dataclasses.replace(training, gradient_estimator=gradient)
-    training = dataclasses.replace(
-        training, num_steps=steps, seed=seed, warmup_steps=int(0.05 * steps),
-        decay_steps=(int(0.6 * steps), int(0.85 * steps)),
-        eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 20))
-    return model_config, training
+    return model_config, scheduled_over(dataclasses.replace(training, seed=seed), steps)
 
 
-def reference_stride(run_dir: Path, positions, chains: int, energy_tau: float):
+def reference_stride(reverse_work, energy_tau: float) -> tuple[int, float]:
     """``(stride, tau of the reverse works)``: the spacing that leaves LBAR's reference set
     about independent.
 
     BAR's error assumes independent reverse works ``-(beta U + ln q)``, whose correlation can
     outlast the energy's (``ln q`` may follow modes U hardly sees), so the stride is the larger
-    of the two statistical inefficiencies (``1 + 2 sum rho``, in saved samples), rounded as
-    pymbar's subsampling does. ``positions`` is chain-major (``[chains, per chain]``
-    flattened, as ``sample_to_file`` writes it).
+    of the two statistical inefficiencies (``1 + 2 sum rho``, in saved samples, ``energy_tau``
+    the energy's), rounded as pymbar's subsampling does. ``reverse_work`` is
+    ``[chains, samples per chain]``.
     """
-    system, model, params, _ = load_run(run_dir)
-    works = reverse_works(model, params, system, positions)
-    works = works.reshape(chains, -1)
-    work_tau = (integrated_autocorrelation_time(works) if np.all(np.isfinite(works))
+    work_tau = (integrated_autocorrelation_time(reverse_work)
+                if np.all(np.isfinite(reverse_work))
                 else math.nan)  # a sample outside the flow's support: fall back on U's
     tau = max(energy_tau, work_tau) if math.isfinite(work_tau) else energy_tau
     return max(1, int(round(tau))), work_tau
+
+
+def flow_rows(run_dir: Path, positions, chains: int, energy_tau: float, num_samples: int,
+              seed: int) -> tuple[list, dict]:
+    """``([LFEP, LBAR], reference)`` of the flow in ``run_dir``.
+
+    Both estimators share one set of ``num_samples`` model works (seed ``seed``), and the
+    reverse works of all saved target ``positions`` (chain-major, ``[chains x per chain, N,
+    3]``) are computed once: to measure their correlation, then thinned for LBAR. Each
+    result's wall time and energy evaluations are those of the works it needed (LBAR's
+    include every saved target sample evaluated).
+    """
+    system, model, params, _ = load_run(run_dir)
+    m = multiplicity(system)
+    n, length = system.num_particles, system.units.reference_length
+    start = time.perf_counter()
+    forward = model_works(model, params, system, jax.random.PRNGKey(seed), num_samples)
+    forward_s = time.perf_counter() - start
+    start = time.perf_counter()
+    reverse = reverse_works(model, params, system, positions).reshape(chains, -1)
+    reverse_s = time.perf_counter() - start
+    stride, work_tau = reference_stride(reverse, energy_tau)
+    kept = reverse[:, ::stride].ravel()
+
+    start = time.perf_counter()
+    by_lfep = lfep(forward, n, reference_length=length, multiplicity=m, system=system.name)
+    by_lfep = counted(by_lfep, system, DEFAULT_COUNTING,
+                      forward_s + time.perf_counter() - start)
+    start = time.perf_counter()
+    by_lbar = lbar(forward, kept, n, length, multiplicity=m, system=system.name,
+                   energy_evaluations=len(forward) + reverse.size)
+    by_lbar = counted(by_lbar, system, DEFAULT_COUNTING,
+                      forward_s + reverse_s + time.perf_counter() - start)
+    return [by_lfep, by_lbar], {"target_samples": len(kept), "target_stride": stride,
+                                "target_work_tau": work_tau}
 
 
 def run(name: str, args) -> list[dict]:
@@ -102,12 +135,11 @@ def run(name: str, args) -> list[dict]:
                              num_chains=args.chains, num_warmup=args.warmup, thin=args.thin,
                              seed=args.seed)
     positions, _, _ = load_samples(target_file)
-    stride, work_tau = reference_stride(run_dir, positions, args.chains, sampled["tau"])
-    reference = positions.reshape(args.chains, -1, *positions.shape[1:])[:, ::stride]
-    reference = reference.reshape(-1, *positions.shape[1:])
-    target = {"target_samples": len(reference), "target_saved": sampled["num_saved"],
-              "target_stride": stride, "target_tau": sampled["tau"],
-              "target_work_tau": work_tau,
+    print(f"{name}: LFEP and LBAR from {args.samples} flow samples", file=sys.stderr,
+          flush=True)
+    results, reference = flow_rows(run_dir, positions, args.chains, sampled["tau"],
+                                   args.samples, args.seed + 1)
+    target = {**reference, "target_saved": sampled["num_saved"], "target_tau": sampled["tau"],
               "target_continued": sampled["continued"],
               "target_wall_time_this_call": sampled["wall_time"],
               "target_energy_evaluations_this_call": sampled["energy_evaluations"],
@@ -121,18 +153,8 @@ def run(name: str, args) -> list[dict]:
                "run_dir": str(run_dir), "seed": args.seed, "machine":
                f"{platform.machine()} {jax.default_backend()} x {len(jax.devices())}",
                "cores": os.cpu_count()}
-    rows = []
-    for method in ("lfep", "lbar"):
-        print(f"{name}: {method.upper()} from {args.samples} flow samples", file=sys.stderr,
-              flush=True)
-        start = time.perf_counter()
-        result = estimate(run_dir, args.samples, method=method, seed=args.seed + 1,
-                          reference=reference if method == "lbar" else None)
-        result = with_training(result, cost)
-        row = {**result.to_dict(), **context, **(target if method == "lbar" else {}),
-               "estimate_s": time.perf_counter() - start}
-        rows.append(row)
-    return rows
+    return [{**with_training(result, cost).to_dict(), **context,
+             **(target if result.method == "lbar" else {})} for result in results]
 
 
 def main(argv=None) -> int:
@@ -170,9 +192,10 @@ def main(argv=None) -> int:
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
         for row in rows:
+            ess = f", ESS {100 * row['ess']:.2f}%" if row.get("ess") is not None else ""
             print(f"{name} {row['method'].upper()}: {row['beta_f_per_particle']:.5f} +- "
-                  f"{row['stderr']:.5f}, ESS {100 * (row.get('ess') or float('nan')):.2f}%, "
-                  f"{row['wall_time']:.0f} s with training", file=sys.stderr)
+                  f"{row['stderr']:.5f}{ess}, {row['wall_time']:.0f} s with training",
+                  file=sys.stderr)
     return 0
 
 

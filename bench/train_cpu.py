@@ -27,7 +27,7 @@ import jax
 
 import freeflow
 from freeflow.flows.config import BASES
-from freeflow.training.config import GRADIENT_ESTIMATORS, presets
+from freeflow.training.config import GRADIENT_ESTIMATORS, presets, scheduled_over
 from freeflow.workflows.train import train
 
 
@@ -53,11 +53,7 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
           progress=False, callback=lambda step, record: stamps.append(time.perf_counter()))
     step_s = (stamps[-1] - stamps[9]) / 30
     num_steps = max(100, int(minutes * 60 / step_s))
-    training = dataclasses.replace(
-        training, num_steps=num_steps, seed=seed,
-        decay_steps=(int(0.6 * num_steps), int(0.85 * num_steps)),
-        warmup_steps=int(0.05 * num_steps),
-        eval_every=max(1, num_steps // 5), checkpoint_every=max(1, num_steps // 20))
+    training = scheduled_over(dataclasses.replace(training, seed=seed), num_steps)
     start = time.perf_counter()
     result = train(name, out / name, model_config=model_config, training=training,
                    max_wall_time=minutes * 60 * 1.1)

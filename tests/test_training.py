@@ -15,7 +15,7 @@ import freeflow
 from freeflow.flows.config import ModelConfig
 from freeflow.physics.potentials import SymmetricEinsteinCrystal
 from freeflow.rundir import load_run
-from freeflow.training.config import TrainingConfig
+from freeflow.training.config import TrainingConfig, scheduled_over
 from freeflow.training.trainer import TrainingDiverged, learning_rate_schedule
 from freeflow.workflows.train import train
 
@@ -70,6 +70,19 @@ def test_learning_rate_warms_up_then_decays():
         tiny_training(warmup_steps=-1).validate()
 
 
+def test_schedule_over_a_number_of_steps_keeps_its_proportions():
+    config = scheduled_over(TrainingConfig(learning_rate=1e-3, decay_factor=0.1), 1000)
+    assert (config.num_steps, config.warmup_steps, config.decay_steps) == (1000, 50, (600, 850))
+    assert (config.eval_every, config.checkpoint_every) == (200, 50)
+    rates = learning_rate_schedule(config)
+    assert float(rates(49)) == pytest.approx(1e-3)
+    assert float(rates(599)) == pytest.approx(1e-3)
+    assert float(rates(600)) == pytest.approx(1e-4)
+    assert float(rates(900)) == pytest.approx(1e-5)
+    short = scheduled_over(TrainingConfig(), 3).validate()  # tiny runs still validate
+    assert (short.eval_every, short.checkpoint_every) == (1, 1)
+
+
 def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown system"):
         train("lj_33", tmp_path / "x", model_config=TINY, training=tiny_training())
@@ -112,7 +125,7 @@ def test_one_and_two_devices_agree(tmp_path, gradient):
     script = textwrap.dedent(f"""
         import sys, numpy as np, jax
         from freeflow.flows.config import ModelConfig
-        from freeflow.training.config import TrainingConfig
+        from freeflow.training.config import TrainingConfig, scheduled_over
         from freeflow.workflows.train import train
         assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
         cfg = ModelConfig(**{dataclasses.asdict(TINY)!r})

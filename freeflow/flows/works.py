@@ -31,7 +31,7 @@ def model_works(model, params, system, key, num_samples: int, batch_size: int = 
 
     num_batches = -(-num_samples // batch_size)
     works = []
-    with progress_bar(num_batches, f"LFEP {system.name}", "batch",
+    with progress_bar(num_batches, f"flow works {system.name}", "batch",
                       None if progress else False) as bar:
         for b in range(num_batches):
             beta_u, log_q = jax.device_get(batch_work(jax.random.fold_in(key, b)))
@@ -40,18 +40,24 @@ def model_works(model, params, system, key, num_samples: int, batch_size: int = 
     return np.concatenate(works)[:num_samples]
 
 
-def reverse_works(model, params, system, positions, batch_size: int = 256) -> np.ndarray:
+def reverse_works(model, params, system, positions, batch_size: int = 256,
+                  progress: bool = True) -> np.ndarray:
     """``-(beta U(y) + ln q(y))`` of target samples ``y`` ``[m, N, 3]`` (exact energy), float64.
 
     What BAR needs of the target's side. It is ``+inf`` where the flow's density is zero (a
     target sample outside its support), which ``freeflow.estimators.bar.bar`` allows.
+    Returns ``[m]``.
     """
     energy = jax.jit(system.energy_fn())
     log_prob = jax.jit(model.log_prob)
     out = []
-    for i in range(0, len(positions), batch_size):
-        y = jax.numpy.asarray(positions[i:i + batch_size])
-        u = np.asarray(energy(y), np.float64)
-        log_q = np.asarray(log_prob(params, y), np.float64)
-        out.append(-(system.beta * u + log_q))
+    starts = range(0, len(positions), batch_size)
+    with progress_bar(len(starts), f"target works {system.name}", "batch",
+                      None if progress else False) as bar:
+        for i in starts:
+            y = jax.numpy.asarray(positions[i:i + batch_size])
+            u = np.asarray(energy(y), np.float64)
+            log_q = np.asarray(log_prob(params, y), np.float64)
+            out.append(-(system.beta * u + log_q))
+            bar.update(1)
     return np.concatenate(out)

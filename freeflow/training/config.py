@@ -91,6 +91,20 @@ TRAINING_PRESETS: dict[str, TrainingConfig] = {
 }
 
 
+def scheduled_over(training: TrainingConfig, num_steps: int) -> TrainingConfig:
+    """``training`` rescheduled over ``num_steps`` steps, in the proportions of the ``cpu``
+    preset's schedule: the learning rate warms up over the first 5% and is multiplied by
+    ``decay_factor`` at 60% and 85%; five evaluations and twenty checkpoints in all.
+
+    Used where a run is sized by its wall-clock budget (``bench/train_cpu.py``) or by a
+    given number of steps (``bench/flow_estimates.py``), so the two train alike.
+    """
+    return dataclasses.replace(
+        training, num_steps=num_steps, warmup_steps=int(0.05 * num_steps),
+        decay_steps=(int(0.6 * num_steps), int(0.85 * num_steps)),
+        eval_every=max(1, num_steps // 5), checkpoint_every=max(1, num_steps // 20))
+
+
 def presets(name: str, system=None) -> tuple[ModelConfig, TrainingConfig]:
     """``(model, training)`` configs of a named preset.
 

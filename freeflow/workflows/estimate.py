@@ -24,14 +24,15 @@ from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.works import model_works, reverse_works
 from freeflow.physics.system import check_same_system
 
-__all__ = ["estimate", "lbar_from_model", "lfep_from_model"]
+__all__ = ["counted", "estimate", "lbar_from_model", "lfep_from_model"]
 
 
-def _counted(result: FreeEnergy, system, counting: str, start: float) -> FreeEnergy:
-    """``result`` with its counting, the lattice's sites per primitive cell and N recorded."""
+def counted(result: FreeEnergy, system, counting: str, wall_time: float) -> FreeEnergy:
+    """``result`` with its counting, the lattice's sites per primitive cell, N and the wall
+    time (s) of drawing and evaluating its samples recorded."""
     details = dict(result.details, counting=counting, num_particles=system.num_particles,
                    lattice_multiplicity=translation_multiplicity(system.lattice, system.box))
-    return dataclasses.replace(result, wall_time=time.perf_counter() - start, details=details)
+    return dataclasses.replace(result, wall_time=wall_time, details=details)
 
 
 def lfep_from_model(model, params, system, key, num_samples: int = 100_000,
@@ -47,11 +48,12 @@ def lfep_from_model(model, params, system, key, num_samples: int = 100_000,
     work = model_works(model, params, system, key, num_samples, batch_size, progress)
     result = lfep(work, system.num_particles, reference_length=system.units.reference_length,
                   multiplicity=m, system=system.name, bootstrap=bootstrap)
-    return _counted(result, system, counting, start)
+    return counted(result, system, counting, time.perf_counter() - start)
 
 
 def lbar_from_model(model, params, system, key, num_model_samples: int, target_positions,
-                    batch_size: int = 256, counting: str = DEFAULT_COUNTING) -> FreeEnergy:
+                    batch_size: int = 256, progress: bool = True,
+                    counting: str = DEFAULT_COUNTING) -> FreeEnergy:
     """LBAR for a flow ``model`` (interface: ``sample_and_log_prob(params, key, n) -> (x [n,
     N, 3], log_q [n])`` and ``log_prob(params, y [m, N, 3]) -> [m]``).
 
@@ -63,12 +65,13 @@ def lbar_from_model(model, params, system, key, num_model_samples: int, target_p
     m = multiplicity(system, counting)
     # Model samples are drawn and evaluated batch by batch, so 10^5-10^6 fit in memory.
     forward = model_works(model, params, system, key, int(num_model_samples), batch_size,
-                          progress=False)
-    reverse = reverse_works(model, params, system, np.asarray(target_positions), batch_size)
+                          progress)
+    reverse = reverse_works(model, params, system, np.asarray(target_positions), batch_size,
+                            progress)
     result = lbar(forward, reverse, system.num_particles, system.units.reference_length,
                   multiplicity=m, system=system.name,
                   energy_evaluations=len(forward) + len(reverse))
-    return _counted(result, system, counting, start)
+    return counted(result, system, counting, time.perf_counter() - start)
 
 
 def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference=None,
@@ -106,5 +109,5 @@ def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference
             reference, sampled, _ = rundir.load_samples(path)
             check_same_system(system, sampled, f"reference file {path}")
         return lbar_from_model(model, params, system, key, num_samples, np.asarray(reference),
-                               counting=counting)
+                               batch_size, progress, counting=counting)
     raise ValueError(f"unknown method {method!r}; use 'lfep' or 'lbar'")
