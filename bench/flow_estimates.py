@@ -8,7 +8,9 @@
 Per system, three stages, each resumed from ``--runs``:
 
 1. train the ``cpu`` preset (with ``--base`` and ``--learning-rate``) for ``--steps`` steps
-   into ``RUNS/NAME`` (an interrupted run continues from its last checkpoint);
+   into ``RUNS/NAME`` (an interrupted run continues from its last checkpoint); with
+   ``--steps 0`` there is no training and the estimates are those of the base alone (an
+   untrained flow is exactly its base): one-step FEP and BAR from the harmonic crystal;
 2. draw ``--target-samples`` HMC samples of the target into ``RUNS/NAME-target.npz``
    (continued where it stopped); LBAR's reference set keeps every g-th sample of each chain,
    g the larger statistical inefficiency of the energy and of the reverse work (see
@@ -43,6 +45,7 @@ from freeflow.estimators.bar import lbar
 from freeflow.estimators.conventions import DEFAULT_COUNTING, multiplicity
 from freeflow.estimators.lfep import lfep
 from freeflow.flows.config import BASES
+from freeflow.flows.model import BaseModel
 from freeflow.flows.works import model_works, reverse_works
 from freeflow.physics.system import load_system
 from freeflow.reports.tables import with_training
@@ -84,9 +87,9 @@ def reference_stride(reverse_work, energy_tau: float) -> tuple[int, float]:
     return max(1, int(round(tau))), work_tau
 
 
-def flow_rows(run_dir: Path, positions, chains: int, energy_tau: float, num_samples: int,
-              seed: int) -> tuple[list, dict]:
-    """``([LFEP, LBAR], reference)`` of the flow in ``run_dir``.
+def flow_rows(system, model, params, positions, chains: int, energy_tau: float,
+              num_samples: int, seed: int) -> tuple[list, dict]:
+    """``([LFEP, LBAR], reference)`` of a flow ``model`` with ``params`` (or a ``BaseModel``).
 
     Both estimators share one set of ``num_samples`` model works (seed ``seed``), and the
     reverse works of all saved target ``positions`` (chain-major, ``[chains x per chain, N,
@@ -94,7 +97,6 @@ def flow_rows(run_dir: Path, positions, chains: int, energy_tau: float, num_samp
     result's wall time and energy evaluations are those of the works it needed (LBAR's
     include every saved target sample evaluated).
     """
-    system, model, params, _ = load_run(run_dir)
     m = multiplicity(system)
     n, length = system.num_particles, system.units.reference_length
     start = time.perf_counter()
@@ -124,9 +126,15 @@ def run(name: str, args) -> list[dict]:
     run_dir = runs / name
     model_config, training = configs(args.base, args.learning_rate, args.gradient, args.steps,
                                      args.seed)
-    print(f"{name}: training {args.steps} steps in {run_dir}", file=sys.stderr, flush=True)
-    train(name, run_dir, model_config=model_config, training=training)
-    step, train_wall, train_evals = training_cost(run_dir)
+    if args.steps:
+        print(f"{name}: training {args.steps} steps in {run_dir}", file=sys.stderr, flush=True)
+        train(name, run_dir, model_config=model_config, training=training)
+        step, train_wall, train_evals = training_cost(run_dir)
+        system, model, params, _ = load_run(run_dir)
+    else:  # the untrained flow, which is exactly its base: no layers to evaluate
+        system = load_system(name)
+        model, params, run_dir = BaseModel(system, model_config), None, None
+        step, train_wall, train_evals = 0, 0.0, 0
 
     target_file = runs / f"{name}-target.npz"
     print(f"{name}: {args.target_samples} target samples in {target_file}", file=sys.stderr,
@@ -137,8 +145,8 @@ def run(name: str, args) -> list[dict]:
     positions, _, _ = load_samples(target_file)
     print(f"{name}: LFEP and LBAR from {args.samples} flow samples", file=sys.stderr,
           flush=True)
-    results, reference = flow_rows(run_dir, positions, args.chains, sampled["tau"],
-                                   args.samples, args.seed + 1)
+    results, reference = flow_rows(system, model, params, positions, args.chains,
+                                   sampled["tau"], args.samples, args.seed + 1)
     target = {**reference, "target_saved": sampled["num_saved"], "target_tau": sampled["tau"],
               "target_continued": sampled["continued"],
               "target_wall_time_this_call": sampled["wall_time"],
@@ -150,7 +158,8 @@ def run(name: str, args) -> list[dict]:
     context = {"bench": "flow_estimates", "base": args.base,
                "learning_rate": training.learning_rate,
                "gradient": training.gradient_estimator, "preset": "cpu",
-               "run_dir": str(run_dir), "seed": args.seed, "machine":
+               "run_dir": None if run_dir is None else str(run_dir), "seed": args.seed,
+               "machine":
                f"{platform.machine()} {jax.default_backend()} x {len(jax.devices())}",
                "cores": os.cpu_count()}
     return [{**with_training(result, cost).to_dict(), **context,
@@ -165,7 +174,9 @@ def main(argv=None) -> int:
                         help="Adam's initial learning rate (default: the cpu preset's)")
     parser.add_argument("--gradient", choices=GRADIENT_ESTIMATORS, default=None,
                         help="reverse-KL gradient estimator (default: the cpu preset's)")
-    parser.add_argument("--steps", type=int, default=1100, help="training steps")
+    parser.add_argument("--steps", type=int, default=1100,
+                        help="training steps; 0: no training, the flow's base alone (exactly "
+                             "an untrained flow, without evaluating its identity layers)")
     parser.add_argument("--samples", type=int, default=100_000, help="flow samples")
     parser.add_argument("--target-samples", type=int, default=20_000)
     parser.add_argument("--chains", type=int, default=32, help="HMC chains of the target")
@@ -176,7 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="append the JSON lines to this file")
     args = parser.parse_args(argv)
     # Checked before hours of training, not after.
-    for name, value, least in (("--steps", args.steps, 1), ("--samples", args.samples, 2),
+    for name, value, least in (("--steps", args.steps, 0), ("--samples", args.samples, 2),
                                ("--target-samples", args.target_samples, 2),
                                ("--chains", args.chains, 1), ("--thin", args.thin, 1),
                                ("--warmup", args.warmup, 0)):

@@ -47,7 +47,7 @@ from freeflow.estimators.result import (
 )
 from freeflow.flows.bases import LatticeBase
 from freeflow.flows.config import PRESETS, ModelConfig, model_preset
-from freeflow.flows.model import FlowModel
+from freeflow.flows.model import BaseModel, FlowModel
 from freeflow.physics.calculator import FreeflowCalculator
 from freeflow.physics.lattice import build_lattice
 from freeflow.physics.potentials import EinsteinCrystal, LennardJones, MonatomicWater
@@ -70,8 +70,8 @@ from freeflow.workflows.train import TrainResult, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "EinsteinCrystal", "FlowModel", "FreeflowCalculator", "LatticeBase", "LennardJones",
-    "ModelConfig", "MonatomicWater", "PRESETS", "System", "Units", "build_lattice",
+    "BaseModel", "EinsteinCrystal", "FlowModel", "FreeflowCalculator", "LatticeBase",
+    "LennardJones", "ModelConfig", "MonatomicWater", "PRESETS", "System", "Units", "build_lattice",
     "load_system", "model_preset", "named_systems", "system_from_atoms",
     "ReducedFreeEnergy", "SampleResult", "bar", "lbar", "lbar_from_model", "lfep_from_model",
     "load_samples", "mbar_free_energy", "sample", "sample_system", "save_samples",

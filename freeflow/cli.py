@@ -266,11 +266,9 @@ def _estimate(args) -> int:
     if args.method == "smc":
         result = _smc(args)
     else:
-        if args.base is not None:
-            raise ValueError("--base starts SMC without a trained flow; it needs --method smc")
         result = estimate(args.run_dir, args.samples, method=args.method,
-                          reference=args.reference, seed=args.seed, progress=not args.json,
-                          counting=args.counting)
+                          reference=args.reference, base=args.base, seed=args.seed,
+                          progress=not args.json, counting=args.counting)
     row = result.to_dict()
     if args.json:
         print(_strict_json(row))
@@ -291,10 +289,13 @@ def _estimate(args) -> int:
             # and LFEP is biased towards the flow's own (higher) free energy.
             why = ("fewer than 100 effective samples" if few else
                    f"the weights have a heavy tail (Pareto k {k:.2f} > {PARETO_K_LIMIT})")
-            print(f"  warning: {why}; this value and its error bar are not trustworthy. Train "
-                  f"longer (freeflow train {result.system} --out {args.run_dir} --extend N), "
-                  f"use --method smc (or lbar with target samples), or compare with "
-                  f"'freeflow baseline {result.system}'.", file=sys.stderr)
+            train = (f"Train a flow (freeflow train {result.system} --out DIR)"
+                     if args.base is not None else
+                     f"Train longer (freeflow train {result.system} --out {args.run_dir} "
+                     f"--extend N)")
+            print(f"  warning: {why}; this value and its error bar are not trustworthy. "
+                  f"{train}, use --method smc (or lbar with target samples), or compare "
+                  f"with 'freeflow baseline {result.system}'.", file=sys.stderr)
     if result.wall_time is not None:
         print(f"  {result.wall_time:.1f} s")
     return 0 if np.isfinite(result.value) else 1
@@ -423,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
                    help="model and training settings (default cpu)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (preset default)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps (preset default); the preset's warm-up and "
+                        "learning-rate decays are rescaled to the same fractions of the run")
     p.add_argument("--batch-size", type=int, default=None, help="samples per step")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the initial parameters and of every batch (preset default: "
@@ -468,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target samples for LBAR ('freeflow sample SYSTEM --out FILE', or "
                         "--samples-out of an SMC estimate)")
     p.add_argument("--base", default=None, choices=list(BASES),
-                   help="SMC only: start from this base distribution of the system named "
-                        "by DIR, with no training")
+                   help="start from this base distribution of the system named by DIR, "
+                        "with no training (for LFEP and LBAR it is exactly an untrained "
+                        "flow: FEP and BAR from the harmonic crystal, say)")
     p.add_argument("--particles", type=int, default=256,
                    help="SMC particles per run (default 256)")
     p.add_argument("--repeats", type=int, default=8,

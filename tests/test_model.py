@@ -18,7 +18,7 @@ from freeflow.flows.config import (
     config_to_dict,
     model_preset,
 )
-from freeflow.flows.model import FlowModel, canonicalize, num_parameters
+from freeflow.flows.model import BaseModel, FlowModel, canonicalize, num_parameters
 from freeflow.physics.space import minimum_image
 
 TINY = ModelConfig(num_layers=3, num_bins=4, embedding_size=16, num_heads=2, num_blocks=1,
@@ -114,6 +114,26 @@ def test_fresh_model_is_the_base(systems):
     # ln q includes -ln V of the translation and -ln (N-1)! of the base.
     _, log_base = model.base.sample_and_log_prob(jax.random.split(key)[0], 8)
     np.testing.assert_allclose(log_q, log_base - model.log_volume, atol=1e-3)
+
+
+def test_base_model_is_an_untrained_flow(systems):
+    """BaseModel draws the samples of a fresh flow with the same key, and gives them the
+    same density, without the flow's layers."""
+    system = systems("mw_cubic_8")
+    flow = FlowModel(system, TINY)
+    params = flow.init(jax.random.PRNGKey(3))
+    base = BaseModel(system, TINY)
+    key = jax.random.PRNGKey(4)
+    x_flow, log_q_flow = flow.sample_and_log_prob(params, key, 16)
+    x, log_q = base.sample_and_log_prob(None, key, 16)
+    assert x.shape == (16, 8, 3) and log_q.shape == (16,)
+    np.testing.assert_allclose(x, x_flow, atol=8 * EPS32 * flow.box.max())
+    np.testing.assert_allclose(log_q, log_q_flow, atol=1e-3)
+    np.testing.assert_allclose(base.log_prob(None, x), log_q, atol=1e-3)
+    # Any configuration, not only its own samples: a translated, relabelled one.
+    moved = jnp.mod(x[:, ::-1] + 0.3, flow.box)
+    np.testing.assert_allclose(base.log_prob(None, moved), flow.log_prob(params, moved),
+                               atol=1e-3)
 
 
 def test_log_prob_of_samples_matches(water8):

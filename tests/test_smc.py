@@ -188,7 +188,6 @@ def test_cli_smc_from_a_base(tmp_path, capsys):
     (["mw_cubic_8", "--method", "smc", "--base", "harmonic", "--repeats", "1"],
      "at least 2 independent runs"),
     (["mw_cubic_8", "--method", "smc"], "not a run directory"),
-    (["mw_cubic_8", "--method", "lfep", "--base", "harmonic"], "needs --method smc"),
 ])
 def test_cli_smc_bad_input(argv, message, capsys):
     assert main(["estimate", *argv]) == 2

@@ -134,3 +134,17 @@ def test_build_table_reads_stored_flow_rows_where_there_is_no_run(tmp_path):
                       progress=False)[0]
     assert ice.lbar.value == -25.163
     assert any("another model configuration" in note for note in ice.notes)
+
+
+def test_stored_rows_of_a_base_alone_say_so(tmp_path):
+    flows = tmp_path / "flow_estimates.jsonl"
+    row = {"system": "mw_cubic_8", "method": "lbar", "beta_f_per_particle": -25.163,
+           "stderr": 2e-4, "num_samples": 1000, "base": "harmonic", "train_steps": 0,
+           "train_wall_time": 0.0, "counting": "bravais", "num_particles": 8,
+           "lattice_multiplicity": 2, "target_samples": 512}
+    flows.write_text(json.dumps(row) + "\n")
+    ice = build_table(["mw_cubic_8"], "cpu", runs_dir=tmp_path / "runs", flow_file=flows,
+                      progress=False)[0]
+    assert ice.lbar.value == -25.163
+    assert any("the harmonic base alone (no training)" in note and "trained" not in note
+               for note in ice.notes), ice.notes

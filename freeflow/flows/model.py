@@ -165,3 +165,39 @@ class FlowModel:
     def __repr__(self):
         return f"FlowModel({self.system.name}, {self.config})"
 
+
+
+class BaseModel:
+    """A flow model's base alone, with ``FlowModel``'s sampling interface (``params`` ignored).
+
+    A fresh ``FlowModel`` is exactly its base (the conditioners' heads start at zero), so this
+    is the density of an untrained flow: ``x = wrap([0, z] + u)`` with ``z ~ b`` and one uniform
+    box translation ``u``, ``ln q(x) = ln b(z) - ln V``, without the cost of the identity
+    layers. LFEP and LBAR from it are the classical one-step free-energy perturbation and BAR
+    from the base (for the harmonic bases, from the harmonic crystal) to the target, in the
+    same conventions as a flow's.
+
+    Args:
+      system: a ``freeflow.physics.system.System``.
+      config: a ``ModelConfig`` naming the base (``config.base``); default the ``cpu`` preset's.
+    """
+
+    def __init__(self, system, config: ModelConfig | None = None):
+        self._flow = FlowModel(system, config)
+        self.system, self.config, self.base = system, self._flow.config, self._flow.base
+        self.sample_and_log_prob = jax.jit(self._sample_and_log_prob, static_argnums=2)
+        self.log_prob = jax.jit(self._log_prob)
+
+    def _sample_and_log_prob(self, params, key, num_samples: int):
+        """``num_samples`` configurations ``x [n, N, 3]`` in ``[0, L)`` and ``ln q(x) [n]``;
+        the same key gives the same samples as an untrained ``FlowModel``."""
+        k_base, k_shift = jax.random.split(key)
+        z, log_base = self.base.sample_and_log_prob(k_base, num_samples)
+        return self._flow._translate(k_shift, z), log_base - self._flow.log_volume
+
+    def _log_prob(self, params, x):
+        """``ln q(x)`` of configurations ``x [..., N, 3]`` (any positions; periodic)."""
+        return self._flow.base_log_prob(x)
+
+    def __repr__(self):
+        return f"BaseModel({self.system.name}, base={self.config.base!r})"

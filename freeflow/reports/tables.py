@@ -414,10 +414,13 @@ def _stored_flow_entries(row: Row, stored: dict[str, dict[str, FreeEnergy]], flo
     entry = row.lbar or row.lfep
     d = entry.details
     flow = (f"a {d['base']}-base flow" if "base" in d else "a flow")
-    if "train_steps" in d:
-        flow += f" trained {d['train_steps']} steps"
-    if "train_wall_time" in d:
-        flow += f" ({format_duration(d['train_wall_time'])})"
+    if d.get("train_steps") == 0:
+        flow = f"the {d.get('base', 'flow')} base alone (no training)"
+    else:
+        if "train_steps" in d:
+            flow += f" trained {d['train_steps']} steps"
+        if "train_wall_time" in d:
+            flow += f" ({format_duration(d['train_wall_time'])})"
     if entry.num_samples is not None:
         flow += f", {entry.num_samples} samples"
     row.notes.append(f"LFEP/LBAR stored in {flow_file}: {flow}"

@@ -21,8 +21,10 @@ from freeflow.estimators.conventions import (DEFAULT_COUNTING, multiplicity,
                                              translation_multiplicity)
 from freeflow.estimators.lfep import lfep
 from freeflow.estimators.result import FreeEnergy
+from freeflow.flows.config import BASES, ModelConfig
+from freeflow.flows.model import BaseModel
 from freeflow.flows.works import model_works, reverse_works
-from freeflow.physics.system import check_same_system
+from freeflow.physics.system import System, check_same_system, load_system
 
 __all__ = ["counted", "estimate", "lbar_from_model", "lfep_from_model"]
 
@@ -75,21 +77,27 @@ def lbar_from_model(model, params, system, key, num_model_samples: int, target_p
 
 
 def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference=None,
-             seed: int = 0, batch_size: int = 256, progress: bool = True,
-             counting: str = DEFAULT_COUNTING) -> FreeEnergy:
-    """``beta F / N`` of a trained run.
+             base: str | None = None, seed: int = 0, batch_size: int = 256,
+             progress: bool = True, counting: str = DEFAULT_COUNTING) -> FreeEnergy:
+    """``beta F / N`` of a trained run, or of a base distribution with no training.
 
     Args:
-      run: a run directory (``freeflow train --out DIR``) or a ``TrainResult``.
+      run: a run directory (``freeflow train --out DIR``) or a ``TrainResult``; with
+        ``base``, a system (a name, a .toml file or a ``System``).
       num_samples: model samples to draw.
       method: ``"lfep"`` (model samples only) or ``"lbar"`` (also needs ``reference``).
       reference: for LBAR, a sample file of the target (``freeflow sample``) or an array of
         target configurations ``[M, N, 3]``.
+      base: estimate from this base distribution of the system ``run`` names (one of
+        ``freeflow.flows.config.BASES``), exactly an untrained flow's density
+        (``freeflow.flows.model.BaseModel``): LFEP and BAR from the harmonic crystal, say.
       seed: PRNG seed of the model samples.
       counting: ``"bravais"`` (the literature's) or ``"exact"``; see
         ``freeflow.estimators.conventions``.
     """
-    if isinstance(run, (str, os.PathLike)):
+    if base is not None:
+        system, model, params = _base_start(run, base)
+    elif isinstance(run, (str, os.PathLike)):
         system, model, params, _ = rundir.load_run(run)
     else:
         system, model, params = run.system, run.model, run.params
@@ -111,3 +119,12 @@ def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference
         return lbar_from_model(model, params, system, key, num_samples, np.asarray(reference),
                                batch_size, progress, counting=counting)
     raise ValueError(f"unknown method {method!r}; use 'lfep' or 'lbar'")
+
+
+def _base_start(system, base: str):
+    """``(system, BaseModel, None)`` for ``estimate(system, base=...)``."""
+    if base not in BASES:
+        raise ValueError(f"unknown base {base!r}; use one of {', '.join(BASES)}")
+    if not isinstance(system, System):
+        system = load_system(system)
+    return system, BaseModel(system, ModelConfig(**BASES[base])), None
