@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow.estimators.conventions import COUNTINGS, DEFAULT_COUNTING
-from freeflow.estimators.lfep import PARETO_K_LIMIT
+from freeflow.estimators.lfep import MIN_EFFECTIVE_SAMPLES, PARETO_K_LIMIT
 from freeflow.flows.config import BASES, model_preset
 from freeflow.physics.system import load_system, named_systems, system_from_atoms
 from freeflow.progress import progress_bar
@@ -283,11 +283,11 @@ def _estimate(args) -> int:
               f"{result.num_samples})")
         k = result.details.get("pareto_k", float("nan"))
         print(f"  Pareto k of the weights' tail {k:.2f} (reliable below {PARETO_K_LIMIT})")
-        few = result.ess * result.num_samples < 100
+        few = result.ess * result.num_samples < MIN_EFFECTIVE_SAMPLES
         if few or k > PARETO_K_LIMIT:
             # A few weights dominate: the bootstrap sees only them and understates the error,
             # and LFEP is biased towards the flow's own (higher) free energy.
-            why = ("fewer than 100 effective samples" if few else
+            why = (f"fewer than {MIN_EFFECTIVE_SAMPLES} effective samples" if few else
                    f"the weights have a heavy tail (Pareto k {k:.2f} > {PARETO_K_LIMIT})")
             train = (f"Train a flow (freeflow train {result.system} --out DIR)"
                      if args.base is not None else

@@ -148,3 +148,10 @@ def test_stored_rows_of_a_base_alone_say_so(tmp_path):
     assert ice.lbar.value == -25.163
     assert any("the harmonic base alone (no training)" in note and "trained" not in note
                for note in ice.notes), ice.notes
+    assert "effective samples" not in to_markdown([ice])
+    # An LFEP of 1000 samples at ESS 2% rests on 20 of them: the table says so.
+    lfep = {**row, "method": "lfep", "ess": 0.02, "beta_f_per_particle": -25.16}
+    flows.write_text(json.dumps(row) + "\n" + json.dumps(lfep) + "\n")
+    ice = build_table(["mw_cubic_8"], "cpu", runs_dir=tmp_path / "runs", flow_file=flows,
+                      progress=False)[0]
+    assert "LFEP rests on 20 effective samples (fewer than 100)" in to_markdown([ice])

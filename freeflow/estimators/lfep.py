@@ -31,6 +31,9 @@ def effective_sample_size(log_weights) -> float:
 #: (Vehtari et al., "Pareto smoothed importance sampling": the weights' variance is infinite
 #: beyond 0.5 and the estimate converges impractically slowly beyond 0.7).
 PARETO_K_LIMIT = 0.7
+#: Below this many effective samples (ESS x samples) a few weights decide the value and the
+#: bootstrap error alike, whatever the tail.
+MIN_EFFECTIVE_SAMPLES = 100
 
 
 def pareto_k(log_weights) -> float:

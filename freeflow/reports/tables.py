@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from freeflow.estimators.conventions import DEFAULT_COUNTING
+from freeflow.estimators.lfep import MIN_EFFECTIVE_SAMPLES
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import config_to_dict, model_preset
 from freeflow.physics.system import load_system
@@ -204,6 +205,12 @@ def ice_differences(rows: Sequence[Row]) -> dict[int, dict[str, tuple[float, flo
     return out
 
 
+def _effective_samples(entry) -> float | None:
+    if entry is None or entry.ess is None or not entry.num_samples:
+        return None
+    return entry.ess * entry.num_samples
+
+
 def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
     """A Markdown table: values with errors, the LFEP ESS, each method's wall time and energy
     evaluations, and the deviation of LFEP and LBAR from MBAR in combined standard errors
@@ -235,6 +242,11 @@ def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
         cells.append(", ".join(deviations) or "-")
         lines.append("| " + " | ".join(cells) + " |")
         notes.extend(f"`{row.system}`: {note}" for note in row.notes)
+        effective = _effective_samples(row.lfep)
+        if effective is not None and effective < MIN_EFFECTIVE_SAMPLES:
+            notes.append(f"`{row.system}`: LFEP rests on {effective:.0f} effective samples "
+                         f"(fewer than {MIN_EFFECTIVE_SAMPLES}), so its value and error bar "
+                         "are not trustworthy; LBAR or SMC is the estimate of that row")
     text = "\n".join(lines) + "\n"
     text += ("\nValues are beta F / N with the standard error in the last digit. Costs of LFEP "
              "and LBAR include training; LBAR's exclude the reference samples. SMC anneals "
