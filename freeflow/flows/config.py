@@ -159,6 +159,15 @@ class ModelConfig:
         return self.mlp_width if self.mlp_width is not None else self.embedding_size
 
 
+def base_config(name: str) -> ModelConfig:
+    """A ``ModelConfig`` whose base is the one ``BASES`` names ``name`` (the other fields the
+    defaults: only the base matters to a base alone). Raises ``ValueError`` naming the
+    choices for an unknown name."""
+    if name not in BASES:
+        raise ValueError(f"unknown base {name!r}; use one of {', '.join(BASES)}")
+    return ModelConfig(**BASES[name])
+
+
 def default_noise_scale(potential) -> float:
     """The paper's base noise scale for a potential object, in its length unit."""
     kind = getattr(potential, "kind", None)  # a user's potential may not name itself

@@ -166,7 +166,6 @@ class FlowModel:
         return f"FlowModel({self.system.name}, {self.config})"
 
 
-
 class BaseModel:
     """A flow model's base alone, with ``FlowModel``'s sampling interface (``params`` ignored).
 

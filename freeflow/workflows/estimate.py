@@ -21,7 +21,7 @@ from freeflow.estimators.conventions import (DEFAULT_COUNTING, multiplicity,
                                              translation_multiplicity)
 from freeflow.estimators.lfep import lfep
 from freeflow.estimators.result import FreeEnergy
-from freeflow.flows.config import BASES, ModelConfig
+from freeflow.flows.config import base_config
 from freeflow.flows.model import BaseModel
 from freeflow.flows.works import model_works, reverse_works
 from freeflow.physics.system import System, check_same_system, load_system
@@ -123,8 +123,7 @@ def estimate(run, num_samples: int = 100_000, *, method: str = "lfep", reference
 
 def _base_start(system, base: str):
     """``(system, BaseModel, None)`` for ``estimate(system, base=...)``."""
-    if base not in BASES:
-        raise ValueError(f"unknown base {base!r}; use one of {', '.join(BASES)}")
+    config = base_config(base)  # an unknown name is refused before the system is built
     if not isinstance(system, System):
         system = load_system(system)
-    return system, BaseModel(system, ModelConfig(**BASES[base])), None
+    return system, BaseModel(system, config), None

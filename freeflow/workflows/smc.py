@@ -41,7 +41,7 @@ from freeflow.estimators.conventions import (DEFAULT_COUNTING, beta_f_from_ln_z_
 from freeflow.estimators.result import FreeEnergy
 from freeflow.estimators.smc import combine_log_z
 from freeflow.flows.bases import base_distribution, harmonic_base
-from freeflow.flows.config import BASES, ModelConfig
+from freeflow.flows.config import base_config
 from freeflow.physics.space import minimum_image, wrap
 from freeflow.physics.system import System, load_system, system_fingerprint
 from freeflow.progress import progress_bar
@@ -205,11 +205,10 @@ def _resolve_start(run, system, base, say=lambda text: None):
     if not isinstance(system, System):
         system = load_system(system)
     if isinstance(base, str):
-        if base not in BASES:
-            raise ValueError(f"unknown base {base!r}; use one of {', '.join(BASES)}")
+        config = base_config(base)
         # The harmonic bases need the lattice Hessian: about a minute at N = 512.
         say(f"SMC {system.name}: building the {base} base")
-        distribution, label = base_distribution(system, ModelConfig(base=base)), base
+        distribution, label = base_distribution(system, config), base
     else:  # a base distribution object of freeflow.flows.bases, built by the caller
         distribution, label = base, type(base).__name__
     if np.shape(distribution.mobile_sites) != (system.num_particles - 1, 3):
