@@ -16,7 +16,8 @@ as unreliable: its bootstrap error cannot be trusted, so neither can any extrapo
 
     python bench/time_to_answer.py --baseline bench/results/baseline.jsonl \\
         --flow bench/results/train_cpu.jsonl bench/results/train_cpu_64.jsonl \\
-        --smc bench/results/smc.jsonl --systems lj_32 mw_cubic_64
+        --smc bench/results/smc.jsonl --systems lj_32 mw_cubic_64 \\
+        --markdown bench/results/suite/time_to_answer.md
 """
 
 from __future__ import annotations
@@ -119,6 +120,18 @@ def lbar_rows(row: dict) -> list[dict]:
     return out
 
 
+def _caveat(row: dict) -> str:
+    """Why a row's cost cannot be trusted, or '' when it can."""
+    if row["reliable"]:
+        return ""
+    if row["method"] == "flow_lfep":
+        return (f"UNRELIABLE: only {row['effective_samples']:.0f} effective samples "
+                "in the measured run")
+    if row["method"] == "flow_lbar":
+        return "target sampling continued from an earlier call: its cost is partial"
+    return "training cost unknown (the SMC row predates its recording)"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
@@ -132,6 +145,9 @@ def main(argv=None):
                         default=Path("bench/results/flow_estimates.jsonl"),
                         help="bench/flow_estimates.py results (the latest LBAR row per system)")
     parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_64"])
+    parser.add_argument("--markdown", type=Path,
+                        help="also write a Markdown table (one line per system and method) "
+                             "to this file")
     args = parser.parse_args(argv)
     baseline = _rows(args.baseline)
     flow = [row for path in args.flow for row in _rows(path)]
@@ -139,6 +155,7 @@ def main(argv=None):
     lbar = [row for row in _rows(args.flows) if row.get("method") == "lbar"]
     print(f"{'system':<13}{'method':<11}{'target':>8}{'wall (h)':>10}{'energy evals':>15}  note",
           file=sys.stderr)
+    table = []
     for system in args.systems:
         rows = []
         b = _latest(baseline, system, quick=False)
@@ -154,21 +171,45 @@ def main(argv=None):
             print(f"{system:<13}(no measured run in {args.baseline}, "
                   f"{', '.join(map(str, args.flow))}, {args.flows} or {args.smc})",
                   file=sys.stderr)
+        table += rows
         for r in rows:
             print(json.dumps(r))
             note = "extrapolated" if r["extrapolated"] else "measured"
-            if not r["reliable"] and r["method"] == "flow_lfep":
-                note = (f"UNRELIABLE: only {r['effective_samples']:.0f} effective samples "
-                        "in the measured run")
-            elif not r["reliable"] and r["method"] == "flow_lbar":
-                note = "target sampling continued from an earlier call: its cost is partial"
-            elif not r["reliable"]:
-                note = "training cost unknown (the SMC row predates its recording)"
+            note = _caveat(r) or note
             print(f"{system:<13}{r['method']:<11}{r['target_stderr']:>8.0e}"
                   f"{r['wall_s'] / 3600:>10.2f}{r['energy_evaluations']:>15.3g}  {note}",
                   file=sys.stderr)
         if not f:
             print(f"{system:<13}flow_lfep  (no trained run measured)", file=sys.stderr)
+    if args.markdown:
+        args.markdown.write_text(markdown(table) + "\n")
+
+
+LABELS = {"mbar": "MBAR", "flow_lfep": "flow (LFEP)", "flow_lbar": "flow (LBAR)",
+          "smc_base": "SMC from a base", "smc_flow": "SMC from a flow"}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def markdown(rows: list[dict]) -> str:
+    """One line per system and method: wall time and energy evaluations at each target."""
+    by_key: dict[tuple, dict] = {}
+    for r in rows:
+        by_key.setdefault((r["system"], r["method"], r.get("start")), {})[r["target_stderr"]] = r
+    head = " | ".join(f"stderr {t:.0e}: wall | energy evals" for t in TARGETS)
+    lines = [f"| system | method | measured stderr | {head} | note |",
+             "|---|---|---|" + "---|---|" * len(TARGETS) + "---|"]
+    for (system, method, start), cells in by_key.items():
+        first = next(iter(cells.values()))
+        label = LABELS[method] + (f" ({start.removeprefix('base:')})" if method == "smc_base"
+                                  else "")
+        values = " | ".join(f"{_hours(cells[t]['wall_s'])} | {cells[t]['energy_evaluations']:.1e}"
+                            for t in TARGETS)
+        note = _caveat(first)
+        lines.append(f"| {system} | {label} | {first['measured_stderr']:.1e} | {values} | {note} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
