@@ -174,8 +174,7 @@ def main(argv=None):
         table += rows
         for r in rows:
             print(json.dumps(r))
-            note = "extrapolated" if r["extrapolated"] else "measured"
-            note = _caveat(r) or note
+            note = _caveat(r) or ("extrapolated" if r["extrapolated"] else "measured")
             print(f"{system:<13}{r['method']:<11}{r['target_stderr']:>8.0e}"
                   f"{r['wall_s'] / 3600:>10.2f}{r['energy_evaluations']:>15.3g}  {note}",
                   file=sys.stderr)
@@ -189,12 +188,10 @@ LABELS = {"mbar": "MBAR", "flow_lfep": "flow (LFEP)", "flow_lbar": "flow (LBAR)"
           "smc_base": "SMC from a base", "smc_flow": "SMC from a flow"}
 
 
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
-
-
 def markdown(rows: list[dict]) -> str:
     """One line per system and method: wall time and energy evaluations at each target."""
+    from freeflow.reports.tables import format_duration
+
     by_key: dict[tuple, dict] = {}
     for r in rows:
         by_key.setdefault((r["system"], r["method"], r.get("start")), {})[r["target_stderr"]] = r
@@ -205,7 +202,7 @@ def markdown(rows: list[dict]) -> str:
         first = next(iter(cells.values()))
         label = LABELS[method] + (f" ({start.removeprefix('base:')})" if method == "smc_base"
                                   else "")
-        values = " | ".join(f"{_hours(cells[t]['wall_s'])} | {cells[t]['energy_evaluations']:.1e}"
+        values = " | ".join(f"{format_duration(cells[t]['wall_s'])} | {cells[t]['energy_evaluations']:.1e}"
                             for t in TARGETS)
         note = _caveat(first)
         lines.append(f"| {system} | {label} | {first['measured_stderr']:.1e} | {values} | {note} |")
