@@ -31,14 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from gradient_ratio import harmonic_configurations, median_times  # bench/, beside this file
 
-from freeflow.flows.bases import base_distribution
-from freeflow.flows.config import ModelConfig
 from freeflow.physics.potentials.base import floored, value_and_slope
 from freeflow.physics.space import minimum_image
 from freeflow.physics.system import load_system
@@ -135,9 +132,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for name in args.systems:
         system = load_system(name)
-        base = base_distribution(system, ModelConfig(base="harmonic"))
-        mobile = base.sample(jax.random.PRNGKey(0), args.batch)
-        x = jnp.concatenate([jnp.zeros((args.batch, 1, 3), mobile.dtype), mobile], axis=1)
+        x = harmonic_configurations(system, args.batch)
         energy, variants = _variants(system)
         fns = {"energy": jax.jit(jax.vmap(energy))}
         fns.update({key: jax.jit(jax.vmap(fn)) for key, fn in variants.items()})
@@ -150,22 +145,15 @@ def main(argv=None) -> int:
                               and float(jnp.max(jnp.abs(u - u_ref))) <= 1e-5 * float(
                                   jnp.max(jnp.abs(u_ref))))
         timed = ["energy"] + [key for key in variants if agree[key]]
-        for key in timed:
-            jax.block_until_ready(fns[key](x))  # compile
-        times = {key: [] for key in timed}
-        for _ in range(args.repeats):
-            for key in timed:  # alternating, so the machine's load hits all alike
-                start = time.perf_counter()
-                jax.block_until_ready(fns[key](x))
-                times[key].append(time.perf_counter() - start)
-        energy_s = float(np.median(times["energy"]))
+        seconds = dict(zip(timed, median_times([fns[key] for key in timed], x, args.repeats)))
+        energy_s = seconds["energy"]
         for key in variants:
             row = {"bench": "gradient_layouts", "system": name, "variant": key,
                    "agrees_with_default": agree[key], "batch": args.batch,
                    "energy_ms": 1e3 * energy_s / args.batch,
                    "machine": f"{platform.machine()}, {jax.devices()[0].platform}"}
             if agree[key]:
-                both_s = float(np.median(times[key]))
+                both_s = seconds[key]
                 row.update(energy_and_forces_ms=1e3 * both_s / args.batch,
                            ratio=both_s / energy_s)
             print(f"{name:8s} {key:18s} " + (f"{row['energy_and_forces_ms']:.4f} ms "

@@ -30,7 +30,7 @@ from freeflow.flows.config import ModelConfig
 from freeflow.physics.system import load_system
 
 
-def _median_times(fns, arg, repeats: int) -> list[float]:
+def median_times(fns, arg, repeats: int) -> list[float]:
     """Median seconds per call of each function, called in turn (so load hits all alike)."""
     for fn in fns:
         jax.block_until_ready(fn(arg))  # compile
@@ -41,6 +41,13 @@ def _median_times(fns, arg, repeats: int) -> list[float]:
             jax.block_until_ready(fn(arg))
             record.append(time.perf_counter() - start)
     return [float(np.median(t)) for t in times]
+
+
+def harmonic_configurations(system, batch: int):
+    """``[batch, N, 3]`` harmonic-crystal samples with the fixed particle at the origin."""
+    base = base_distribution(system, ModelConfig(base="harmonic"))
+    mobile = base.sample(jax.random.PRNGKey(0), batch)
+    return jnp.concatenate([jnp.zeros((batch, 1, 3), mobile.dtype), mobile], axis=1)
 
 
 def main(argv=None) -> int:
@@ -55,9 +62,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for name in args.systems:
         system = load_system(name)
-        base = base_distribution(system, ModelConfig(base="harmonic"))
-        mobile = base.sample(jax.random.PRNGKey(0), args.batch)
-        x = jnp.concatenate([jnp.zeros((args.batch, 1, 3), mobile.dtype), mobile], axis=1)
+        x = harmonic_configurations(system, args.batch)
         for plan in args.plans:
             if plan == "sites" and args.softened:
                 continue
@@ -70,7 +75,7 @@ def main(argv=None) -> int:
             except ValueError as error:  # e.g. a cell list in a box under three cutoffs
                 print(f"{name} {plan}: skipped ({error})", file=sys.stderr)
                 continue
-            value, both, both_autodiff = _median_times(
+            value, both, both_autodiff = median_times(
                 [jax.jit(jax.vmap(energy)), jax.jit(jax.vmap(jax.value_and_grad(energy))),
                  jax.jit(jax.vmap(jax.value_and_grad(autodiff)))], x, args.repeats)
             row = {"system": name, "plan": plan, "softened": args.softened,

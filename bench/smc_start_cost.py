@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from gradient_ratio import median_times  # bench/, beside this file
 
 from freeflow.flows.bases import base_distribution
 from freeflow.flows.config import ModelConfig, model_preset
@@ -65,16 +65,12 @@ def main(argv=None) -> int:
                 lambda y: model.mobile_log_prob(params, y)))), mobile),
         }
         for fn, arg in fns.values():
-            value, _ = jax.block_until_ready(fn(arg))  # compile
+            value, _ = fn(arg)
             if not np.all(np.isfinite(np.asarray(value))):
                 raise SystemExit(f"{name}: a non-finite log density on base samples")
-        times = {key: [] for key in fns}
-        for _ in range(args.repeats):
-            for key, (fn, arg) in fns.items():
-                start = time.perf_counter()
-                jax.block_until_ready(fn(arg))
-                times[key].append(time.perf_counter() - start)
-        ms = {key: 1e3 * float(np.median(t)) / args.batch for key, t in times.items()}
+        seconds = median_times([lambda _, fn=fn, arg=arg: fn(arg) for fn, arg in fns.values()],
+                               None, args.repeats)
+        ms = {key: 1e3 * s / args.batch for key, s in zip(fns, seconds)}
         row = {"bench": "smc_start_cost", "system": name, "batch": args.batch,
                "energy_ms": ms["energy"], "base_ms": ms["base"], "flow_ms": ms["flow"],
                "flow_over_base": (ms["energy"] + ms["flow"]) / (ms["energy"] + ms["base"]),

@@ -106,36 +106,40 @@ class LennardJones(PairNeighbors):
             _, raw = squared_distances(d, mask, min_distance)
             return 0.5 * jnp.sum(entries(raw, mask)(raw))  # each pair is seen from both ends
 
-        def rows_gradient(d, mask):
+        def slopes(d, mask):
+            """Each entry's pair energy and its derivative by ``r^2``."""
             _, raw = squared_distances(d, mask, min_distance)
-            u, slope = value_and_slope(entries(raw, mask), raw)
+            return value_and_slope(entries(raw, mask), raw)
+
+        def rows_gradient(d, mask):
+            u, slope = slopes(d, mask)
             # d(1/2 u(|d|^2))/dd = u'(r^2) d: the half and the 2 of the square cancel.
             sums = entry_sums(u, slope * d[0], slope * d[1], slope * d[2])
             return 0.5 * jnp.sum(sums[0]), sums[1:], tuple(slope * a for a in d)
 
-        shifts = getattr(plan, "shifts", None)
-        if plan.strategy == "dense" and len(shifts) > 1:
-            rows_gradient = _shift_summed(entries, min_distance, shifts)
+        if plan.strategy == "dense" and len(plan.shifts) > 1:
+            rows_gradient = _shift_summed(slopes, plan.shifts)
         return over_configurations(planned_energy(
             plan, rows_energy, rows_gradient if gradient == "analytic" else None,
             symmetric=True))
 
 
-def _shift_summed(entries, min_distance: float, shifts):
+def _shift_summed(slopes, shifts):
     """The all-pairs pull-back for boxes with several image shifts, as two plain sums.
 
     Entry ``(i, j, s)`` is ``d_ijs = m_ij + shift_s`` with ``m_ij = d_ij0`` the minimum image
     (the zero shift comes first), so the row sum of ``g_ijs d_ijs`` is
     ``sum_j G_ij m_ij + sum_s H_is shift_s`` with ``G = sum_s g`` and ``H = sum_j g``. The
     entries' slopes are then summed twice by XLA's vectorised reduction instead of four
-    products summed by one variadic reduction (a scalar loop on CPU): ``lj_32``, 27 shifts,
-    2.8x the energy against 5.6x (``bench/gradient_layouts.py``). One shift gains nothing.
+    products summed by one variadic reduction (a scalar loop on CPU): ``lj_32``'s training
+    energy, 27 shifts, 2.7-2.8x the energy against 5.7-6.1x (``bench/gradient_ratio.py``,
+    ``bench/results/gradient_ratio_shifts.jsonl``). One shift gains nothing
+    (``bench/gradient_layouts.py``). ``slopes(d, mask)``: each entry's ``u`` and ``du/dr^2``.
     """
     shifts = np.asarray(shifts)
 
     def summed(d, mask):
-        _, raw = squared_distances(d, mask, min_distance)
-        u, slope = value_and_slope(entries(raw, mask), raw)
+        u, slope = slopes(d, mask)
         # Without the barrier XLA fuses the slope into both sums and computes it twice.
         total, slope = jax.lax.optimization_barrier((jnp.sum(u), slope))
         per_partner = jnp.sum(slope, axis=2)  # G [N, N]
