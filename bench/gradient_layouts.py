@@ -18,7 +18,15 @@ against the energy alone, in alternating calls in one process:
 * ``lanes``: the partner axis split into 8 lanes kept in the variadic reduction's output (so
   the loop could vectorise across them), the lanes summed afterwards;
 * ``slopes_matmul``: the entries' slopes materialised once, then the forces as
-  ``G x - x rowsum(G) + H shifts`` minus the minimum-image corrections (matrix products).
+  ``G x - x rowsum(G) + H shifts`` minus the minimum-image corrections (matrix products);
+* ``slopes_matmul_rows``: ``slopes_matmul`` over blocks of 32 rows in turn (``jax.lax.map``
+  inside one configuration, so still vectorised over the batch), to keep the entries of a
+  block in the caches; ``separate_rows``: the same blocks with the slopes and displacements
+  materialised and the three force components as plain sums;
+* ``*_looped``: the same function applied to one configuration at a time (``jax.lax.map``)
+  instead of to the whole batch at once (``jax.vmap``), so that one configuration's entries
+  stay in the caches between the passes over them; ``energy_looped`` is the energy alone,
+  looped the same way, and these variants' ratios are to the faster of the two energies.
 
 Every variant is first checked against the default (forces within 1e-5 of the largest force,
 energies within 1e-5 relative); a variant that disagrees is reported and not timed. Softened
@@ -41,6 +49,10 @@ from freeflow.physics.space import minimum_image
 from freeflow.physics.system import load_system
 
 LANES = 8
+#: Rows per block of ``slopes_matmul_rows``.
+ROW_BLOCK = 32
+#: Variants also timed one configuration at a time (``jax.lax.map`` over the batch).
+LOOPED = ("default", "slopes_matmul")
 
 
 def _variants(system):
@@ -118,9 +130,51 @@ def _variants(system):
         images = jnp.stack([jnp.sum(g * image[a], axis=1) for a in range(3)], -1) * box
         return 0.5 * u, -2.0 * (pulls - images)
 
+    def separate_rows(x):
+        n = x.shape[0]
+        rows = ROW_BLOCK if n % ROW_BLOCK == 0 else n
+
+        def block(start):
+            mine = jax.lax.dynamic_slice_in_dim(x, start, rows)
+            d = tuple(minimum_image(x[None, :, a] - mine[:, None, a], box[a])[:, :, None]
+                      + shifts[:, a] for a in range(3))  # [R, N, S]
+            self_copy = ((start + jnp.arange(rows))[:, None] == jnp.arange(n))[:, :, None]
+            mask = ~(self_copy & (jnp.arange(num_shifts) == 0))
+            raw = jnp.where(mask, d[0] * d[0] + d[1] * d[1] + d[2] * d[2], 1.0)
+            u, slope = value_and_slope(entry_energy(raw, mask), raw)
+            u, slope, d = jax.lax.optimization_barrier((jnp.sum(u), slope, d))
+            return u, jnp.stack([jnp.sum(slope * d[a], axis=(1, 2)) for a in range(3)], -1)
+
+        u, pulls = jax.lax.map(block, jnp.arange(0, n, rows))
+        return 0.5 * jnp.sum(u), -2.0 * pulls.reshape(n, 3)
+
+    def slopes_matmul_rows(x):
+        n = x.shape[0]
+        rows = ROW_BLOCK if n % ROW_BLOCK == 0 else n
+
+        def block(start):
+            mine = jax.lax.dynamic_slice_in_dim(x, start, rows)
+            diff = tuple(x[None, :, a] - mine[:, None, a] for a in range(3))  # [R, N]
+            image = tuple(jnp.round(diff[a] / box[a]) for a in range(3))
+            d = tuple((diff[a] - box[a] * image[a])[:, :, None] + shifts[:, a] for a in range(3))
+            self_copy = ((start + jnp.arange(rows))[:, None] == jnp.arange(n))[:, :, None]
+            mask = ~(self_copy & (jnp.arange(num_shifts) == 0))
+            raw = jnp.where(mask, d[0] * d[0] + d[1] * d[1] + d[2] * d[2], 1.0)
+            u, slope = value_and_slope(entry_energy(raw, mask), raw)
+            u, slope = jax.lax.optimization_barrier((jnp.sum(u), slope))
+            g = jnp.sum(slope, axis=2)  # [R, N]
+            h = jnp.sum(slope, axis=1)  # [R, S]
+            pulls = g @ x - mine * jnp.sum(g, axis=1)[:, None] + h @ shifts
+            images = jnp.stack([jnp.sum(g * image[a], axis=1) for a in range(3)], -1) * box
+            return u, pulls - images
+
+        u, pulls = jax.lax.map(block, jnp.arange(0, n, rows))
+        return 0.5 * jnp.sum(u), -2.0 * pulls.reshape(n, 3)
+
     return energy, {"default": jax.value_and_grad(energy), "separate": separate,
                     "stacked_leading": stacked(0), "stacked_trailing": stacked(-1),
-                    "lanes": lanes, "slopes_matmul": slopes_matmul}
+                    "lanes": lanes, "slopes_matmul": slopes_matmul,
+                    "slopes_matmul_rows": slopes_matmul_rows, "separate_rows": separate_rows}
 
 
 def main(argv=None) -> int:
@@ -136,6 +190,10 @@ def main(argv=None) -> int:
         energy, variants = _variants(system)
         fns = {"energy": jax.jit(jax.vmap(energy))}
         fns.update({key: jax.jit(jax.vmap(fn)) for key, fn in variants.items()})
+        looped = {"energy": energy} | {key: variants[key] for key in LOOPED}
+        fns.update({f"{key}_looped": jax.jit(lambda x, fn=fn: jax.lax.map(fn, x))
+                    for key, fn in looped.items()})
+        variants.update({f"{key}_looped": None for key in LOOPED})
         u_ref, g_ref = fns["default"](x)
         scale = float(jnp.max(jnp.abs(g_ref)))
         agree = {}
@@ -144,13 +202,16 @@ def main(argv=None) -> int:
             agree[key] = bool(float(jnp.max(jnp.abs(g - g_ref))) <= 1e-5 * scale
                               and float(jnp.max(jnp.abs(u - u_ref))) <= 1e-5 * float(
                                   jnp.max(jnp.abs(u_ref))))
-        timed = ["energy"] + [key for key in variants if agree[key]]
+        timed = ["energy", "energy_looped"] + [key for key in variants if agree[key]]
         seconds = dict(zip(timed, median_times([fns[key] for key in timed], x, args.repeats)))
-        energy_s = seconds["energy"]
         for key in variants:
+            energy_s = seconds["energy"]
+            if key.endswith("_looped"):
+                energy_s = min(energy_s, seconds["energy_looped"])
             row = {"bench": "gradient_layouts", "system": name, "variant": key,
                    "agrees_with_default": agree[key], "batch": args.batch,
                    "energy_ms": 1e3 * energy_s / args.batch,
+                   "energy_looped_ms": 1e3 * seconds["energy_looped"] / args.batch,
                    "machine": f"{platform.machine()}, {jax.devices()[0].platform}"}
             if agree[key]:
                 both_s = seconds[key]
