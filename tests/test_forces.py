@@ -139,3 +139,31 @@ def test_mw_pair_at_the_cutoff_in_float32(softened):
                                  softened=softened, neighbors="dense")
     u, g = jax.value_and_grad(energy)(jnp.asarray(sites, jnp.float32))
     assert np.isfinite(float(u)) and np.all(np.isfinite(np.asarray(g)))
+
+
+# One image shift (box edges at least twice the cutoff): the all-pairs plan with no image
+# copies, as lj_256 and lj_500 take it, and a small box with a short cutoff that has the same.
+ONE_SHIFT = [(LennardJones(), 256, 1.28), (LennardJones(cutoff=1.2), 108, 1.28)]
+
+
+@pytest.mark.parametrize("potential, n, density", ONE_SHIFT)
+@pytest.mark.parametrize("softened", [False, True])
+def test_one_shift_all_pairs(potential, n, density, softened):
+    system = system_from_atoms(build_lattice("fcc", n, density), potential, temperature=1.0)
+    plan = potential.neighbor_plan(system.box, system.lattice, neighbors="dense",
+                                   max_displacement=0.5 * system.nearest_neighbour_distance)
+    assert len(plan.shifts) == 1
+    x = perturbed(system, 0.06 * system.nearest_neighbour_distance, seed=7, count=2)
+    assert_same_gradient(*energies(system, "dense", softened), x)
+
+
+def test_hessian_through_the_one_shift_gradient():
+    potential, n, density = ONE_SHIFT[1]
+    system = system_from_atoms(build_lattice("fcc", n, density), potential, temperature=1.0)
+    x = perturbed(system, 0.05 * system.nearest_neighbour_distance, seed=8)
+    fast, reference = energies(system, "dense", softened=False)
+    with jax.enable_x64(True):
+        y = jnp.asarray(x, jnp.float64)
+        h = np.asarray(jax.hessian(fast)(y))
+        h_ref = np.asarray(jax.hessian(reference)(y))
+    np.testing.assert_allclose(h, h_ref, rtol=0, atol=1e-9 * np.abs(h_ref).max())
