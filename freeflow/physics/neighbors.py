@@ -68,6 +68,16 @@ RowsEnergy = Callable[[tuple, jax.Array], jax.Array]
 #: arrays ``[B]``).
 RowsGradient = Callable[[tuple, jax.Array], tuple]
 
+#: ``entry_slopes((dx, dy, dz), mask) -> (u, s)``: a pair energy's value ``u`` and its
+#: derivative ``s = du/d|d|^2`` at every entry (arrays shaped like ``mask``), for
+#: ``DenseNeighbors.pair_total_and_gradient``.
+EntrySlopes = Callable[[tuple, jax.Array], tuple]
+
+#: Rows per block of ``DenseNeighbors.pair_total_and_gradient``: lj_256's energy + forces in
+#: blocks of 32 rows cost 5.4x its energy against 7.6x by one variadic reduction
+#: (bench/gradient_layouts.py, variant slopes_matmul_rows).
+DENSE_BLOCK_ROWS = 32
+
 #: Partner entries per block of the site list. Measured with bench/energy.py on CPU: blocks pay
 #: once a configuration's [N, K] arrays outgrow the caches (LJ N = 4000, K = 320: 1.4x faster
 #: in blocks of 64 rows) and cost loop overhead below that (mW N = 216: 1.5x slower in 4 blocks).
@@ -154,6 +164,50 @@ class DenseNeighbors(_WholeRows):
     def _transpose(slope, layout):
         # Entry (j, i, s) depends on x_i with coefficient +1: sum over j and s.
         return jnp.sum(slope, axis=(0, 2))
+
+    def pair_total_and_gradient(self, positions, entry_slopes: EntrySlopes,
+                                block_rows: int = DENSE_BLOCK_ROWS):
+        """``(U, dU/dx [N, 3], overflow)`` of a halved pair sum over a one-shift plan.
+
+        ``U = 1/2 sum_ij u_ij``, ``entry_slopes(d, mask) -> (u, du/d|d|^2)`` per entry. With
+        the zero shift alone every entry is the minimum image ``m_ij = x_j - x_i - L n_ij``
+        (``n_ij`` integer per axis), so row ``i``'s pull ``sum_j s_ij m_ij`` is
+        ``(S x)_i - x_i sum_j s_ij - L sum_j s_ij n_ij``: the slopes ``S`` materialised once,
+        then a matrix product and plain sums, instead of one variadic reduction (a scalar loop
+        on CPU). Rows go in blocks of ``block_rows`` in turn (the last padded with masked
+        rows), so that a block's slopes stay in the caches; ``dU/dx_i = -2 sum_j s_ij m_ij``.
+        """
+        if len(self.shifts) != 1:
+            raise ValueError("pair_total_and_gradient needs a plan with the zero shift alone")
+        n = positions.shape[0]
+        rows = min(block_rows, n)
+        padded = jnp.concatenate(
+            [positions, jnp.zeros(((-n) % rows, 3), positions.dtype)], axis=0)
+        box = jnp.asarray(self.box, positions.dtype)
+
+        def block(b, carry):
+            total, pulls = carry
+            start = b * rows
+            mine = jax.lax.dynamic_slice_in_dim(padded, start, rows)  # [R, 3]
+            diff = tuple(positions[None, :, a] - mine[:, None, a] for a in range(3))  # [R, N]
+            images = tuple(jnp.round(diff[a] / box[a]) for a in range(3))
+            d = tuple((diff[a] - box[a] * images[a])[:, :, None] for a in range(3))
+            row = start + jnp.arange(rows)
+            mask = ((row < n)[:, None] & (row[:, None] != jnp.arange(n)))[:, :, None]
+            u, slope = entry_slopes(d, mask)
+            # Without the barrier XLA recomputes the slopes inside every consumer.
+            u, slope = jax.lax.optimization_barrier((jnp.sum(u), slope[:, :, 0]))
+            wraps = jnp.stack([jnp.sum(slope * n_a, axis=1) for n_a in images], axis=-1)
+            pull = slope @ positions - mine * jnp.sum(slope, axis=1)[:, None] - box * wraps
+            return total + u, jax.lax.dynamic_update_slice_in_dim(pulls, pull, start, 0)
+
+        # A fori_loop rather than lax.map: XLA's CPU backend failed to compile the Hessian of
+        # the mapped form for one configuration (fusion_compiler.cc, 'Failed to translate
+        # module to LLVM IR').
+        total, pulls = jax.lax.fori_loop(
+            0, padded.shape[0] // rows, block,
+            (jnp.zeros((), positions.dtype), jnp.zeros_like(padded)))
+        return 0.5 * total, -2.0 * pulls[:n], jnp.asarray(False)
 
     def num_candidates(self, num_particles: int) -> int:
         return num_particles * len(self.shifts)

@@ -68,14 +68,17 @@ def row_scalars(values, like):
     return values.reshape(values.shape + (1,) * (like.ndim - 1))
 
 
-def planned_energy(plan, rows_energy, rows_gradient=None, symmetric: bool = False) -> EnergyFn:
+def planned_energy(plan, rows_energy, rows_gradient=None, symmetric: bool = False,
+                   total_and_gradient=None) -> EnergyFn:
     """The energy of one configuration ``[N, 3]`` as the plan's sum of ``rows_energy``.
 
     Configurations the plan flags (``overflow``) get NaN. With ``rows_gradient`` (see
     ``freeflow.physics.neighbors.RowsGradient``) its derivative is defined by a custom JVP:
     the plan's ``total_and_gradient``, which forward and reverse mode both use, and which is
     itself differentiable (so Hessians work). ``symmetric``: the rows are a halved pair sum,
-    whose gradient needs no transpose of the partner table.
+    whose gradient needs no transpose of the partner table. ``total_and_gradient(x) -> (U,
+    dU/dx, overflow)`` replaces the plan's own route where a potential has a faster one
+    (``DenseNeighbors.pair_total_and_gradient``).
     """
 
     def energy(x):
@@ -84,12 +87,15 @@ def planned_energy(plan, rows_energy, rows_gradient=None, symmetric: bool = Fals
 
     if rows_gradient is None:
         return energy
+    if total_and_gradient is None:
+        def total_and_gradient(x):
+            return plan.total_and_gradient(x, rows_gradient, symmetric)
     energy = jax.custom_jvp(energy)
 
     @energy.defjvp
     def _(primals, tangents):
         (x,), (dx,) = primals, tangents
-        u, grad, overflow = plan.total_and_gradient(x, rows_gradient, symmetric)
+        u, grad, overflow = total_and_gradient(x)
         u = jnp.where(overflow, jnp.nan, u)
         grad = jnp.where(overflow, jnp.nan, grad)
         return u, jnp.sum(grad * dx)
@@ -108,13 +114,20 @@ def linearised_below(pair_fn: Callable, r_linear: float) -> Callable:
     return soft
 
 
-def over_configurations(energy: EnergyFn) -> EnergyFn:
-    """Lift an energy of one configuration ``[N, 3]`` to any batch shape ``[..., N, 3]``."""
+def over_configurations(energy: EnergyFn, single_unbatched: bool = False) -> EnergyFn:
+    """Lift an energy of one configuration ``[N, 3]`` to any batch shape ``[..., N, 3]``.
+
+    ``single_unbatched``: call ``energy`` itself on one configuration instead of through a
+    ``jax.vmap`` of size 1. For a gradient with a loop inside, that size-1 vmap under the
+    samplers' outer ``vmap`` of ``value_and_grad`` made it 3x slower (lj_256, all pairs).
+    """
 
     def batched(positions):
         positions = jnp.asarray(positions)
         if positions.ndim < 2 or positions.shape[-1] != 3:
             raise ValueError(f"positions must have shape [..., N, 3]; got {positions.shape}")
+        if single_unbatched and positions.ndim == 2:
+            return energy(positions)
         lead = positions.shape[:-2]
         flat = positions.reshape((-1,) + positions.shape[-2:])
         return jax.vmap(energy)(flat).reshape(lead)

@@ -117,11 +117,16 @@ class LennardJones(PairNeighbors):
             sums = entry_sums(u, slope * d[0], slope * d[1], slope * d[2])
             return 0.5 * jnp.sum(sums[0]), sums[1:], tuple(slope * a for a in d)
 
+        pair_gradient = None
         if plan.strategy == "dense" and len(plan.shifts) > 1:
             rows_gradient = _shift_summed(slopes, plan.shifts)
+        elif plan.strategy == "dense" and gradient == "analytic":
+            def pair_gradient(x):
+                return plan.pair_total_and_gradient(x, slopes)
         return over_configurations(planned_energy(
             plan, rows_energy, rows_gradient if gradient == "analytic" else None,
-            symmetric=True))
+            symmetric=True, total_and_gradient=pair_gradient),
+            single_unbatched=pair_gradient is not None)
 
 
 def _shift_summed(slopes, shifts):
