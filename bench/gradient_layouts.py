@@ -11,7 +11,8 @@ row (energy and three force components), which the default writes as one variadi
 reduction as a scalar loop. This script writes the same sums in other ways and times each
 against the energy alone, in alternating calls in one process:
 
-* ``default``: ``jax.value_and_grad`` of ``energy_fn`` (the plan's analytic pull-back);
+* ``default``: ``jax.value_and_grad`` of ``energy_fn`` (the plan's analytic pull-back; for
+  one-shift boxes, since 4 December 2026, ``slopes_matmul_rows`` in the package);
 * ``separate``: three ordinary ``jnp.sum`` calls, one per force component;
 * ``stacked_leading`` / ``stacked_trailing``: the four per-entry arrays stacked on a leading
   or trailing axis and summed by one ordinary reduction;
@@ -130,51 +131,49 @@ def _variants(system):
         images = jnp.stack([jnp.sum(g * image[a], axis=1) for a in range(3)], -1) * box
         return 0.5 * u, -2.0 * (pulls - images)
 
-    def separate_rows(x):
+    def row_block(x, start, rows):
+        """Rows ``start..start+rows``: their positions, minimum images, displacements
+        ``[R, N, S]`` each, and the entries' u and du/dr^2."""
         n = x.shape[0]
-        rows = ROW_BLOCK if n % ROW_BLOCK == 0 else n
+        mine = jax.lax.dynamic_slice_in_dim(x, start, rows)
+        diff = tuple(x[None, :, a] - mine[:, None, a] for a in range(3))  # [R, N]
+        image = tuple(jnp.round(diff[a] / box[a]) for a in range(3))
+        d = tuple((diff[a] - box[a] * image[a])[:, :, None] + shifts[:, a] for a in range(3))
+        self_copy = ((start + jnp.arange(rows))[:, None] == jnp.arange(n))[:, :, None]
+        mask = ~(self_copy & (jnp.arange(num_shifts) == 0))
+        raw = jnp.where(mask, d[0] * d[0] + d[1] * d[1] + d[2] * d[2], 1.0)
+        u, slope = value_and_slope(entry_energy(raw, mask), raw)
+        return mine, image, d, u, slope
 
-        def block(start):
-            mine = jax.lax.dynamic_slice_in_dim(x, start, rows)
-            d = tuple(minimum_image(x[None, :, a] - mine[:, None, a], box[a])[:, :, None]
-                      + shifts[:, a] for a in range(3))  # [R, N, S]
-            self_copy = ((start + jnp.arange(rows))[:, None] == jnp.arange(n))[:, :, None]
-            mask = ~(self_copy & (jnp.arange(num_shifts) == 0))
-            raw = jnp.where(mask, d[0] * d[0] + d[1] * d[1] + d[2] * d[2], 1.0)
-            u, slope = value_and_slope(entry_energy(raw, mask), raw)
-            u, slope, d = jax.lax.optimization_barrier((jnp.sum(u), slope, d))
-            return u, jnp.stack([jnp.sum(slope * d[a], axis=(1, 2)) for a in range(3)], -1)
+    def in_row_blocks(block_pulls):
+        """``block_pulls(x, start, rows) -> (u, pulls [R, 3])`` over blocks of ROW_BLOCK rows."""
+        def fn(x):
+            n = x.shape[0]
+            rows = ROW_BLOCK if n % ROW_BLOCK == 0 else n
+            u, pulls = jax.lax.map(lambda start: block_pulls(x, start, rows),
+                                   jnp.arange(0, n, rows))
+            return 0.5 * jnp.sum(u), -2.0 * pulls.reshape(n, 3)
+        return fn
 
-        u, pulls = jax.lax.map(block, jnp.arange(0, n, rows))
-        return 0.5 * jnp.sum(u), -2.0 * pulls.reshape(n, 3)
+    def separate_block(x, start, rows):
+        _, _, d, u, slope = row_block(x, start, rows)
+        u, slope, d = jax.lax.optimization_barrier((jnp.sum(u), slope, d))
+        return u, jnp.stack([jnp.sum(slope * d[a], axis=(1, 2)) for a in range(3)], -1)
 
-    def slopes_matmul_rows(x):
-        n = x.shape[0]
-        rows = ROW_BLOCK if n % ROW_BLOCK == 0 else n
-
-        def block(start):
-            mine = jax.lax.dynamic_slice_in_dim(x, start, rows)
-            diff = tuple(x[None, :, a] - mine[:, None, a] for a in range(3))  # [R, N]
-            image = tuple(jnp.round(diff[a] / box[a]) for a in range(3))
-            d = tuple((diff[a] - box[a] * image[a])[:, :, None] + shifts[:, a] for a in range(3))
-            self_copy = ((start + jnp.arange(rows))[:, None] == jnp.arange(n))[:, :, None]
-            mask = ~(self_copy & (jnp.arange(num_shifts) == 0))
-            raw = jnp.where(mask, d[0] * d[0] + d[1] * d[1] + d[2] * d[2], 1.0)
-            u, slope = value_and_slope(entry_energy(raw, mask), raw)
-            u, slope = jax.lax.optimization_barrier((jnp.sum(u), slope))
-            g = jnp.sum(slope, axis=2)  # [R, N]
-            h = jnp.sum(slope, axis=1)  # [R, S]
-            pulls = g @ x - mine * jnp.sum(g, axis=1)[:, None] + h @ shifts
-            images = jnp.stack([jnp.sum(g * image[a], axis=1) for a in range(3)], -1) * box
-            return u, pulls - images
-
-        u, pulls = jax.lax.map(block, jnp.arange(0, n, rows))
-        return 0.5 * jnp.sum(u), -2.0 * pulls.reshape(n, 3)
+    def slopes_matmul_block(x, start, rows):
+        mine, image, _, u, slope = row_block(x, start, rows)
+        u, slope = jax.lax.optimization_barrier((jnp.sum(u), slope))
+        g = jnp.sum(slope, axis=2)  # [R, N]
+        h = jnp.sum(slope, axis=1)  # [R, S]
+        pulls = g @ x - mine * jnp.sum(g, axis=1)[:, None] + h @ shifts
+        images = jnp.stack([jnp.sum(g * image[a], axis=1) for a in range(3)], -1) * box
+        return u, pulls - images
 
     return energy, {"default": jax.value_and_grad(energy), "separate": separate,
                     "stacked_leading": stacked(0), "stacked_trailing": stacked(-1),
                     "lanes": lanes, "slopes_matmul": slopes_matmul,
-                    "slopes_matmul_rows": slopes_matmul_rows, "separate_rows": separate_rows}
+                    "slopes_matmul_rows": in_row_blocks(slopes_matmul_block),
+                    "separate_rows": in_row_blocks(separate_block)}
 
 
 def main(argv=None) -> int:

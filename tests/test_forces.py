@@ -40,6 +40,15 @@ def assert_same_gradient(fast, reference, x):
     np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=0, atol=RTOL * scale)
 
 
+def assert_same_hessian(fast, reference, x):
+    """Forward-over-reverse Hessians of one configuration ``x`` agree (float64)."""
+    with jax.enable_x64(True):
+        y = jnp.asarray(x, jnp.float64)
+        h = np.asarray(jax.hessian(fast)(y))
+        h_ref = np.asarray(jax.hessian(reference)(y))
+    np.testing.assert_allclose(h, h_ref, rtol=0, atol=1e-9 * np.abs(h_ref).max())
+
+
 def off_site(system, seed):
     """Perturbed configurations; in the second one particle moved 0.6 of the way to a
     neighbouring site, beyond the site list's bound of half the neighbour distance."""
@@ -109,12 +118,7 @@ def test_hessian_through_the_analytic_gradient(systems):
     """Forward-over-reverse (``jax.hessian``) differentiates the custom JVP's own rule."""
     system = systems("mw_cubic_8")
     x = perturbed(system, 0.05, seed=6)
-    fast, reference = energies(system, "sites", softened=False)
-    with jax.enable_x64(True):
-        y = jnp.asarray(x, jnp.float64)
-        h = np.asarray(jax.hessian(fast)(y))
-        h_ref = np.asarray(jax.hessian(reference)(y))
-    np.testing.assert_allclose(h, h_ref, rtol=0, atol=1e-9 * np.abs(h_ref).max())
+    assert_same_hessian(*energies(system, "sites", softened=False), x)
 
 
 def test_unknown_gradient_route_is_refused(systems):
@@ -161,9 +165,4 @@ def test_hessian_through_the_one_shift_gradient():
     potential, n, density = ONE_SHIFT[1]
     system = system_from_atoms(build_lattice("fcc", n, density), potential, temperature=1.0)
     x = perturbed(system, 0.05 * system.nearest_neighbour_distance, seed=8)
-    fast, reference = energies(system, "dense", softened=False)
-    with jax.enable_x64(True):
-        y = jnp.asarray(x, jnp.float64)
-        h = np.asarray(jax.hessian(fast)(y))
-        h_ref = np.asarray(jax.hessian(reference)(y))
-    np.testing.assert_allclose(h, h_ref, rtol=0, atol=1e-9 * np.abs(h_ref).max())
+    assert_same_hessian(*energies(system, "dense", softened=False), x)
