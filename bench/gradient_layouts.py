@@ -13,6 +13,9 @@ against the energy alone, in alternating calls in one process:
 
 * ``default``: ``jax.value_and_grad`` of ``energy_fn`` (the plan's analytic pull-back; for
   one-shift boxes, since 4 December 2026, ``slopes_matmul_rows`` in the package);
+* ``default_size1_vmap``: the same with one configuration passed as a batch of one (the
+  size-1 ``jax.vmap`` that ``over_configurations`` puts around a single configuration on the
+  other plans);
 * ``separate``: three ordinary ``jnp.sum`` calls, one per force component;
 * ``stacked_leading`` / ``stacked_trailing``: the four per-entry arrays stacked on a leading
   or trailing axis and summed by one ordinary reduction;
@@ -169,7 +172,9 @@ def _variants(system):
         images = jnp.stack([jnp.sum(g * image[a], axis=1) for a in range(3)], -1) * box
         return u, pulls - images
 
-    return energy, {"default": jax.value_and_grad(energy), "separate": separate,
+    return energy, {"default": jax.value_and_grad(energy),
+                    "default_size1_vmap": jax.value_and_grad(lambda y: energy(y[None])[0]),
+                    "separate": separate,
                     "stacked_leading": stacked(0), "stacked_trailing": stacked(-1),
                     "lanes": lanes, "slopes_matmul": slopes_matmul,
                     "slopes_matmul_rows": in_row_blocks(slopes_matmul_block),

@@ -119,7 +119,8 @@ def over_configurations(energy: EnergyFn, single_unbatched: bool = False) -> Ene
 
     ``single_unbatched``: call ``energy`` itself on one configuration instead of through a
     ``jax.vmap`` of size 1. For a gradient with a loop inside, that size-1 vmap under the
-    samplers' outer ``vmap`` of ``value_and_grad`` made it 3x slower (lj_256, all pairs).
+    samplers' outer ``vmap`` of ``value_and_grad`` made it 2.7x slower (lj_256, all pairs:
+    ``bench/gradient_layouts.py``, variant ``default_size1_vmap``).
     """
 
     def batched(positions):
