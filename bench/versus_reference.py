@@ -114,6 +114,16 @@ def find_checkout(path: str | None) -> Path | None:
     return None
 
 
+def checkout_or_say_why(path: str | None) -> Path | None:
+    """``find_checkout(path)``, or ``None`` after one line on stderr saying what to pass."""
+    root = find_checkout(path)
+    if root is None:
+        given = f" ({path!r} is not one)" if path else ""
+        print(f"error: pass --reference PATH, a checkout of deepmind/flows_for_atomic_solids "
+              f"(the folder holding experiments/train.py){given}", file=sys.stderr)
+    return root
+
+
 class _ConfigDict(dict):
     """Stand-in for ``ml_collections.config_dict.ConfigDict`` when it is not installed: a dict
     with attribute access whose dict values become ``_ConfigDict`` too (all DM's configs use)."""
@@ -514,14 +524,19 @@ def measure(dm, name: str, args) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_run_arguments(parser, steps: int, steps_help: str) -> None:
+    """The options every side-by-side script takes: the checkout, systems, batch, rounds."""
     parser.add_argument("--reference", default=None,
                         help="path to a checkout of deepmind/flows_for_atomic_solids")
     parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_8"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5, help="steps per round and variant")
+    parser.add_argument("--steps", type=int, default=steps, help=steps_help)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_run_arguments(parser, 5, "steps per round and variant")
     parser.add_argument("--conditioners", type=int, default=12,
                         help="coupling conditioners in each model (even; DM: half as layers)")
     parser.add_argument("--bins", type=int, default=8)
@@ -545,11 +560,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
 
-    root = find_checkout(args.reference)
+    root = checkout_or_say_why(args.reference)
     if root is None:
-        given = f" ({args.reference!r} is not one)" if args.reference else ""
-        print(f"error: pass --reference PATH, a checkout of deepmind/flows_for_atomic_solids "
-              f"(the folder holding experiments/train.py){given}", file=sys.stderr)
         return 2
     if args.conditioners < 2 or args.conditioners % 2:
         parser.error("--conditioners must be even (each DM layer holds two couplings)")
