@@ -44,10 +44,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import blackjax
-from blackjax.smc.resampling import systematic
-from blackjax.smc.solver import dichotomy
-
 from freeflow.parallel import batch_mesh, batch_sharding
 from freeflow.progress import progress_bar
 
@@ -122,6 +118,8 @@ def _next_increment(log_w, loglik, t, target_ess):
     def excess(delta):
         return _conditional_ess(log_w, centred, delta) - target_ess
 
+    from blackjax.smc.solver import dichotomy  # see _kernels on why blackjax loads late
+
     delta = dichotomy(excess, 0.0, remaining, eps=1e-6, max_iter=60)
     # dichotomy assumes a root in the interval; take the whole way when none is needed.
     delta = jnp.where(excess(remaining) >= 0.0, remaining, delta)
@@ -133,6 +131,12 @@ def _kernels(log_start: Callable, log_target: Callable, has_box: bool,
              num_integration_steps: int, batch_size: int | None):
     """Jitted (evaluate, init, reweight, transition) for one pair of densities (cached by
     identity)."""
+    # blackjax runs a JAX computation when it is imported, which starts JAX's backends and so
+    # fixes the number of CPU devices; loading it here keeps ``import freeflow`` from doing
+    # that (``freeflow.parallel.split_cpu`` must come first).
+    import blackjax
+    from blackjax.smc.resampling import systematic
+
     hmc = blackjax.hmc.build_kernel()
 
     def log_target_safe(y):
@@ -325,6 +329,8 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key, *,
                             acc=f"{float(np.mean(acc)):.2f}")
 
     # Equal-weight target samples: one last systematic resampling of every run.
+    from blackjax.smc.resampling import systematic
+
     keys = jax.random.split(key, runs)
     index = np.asarray(jax.vmap(lambda k, lw: systematic(k, jnp.exp(lw), n))(keys, log_w))
     positions = np.asarray(y).reshape((runs, n) + flat_shape[1:])
