@@ -19,20 +19,22 @@ Reported per system (one JSON line, and a summary on stderr): the median seconds
 every (step, option set, cores); each step's core scaling, time on one core over time on all
 (the core count for a step that uses every core fully, 1 for a step that uses one); the
 reference's time over freeflow's, per option set and core count (above 1: freeflow faster);
-XLA's flop count of each step (all devices together) and the rate it achieves, as a fraction of the matrix product's
-rate on as many cores. Option sets (``--option-sets``, applied to both steps alike): ``default``
-(none), ``vector512`` (``xla_cpu_prefer_vector_width=512``), ``concurrency``
-(``xla_cpu_enable_concurrency_optimized_scheduler``), ``no_ynn`` (dots by Eigen instead of
-YNNPACK: ``xla_cpu_experimental_ynn_fusion_type=""``).
+XLA's flop count of each step (all devices together) and the rate it achieves, as a fraction
+of the matrix product's rate on as many cores. Option sets (``--option-sets``, applied to
+both steps alike): ``default`` (none), ``vector512`` (``xla_cpu_prefer_vector_width=512``),
+``concurrency`` (``xla_cpu_enable_concurrency_optimized_scheduler``), ``no_ynn`` (dots by
+Eigen instead of YNNPACK: ``xla_cpu_experimental_ynn_fusion_type=""``).
 
 Model size: ``versus_reference.py``'s defaults (12 conditioners, 8 bins, embedding 64, one
 transformer block of 2 heads, MLP width 256, 8 frequencies, batch 128), freeflow without layer
-norm (``--layer-norm`` keeps the ``cpu`` preset's), as the reference's conditioners. Exit
+norm (``--layer-norm`` keeps the ``cpu`` preset's), as the reference's conditioners.
+
 With ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` freeflow's step shards its batch
 over the two host devices (data-parallel, as on several accelerators) while the reference's
-runs on the first; the row's ``devices`` says how many there were. Exit
-status 2 with one line when ``--reference`` is not a checkout or the platform cannot pin
-threads.
+runs on the first; the row's ``devices`` says how many there were. On one core, XLA's thread
+pool (sized for all cores) shares that core, as under ``taskset``; the matrix product is
+timed the same way. Exit status 2 with one line when ``--reference`` is not a checkout or the
+platform cannot pin threads.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ class Compiled:
         compiled = variant.fn.lower(*self.args()).compile(compiler_options=options or None)
         self.fn = compiled
         # XLA counts one device's share of a sharded program: freeflow's step splits its batch
-        # over every local device, the reference's runs on one.
+        # over every local device, the reference's runs on one. The replicated optimiser
+        # update is then counted once per device, a few parts in a thousand of the step.
         self.devices = len(jax.devices()) if isinstance(variant, vr.FreeflowStep) else 1
         self.costs = vr._costs(compiled)
         self.flops = self.costs["flops"] * self.devices

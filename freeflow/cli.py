@@ -460,9 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-devices", type=_cpu_devices, default=None, metavar="N|auto",
                    help="on a CPU, split the batch over N JAX devices (default auto: one per "
                         "core, at most as many as divide the batch; 1 keeps one device). "
-                        "Faster for small systems; results agree to float32 rounding. "
-                        "Ignored where JAX may run on an accelerator, or when XLA_FLAGS "
-                        "sets the count")
+                        "Faster steps for small systems; results agree to float32 "
+                        "rounding. Ignored where JAX may run on an accelerator; auto leaves a "
+                        "count set by XLA_FLAGS or JAX_NUM_CPU_DEVICES, and N refuses a "
+                        "different one")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the initial parameters and of every batch (preset default: "
                         "0 for cpu, 42 for paper); part of the run's identity")

@@ -11,14 +11,20 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+from pathlib import Path
 
 import jax
 import numpy as np
 
-__all__ = ["batch_mesh", "batch_sharding", "replicated", "split_cpu", "usable_cores"]
+__all__ = ["automatic_count", "batch_mesh", "batch_sharding", "replicated", "split_cpu",
+           "usable_cores"]
 
 #: The XLA flag that also sets the number of CPU devices; a user's value is left alone.
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+#: The most devices the automatic count takes. Measured on 2 cores only
+#: (bench/train_cpu_devices.py); past a few devices each one's share of a batch of 128 is a
+#: handful of samples. ``--cpu-devices`` sets more.
+MAX_AUTOMATIC_DEVICES = 8
 
 
 def batch_mesh() -> jax.sharding.Mesh:
@@ -37,16 +43,34 @@ def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the platform reports one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Cores this process may run on: its CPU affinity (where the platform reports one),
+    capped by a container's CPU quota (cgroup v2 ``cpu.max``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cores = cores or os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return min(cores, quota) if quota else cores
+
+
+def _cgroup_cpu_quota() -> int | None:
+    """Whole CPUs of this process's cgroup v2 quota, or ``None`` where none is set."""
+    try:
+        fields = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        return max(1, int(fields[0]) // int(fields[1]))
+    except (OSError, ValueError, IndexError, ZeroDivisionError):  # "max 100000": no quota
+        return None
+
+
+def automatic_count(batch_size: int, cores: int) -> int:
+    """CPU devices for ``split_cpu``'s automatic count: one per core, at most
+    ``MAX_AUTOMATIC_DEVICES``, and at most as many as split ``batch_size`` evenly."""
+    limit = max(1, min(cores, MAX_AUTOMATIC_DEVICES))
+    return max(d for d in range(1, limit + 1) if batch_size % d == 0)
 
 
 def _accelerator_possible() -> bool:
-    """Whether JAX may pick an accelerator: ``JAX_PLATFORMS`` names one first, or (unset) a
-    GPU or TPU plugin is installed."""
-    platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+    """Whether JAX may pick an accelerator: ``jax_platforms`` (``JAX_PLATFORMS``) names one
+    first, or, unset, a GPU or TPU plugin is installed."""
+    platforms = (jax.config.jax_platforms or "").strip()
     if platforms:
         return platforms.split(",")[0].strip() != "cpu"
     return (importlib.util.find_spec("libtpu") is not None
@@ -69,10 +93,11 @@ def split_cpu(batch_size: int, devices: int | None = None) -> int:
 
     Args:
       batch_size: samples per training step; every device gets the same share.
-      devices: CPU devices wanted; ``None`` (automatic) takes one per usable core, at most as
-        many as split ``batch_size`` evenly, and leaves JAX alone when it may run on an
-        accelerator, when ``XLA_FLAGS`` or ``jax_num_cpu_devices`` already set the count, or
-        when JAX has already started.
+      devices: CPU devices wanted; ``None`` (automatic) takes ``automatic_count`` of the
+        usable cores, and leaves JAX alone when ``XLA_FLAGS`` or ``jax_num_cpu_devices``
+        (``JAX_NUM_CPU_DEVICES``) already set the count or when JAX has already started.
+        Either way nothing changes where JAX may run on an accelerator: the devices that
+        train are then the accelerators.
 
     Returns:
       the number of CPU devices this call set, or 0 when it left JAX's count alone.
@@ -81,6 +106,8 @@ def split_cpu(batch_size: int, devices: int | None = None) -> int:
       ValueError: an explicit ``devices`` that does not divide ``batch_size``, that disagrees
         with a count set elsewhere, or that comes after JAX has started.
     """
+    if _accelerator_possible():
+        return 0
     preset = _count_set_elsewhere()
     explicit = devices is not None
     if explicit:
@@ -92,10 +119,10 @@ def split_cpu(batch_size: int, devices: int | None = None) -> int:
         if preset is not None and preset != devices:
             raise ValueError(f"the number of CPU devices is already set to {preset} (XLA_FLAGS "
                              f"or JAX_NUM_CPU_DEVICES); drop that setting or --cpu-devices")
-    elif preset is not None or _accelerator_possible():
+    elif preset is not None:
         return 0
     else:
-        devices = max(d for d in range(1, usable_cores() + 1) if batch_size % d == 0)
+        devices = automatic_count(batch_size, usable_cores())
     if preset is not None or devices == 1:
         return 0
     try:
@@ -109,9 +136,17 @@ def split_cpu(batch_size: int, devices: int | None = None) -> int:
 
 
 def _count_set_elsewhere() -> int | None:
-    """The CPU device count that ``XLA_FLAGS`` or ``jax_num_cpu_devices`` already sets."""
-    for flag in os.environ.get("XLA_FLAGS", "").split():
-        if flag.startswith(HOST_DEVICES_FLAG + "="):
-            return int(flag.split("=", 1)[1])
+    """The CPU device count already set: ``jax_num_cpu_devices`` (or ``JAX_NUM_CPU_DEVICES``),
+    which JAX lets override ``XLA_FLAGS``, else the last count in ``XLA_FLAGS``."""
     configured = jax.config.jax_num_cpu_devices
-    return configured if configured > 0 else None
+    if configured > 0:
+        return configured
+    counts = [flag.split("=", 1)[1] for flag in os.environ.get("XLA_FLAGS", "").split()
+              if flag.startswith(HOST_DEVICES_FLAG + "=")]
+    if not counts:
+        return None
+    try:
+        return int(counts[-1])
+    except ValueError:
+        raise ValueError(f"XLA_FLAGS sets {HOST_DEVICES_FLAG}={counts[-1]!r}, not a number of "
+                         f"devices; fix or drop it") from None

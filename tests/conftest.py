@@ -1,8 +1,14 @@
+import jax
 import numpy as np
 import pytest
 from tiny_runs import write_tiny_run
 
 from freeflow.physics.system import load_system
+
+# In-process CLI tests call `freeflow train`, whose automatic --cpu-devices would make this
+# whole test process one CPU device per core if it came first; starting JAX now keeps every
+# in-process test on the devices the environment gives (subprocess tests set their own).
+jax.devices()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import jax
 import pytest
 
 from freeflow.cli import main
-from freeflow.parallel import split_cpu
+from freeflow.parallel import (_accelerator_possible, _count_set_elsewhere, automatic_count,
+                               split_cpu)
 
 
 def run_fresh(code: str, **env) -> subprocess.CompletedProcess:
@@ -44,29 +45,67 @@ def test_explicit_devices_split_the_cpu():
     assert done.stdout.split()[-3:] == ["4", "4", "4"]
 
 
-def test_automatic_count_is_the_largest_divisor_of_the_batch_within_the_cores():
-    done = run_fresh("""
-        from freeflow.parallel import split_cpu, usable_cores
+@pytest.mark.parametrize("batch, cores, want", [(6, 4, 3), (128, 3, 2), (128, 2, 2),
+                                                 (128, 1, 1), (7, 4, 1), (128, 64, 8),
+                                                 (96, 12, 8), (90, 8, 6)])
+def test_automatic_count_is_the_largest_divisor_of_the_batch_within_the_cores(batch, cores,
+                                                                              want):
+    assert automatic_count(batch, cores) == want
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+@pytest.mark.parametrize("cores", [1, 2])
+def test_automatic_count_follows_the_cores_this_process_may_use(cores):
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < cores:
+        pytest.skip(f"this machine lets the tests use {len(allowed)} core(s)")
+    done = run_fresh(f"""
+        import os
+        os.sched_setaffinity(0, {set(allowed[:cores])!r})
+        from freeflow.parallel import split_cpu
         import jax
-        n = split_cpu(6)
-        cores = usable_cores()
-        want = max(d for d in range(1, cores + 1) if 6 % d == 0)
-        print(n, len(jax.devices()), want)
+        print(split_cpu(6), len(jax.devices()))
     """)
     assert done.returncode == 0, done.stderr[-2000:]
-    n, devices, want = map(int, done.stdout.split()[-3:])
-    assert devices == want
-    assert n == (want if want > 1 else 0)
+    assert done.stdout.split()[-2:] == (["0", "1"] if cores == 1 else ["2", "2"])
 
 
-def test_automatic_count_leaves_a_count_set_elsewhere():
+@pytest.mark.parametrize("env, want", [
+    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}, "3"),
+    # XLA takes the last of repeated flags, and JAX's own setting over XLA_FLAGS.
+    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=4 "
+                   "--xla_force_host_platform_device_count=3"}, "3"),
+    ({"JAX_NUM_CPU_DEVICES": "3", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+     "3"),
+])
+def test_automatic_count_leaves_a_count_set_elsewhere(env, want):
     done = run_fresh("""
         from freeflow.parallel import split_cpu
         import jax
         print(split_cpu(128), len(jax.devices()))
-    """, XLA_FLAGS="--xla_force_host_platform_device_count=3")
+    """, **env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split()[-2:] == ["0", "3"]
+    assert done.stdout.split()[-2:] == ["0", want]
+
+
+def test_a_malformed_count_in_xla_flags_is_named():
+    done = run_fresh("""
+        from freeflow.parallel import split_cpu
+        split_cpu(128)
+    """, XLA_FLAGS="--xla_force_host_platform_device_count=two")
+    assert done.returncode != 0
+    assert "XLA_FLAGS sets --xla_force_host_platform_device_count='two'" in done.stderr
+
+
+def test_nothing_changes_where_jax_may_pick_an_accelerator():
+    done = run_fresh("""
+        import jax
+        jax.config.update("jax_platforms", "cuda,cpu")  # not started: nothing is looked up
+        from freeflow.parallel import split_cpu
+        print(split_cpu(128), split_cpu(128, 3), jax.config.jax_num_cpu_devices)
+    """)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-3:] == ["0", "0", "-1"]
 
 
 def test_explicit_count_disagreeing_with_xla_flags_is_refused():
@@ -87,8 +126,8 @@ def test_bad_counts_are_refused():
 
 def test_explicit_count_after_jax_started_is_refused():
     jax.devices()  # this process has started JAX
-    if len(jax.devices("cpu")) == 2:
-        pytest.skip("this process already has two CPU devices")
+    if _count_set_elsewhere() is not None or _accelerator_possible():
+        pytest.skip("the environment sets the device count or offers an accelerator")
     with pytest.raises(ValueError, match="before JAX's first computation"):
         split_cpu(128, 2)
     assert split_cpu(128) == 0  # the automatic count gives way silently
