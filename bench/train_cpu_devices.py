@@ -5,8 +5,8 @@
 
 For each system and round, the CLI trains a fresh run of ``--steps`` steps (the ``cpu``
 preset as ``freeflow train`` runs it: path gradient, layer norm, batch 128) once with
-``--cpu-devices 1`` and once with ``--cpu-devices N`` (N: the usable cores, at most as many as
-divide the batch), alternating which goes first from round to round; each is its own process,
+``--cpu-devices 1`` and once with ``--cpu-devices N`` (N: what ``auto`` takes,
+``freeflow.parallel.automatic_count`` of the usable cores), alternating which goes first from round to round; each is its own process,
 since the number of devices is fixed when JAX starts. The seconds per step come from the
 ``time`` stamps of the run's ``metrics.jsonl`` over steps ``--skip``..``--steps`` (after the
 compilation and the first steps). Reported per system: the median seconds per step of each
@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from freeflow.parallel import usable_cores  # noqa: E402
+from freeflow.parallel import automatic_count, usable_cores  # noqa: E402
 from freeflow.training.config import TRAINING_PRESETS  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         parser.error("--skip must be at least 1 and below --steps")
     batch = TRAINING_PRESETS["cpu"].batch_size
     cores = usable_cores()
-    split = max(d for d in range(1, cores + 1) if batch % d == 0)
+    split = automatic_count(batch, cores)  # what --cpu-devices auto takes
     if split < 2:
         print(f"error: {cores} usable core(s) give no second device for a batch of {batch}; "
               f"run this on a machine with at least 2 cores", file=sys.stderr)

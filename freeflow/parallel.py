@@ -119,11 +119,11 @@ def split_cpu(batch_size: int, devices: int | None = None) -> int:
         if preset is not None and preset != devices:
             raise ValueError(f"the number of CPU devices is already set to {preset} (XLA_FLAGS "
                              f"or JAX_NUM_CPU_DEVICES); drop that setting or --cpu-devices")
-    elif preset is not None:
+    if preset is not None:
         return 0
-    else:
+    if not explicit:
         devices = automatic_count(batch_size, usable_cores())
-    if preset is not None or devices == 1:
+    if devices == 1:
         return 0
     try:
         jax.config.update("jax_num_cpu_devices", devices)
