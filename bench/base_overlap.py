@@ -5,7 +5,7 @@ crystal, and the same at the temperature at which it obeys the virial theorem), 
 from a fresh ``cpu``-preset flow (the identity, so from the base itself) and print the
 variance of the work beta Phi = beta U + ln q, the ESS on the exact energy, and the KL
 divergence KL(q || p) = <beta Phi> + ln Z in nats, with ln Z from the MBAR value in
-``bench/results/baseline.jsonl`` (where it has the system).
+``freeflow/data/results/baseline.jsonl`` (where it has the system).
 
     python bench/base_overlap.py --systems lj_32 mw_cubic_8 mw_cubic_64 mw_hex_64 --samples 20000
 """
@@ -67,7 +67,7 @@ def main(argv=None):
                         choices=list(BASES))
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
+    parser.add_argument("--baseline", type=Path, default=Path("freeflow/data/results/baseline.jsonl"))
     args = parser.parse_args(argv)
     exact = read_baseline(args.baseline) if args.baseline.is_file() else {}
     rows = []

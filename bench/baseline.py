@@ -1,7 +1,7 @@
 """MBAR baseline benchmark: beta F / N of small crystals, one JSON line per result.
 
     python bench/baseline.py --quick                      # smoke test, a minute or two
-    python bench/baseline.py --out bench/results/baseline.jsonl   # full run (long)
+    python bench/baseline.py --out freeflow/data/results/baseline.jsonl   # full run (long)
 
 Each system's run is resumable: its states are kept under ``--workdir`` (one sub-directory per
 system and setting), so re-running the same command skips finished states, and re-running it

@@ -3,7 +3,7 @@
     python bench/flow_estimates.py --systems mw_cubic_64 mw_hex_64 --base harmonic \
         --learning-rate 5e-5 --gradient reparameterized --steps 1100 \
         --target-samples 20000 --samples 100000 --runs bench/work/flows \
-        --out bench/results/flow_estimates.jsonl
+        --out freeflow/data/results/flows.jsonl
 
 Per system, three stages, each resumed from ``--runs``:
 

@@ -11,7 +11,7 @@ the loss a few tenths of a nat above the optimum. ``ln q`` carries the same ``-l
 ``-ln V`` as the flow's base, so the final works are directly comparable with
 ``bench/base_overlap.py``: the script prints the variance of the work, the ESS and
 KL(q || p) = <beta Phi> + ln Z in nats (``ln Z`` from the MBAR value in
-``bench/results/baseline.jsonl``) for the start and for the optimised Gaussian. Where the
+``freeflow/data/results/baseline.jsonl``) for the start and for the optimised Gaussian. Where the
 optimised Gaussian ends at the effective harmonic crystal's KL, the whole remaining KL is
 non-Gaussian, and only the flow's coupling layers can remove it.
 
@@ -126,7 +126,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
+    parser.add_argument("--baseline", type=Path, default=Path("freeflow/data/results/baseline.jsonl"))
     parser.add_argument("--out", type=Path, help="append one JSON line per system here")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.samples < 1:

@@ -7,7 +7,7 @@ training time at each window's end, and the slope of the mean loss per doubling 
 count over the last ``--fit`` windows (least squares in log2 of the window's end step; a
 trend, not a prediction). If
 ``--target-kl`` is given with the exact ``ln Z`` (from the MBAR value in
-``bench/results/baseline.jsonl``), it also prints the number of steps, and the training time at
+``freeflow/data/results/baseline.jsonl``), it also prints the number of steps, and the training time at
 the run's mean step rate, at which that log-linear trend would reach ``-ln Z + target_kl``.
 
 For a flow whose works are Gaussian with variance s^2, KL = s^2 / 2 and ESS = exp(-s^2), so
@@ -60,7 +60,7 @@ def main(argv=None):
     parser.add_argument("--target-kl", type=float, default=0.5 * math.log(10.0),
                         help="KL (nats) the extrapolation aims at (default: ESS 10%% if the "
                              "works were Gaussian)")
-    parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
+    parser.add_argument("--baseline", type=Path, default=Path("freeflow/data/results/baseline.jsonl"))
     args = parser.parse_args(argv)
     run = read_run_record(args.run_dir)
     if run is None:

@@ -1,7 +1,7 @@
 """SMC benchmark: beta F / N by annealed SMC from a base (or a trained run), one JSON line each.
 
     python bench/smc.py --systems mw_cubic_64 mw_hex_64 --start harmonic --particles 512 \
-        --repeats 16 --workdir bench/work/smc --out bench/results/smc.jsonl
+        --repeats 16 --workdir bench/work/smc --out freeflow/data/results/smc.jsonl
 
 Every finished run is kept in ``--workdir`` (``freeflow.rundir.SmcWorkdir``), so an interrupted
 benchmark continues with the same command, and a larger ``--repeats`` extends a finished one.

@@ -14,9 +14,9 @@ scale the SMC sampling. LBAR rows (``flow_lbar``, ``bench/flow_estimates.py``) a
 as a fixed cost and scale the flow samples and the HMC target samples together. An LFEP row whose run had fewer than 100 effective samples is reported
 as unreliable: its bootstrap error cannot be trusted, so neither can any extrapolation from it.
 
-    python bench/time_to_answer.py --baseline bench/results/baseline.jsonl \\
+    python bench/time_to_answer.py --baseline freeflow/data/results/baseline.jsonl \\
         --flow bench/results/train_cpu.jsonl bench/results/train_cpu_64.jsonl \\
-        --smc bench/results/smc.jsonl --systems lj_32 mw_cubic_64 \\
+        --smc freeflow/data/results/smc.jsonl --systems lj_32 mw_cubic_64 \\
         --markdown bench/results/suite/time_to_answer.md
 """
 
@@ -134,15 +134,15 @@ def _caveat(row: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", type=Path, default=Path("bench/results/baseline.jsonl"))
+    parser.add_argument("--baseline", type=Path, default=Path("freeflow/data/results/baseline.jsonl"))
     parser.add_argument("--flow", type=Path, nargs="+",
                         default=[Path("bench/results/train_cpu.jsonl"),
                                  Path("bench/results/train_cpu_64.jsonl")],
                         help="bench/train_cpu.py results (the latest row per system is used)")
-    parser.add_argument("--smc", type=Path, default=Path("bench/results/smc.jsonl"),
+    parser.add_argument("--smc", type=Path, default=Path("freeflow/data/results/smc.jsonl"),
                         help="bench/smc.py results (the latest row per system and start)")
     parser.add_argument("--flows", type=Path,
-                        default=Path("bench/results/flow_estimates.jsonl"),
+                        default=Path("freeflow/data/results/flows.jsonl"),
                         help="bench/flow_estimates.py results (the latest LBAR row per system)")
     parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_64"])
     parser.add_argument("--markdown", type=Path,

@@ -34,12 +34,12 @@ from freeflow.workflows.train import TrainResult, train
 
 
 #: The repository's stored MBAR results, ``freeflow table``'s default source of that column.
-DEFAULT_BASELINE = "bench/results/baseline.jsonl"
+DEFAULT_BASELINE = "freeflow/data/results/baseline.jsonl"
 #: The repository's stored SMC results, the default source of the table's SMC column.
-DEFAULT_SMC = "bench/results/smc.jsonl"
+DEFAULT_SMC = "freeflow/data/results/smc.jsonl"
 #: The repository's stored LFEP and LBAR rows (``bench/flow_estimates.py``), used by the table
 #: for systems with no trained run in ``--runs``.
-DEFAULT_FLOWS = "bench/results/flow_estimates.jsonl"
+DEFAULT_FLOWS = "freeflow/data/results/flows.jsonl"
 
 
 def _systems(args) -> int:

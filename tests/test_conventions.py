@@ -87,7 +87,7 @@ def test_stored_baseline_matches_the_published_64_molecule_rows(name):
     publication within 3 combined standard errors; in the exact counting, which the
     publication does not use, it is far off. (Rows written before freeflow had a choice of
     counting were exact and are converted on reading.)"""
-    path = freeflow.physics.system.systems_directory().parent / "bench/results/baseline.jsonl"
+    path = freeflow.physics.system.systems_directory().parent / "freeflow/data/results/baseline.jsonl"
     value, stderr = PUBLISHED_MBAR[name]
     default = read_baseline(path)[name]
     assert abs(default.value - value) <= 3 * math.hypot(default.stderr, stderr)
