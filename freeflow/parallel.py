@@ -21,8 +21,8 @@ __all__ = ["automatic_count", "batch_mesh", "batch_sharding", "replicated", "spl
 
 #: The XLA flag that also sets the number of CPU devices; a user's value is left alone.
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
-#: The most devices the automatic count takes. Measured on 2 cores only
-#: (bench/train_cpu_devices.py); past a few devices each one's share of a batch of 128 is a
+#: The most devices the automatic count takes. Measured on 2 cores only (docs/scaling.md,
+#: "The cores of one CPU"); past a few devices each one's share of a batch of 128 is a
 #: handful of samples. ``--cpu-devices`` sets more.
 MAX_AUTOMATIC_DEVICES = 8
 
@@ -82,11 +82,11 @@ def split_cpu(batch_size: int, devices: int | None = None) -> int:
     """Make the CPU ``devices`` JAX devices, so that training splits its batch over the cores.
 
     On one device, XLA overlaps a step's independent operations on the cores, which leaves
-    cores idle where the operations are small and follow each other (``bench/step_cores.py``:
-    mw_cubic_8's step kept 1.2 of 2 cores busy). As separate devices the cores each take a
-    share of the batch (data-parallel, as on several accelerators), and the results agree with
-    one device's to float32 rounding. ``bench/train_cpu_devices.py`` measures what it buys
-    ``freeflow train``; see ``bench/README.md``, "Training on the cores of a CPU".
+    cores idle where the operations are small and follow each other (mw_cubic_8's step kept
+    1.2 of 2 cores busy). As separate devices the cores each take a share of the batch
+    (data-parallel, as on several accelerators), and the results agree with one device's to
+    float32 rounding. On 2 cores ``freeflow train``'s steps ran 1.18x (lj_32) to 1.57x
+    (mw_cubic_8) faster (docs/scaling.md, "The cores of one CPU").
 
     Must run before JAX's first computation: the number of CPU devices is fixed when JAX
     starts its backends.

@@ -28,7 +28,7 @@ COUPLINGS = ("axis", "split")
 #: Kinds of base distribution (``ModelConfig.base``), see ``freeflow.flows.bases``.
 BASE_KINDS = ("truncated_gaussian", "einstein", "harmonic", "effective_harmonic")
 
-#: Base distributions by the names the CLI and bench scripts use -> ``ModelConfig`` fields.
+#: Base distributions by the names the command line (``--base``) uses -> ``ModelConfig`` fields.
 #: ``paper`` is the publication's truncated Gaussian of 0.01 sigma (LJ) or 0.2 Angstrom (mW).
 BASES = {"harmonic": {"base": "harmonic", "noise_scale": None},
          "effective_harmonic": {"base": "effective_harmonic", "noise_scale": None},
@@ -212,7 +212,7 @@ def paper_frequencies(num_particles: int, potential_kind: str | None) -> int:
 # mw_cubic_64 (F = 8).
 #
 # The "cpu" preset was chosen by timing one jitted reverse-KL training step (softened energy,
-# Adam, batch 128, float32) on 2 CPU cores shared with other jobs (bench/model.py's measure()):
+# Adam, batch 128, float32) on 2 CPU cores shared with other jobs (docs/training.md, "Presets"):
 #
 #   layers embed blocks  params   lj_32 s/step  mw_cubic_64 s/step
 #      8     64     1     233k        0.39           1.30

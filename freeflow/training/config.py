@@ -77,7 +77,7 @@ class TrainingConfig:
 # 7e-5, times 0.1 at steps 250k and 500k, no warm-up, gradients clipped to a global norm of 1e4,
 # seed 42 (deepmind/flows_for_atomic_solids, experiments/*_config.py). "cpu": a few thousand
 # steps with a
-# larger learning rate decayed twice, which bench/train_cpu.py measures on 2 CPU cores. Its
+# larger learning rate decayed twice, measured for 10 to 30 minutes on 2 CPU cores. Its
 # path gradient costs 8-50% more per step and still ends better in the same wall time on
 # lj_32, mw_cubic_8 and mw_cubic_64 (docs/training.md, "The CPU training study").
 TRAINING_PRESETS: dict[str, TrainingConfig] = {
@@ -96,8 +96,8 @@ def scheduled_over(training: TrainingConfig, num_steps: int) -> TrainingConfig:
     preset's schedule: the learning rate warms up over the first 5% and is multiplied by
     ``decay_factor`` at 60% and 85%; five evaluations and twenty checkpoints in all.
 
-    Used where a run is sized by its wall-clock budget (``bench/train_cpu.py``) or by a
-    given number of steps (``bench/flow_estimates.py``), so the two train alike.
+    Used where a run is sized by its wall-clock budget or by a given number of steps (the
+    benchmarks' training runs, ``freeflow compare``), so that both train alike.
     """
     return dataclasses.replace(
         training, num_steps=num_steps, warmup_steps=int(0.05 * num_steps),

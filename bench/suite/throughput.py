@@ -3,16 +3,21 @@
 * ``lfep``: model samples with their exact-energy work per second (``cpu`` preset, a fresh
   flow, batch 256), i.e. what ``freeflow estimate`` costs per sample.
 * ``sampler``: HMC energy-and-gradient evaluations per second and autocorrelation-corrected
-  samples per second (``chains * samples / tau`` divided by production wall time).
+  samples per second (``chains * samples / tau`` divided by production wall time);
+  ``--neighbors`` forces a neighbour plan, to compare plans inside the sampler.
 * ``mbar``: wall time of one ``pymbar.MBAR`` solve on the linear Einstein-to-target path
   versus the number of states K and of samples per state (synthetic harmonic energies, so
   the timing is independent of any sampling).
 
 Each row is a JSON line on stdout; a readable summary goes to stderr.
 
-    python bench/throughput.py                 # all parts
-    python bench/throughput.py --part mbar
-    python bench/throughput.py --quick         # smaller sizes
+    python bench/suite/throughput.py                 # all parts
+    python bench/suite/throughput.py --part mbar
+    python bench/suite/throughput.py --quick         # smaller sizes
+
+``bash bench/suite/run_all`` runs it with ``--quick`` into
+``bench/results/suite/throughput.jsonl``; docs/benchmarks.md, "Estimator throughput", has the
+last run's figures.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from freeflow import FlowModel, load_system, model_preset, sample_system  # noqa: E402
 from freeflow.flows.works import model_works  # noqa: E402

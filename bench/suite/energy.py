@@ -1,20 +1,25 @@
 """Energy + force throughput of freeflow's potentials on this machine.
 
-Three parts, each printing JSON lines on stdout and a readable summary on stderr:
+Three parts (``--part``), each printing JSON lines on stdout and a readable summary on stderr:
 
-* the named systems (batch 64);
-* scaling: Lennard-Jones FCC from N = 500 to 4000 and mW diamond ice from N = 216 to 4096
-  (batch 8), with the exponent b of a least-squares fit time-per-configuration ~ N^b;
-* side by side, in one run: the cell list with and without its cutoff compaction at the
-  largest sizes (what the compaction bought); the site list against the plan ``auto`` used
-  before it (all pairs or the cell list), and in blocks against whole-configuration arrays.
+* ``named``: energy + forces per second for the named systems (batch 64);
+* ``scaling``: Lennard-Jones FCC from N = 500 to 4000 and mW diamond ice from N = 216 to 4096
+  (batch 8), milliseconds per configuration and the exponent b of a least-squares fit
+  time-per-configuration ~ N^b;
+* ``compaction``: side by side, in one run: the cell list with and without its cutoff
+  compaction at the largest sizes (what the compaction bought); the site list against the plan
+  ``auto`` used before it (all pairs or the cell list), and in blocks against
+  whole-configuration arrays.
 
 Energies are called on whole batches, as the estimators call them, so the exact energy's
 stray guard (a branch taken only for flagged configurations, none here) costs nothing.
 
-    python bench/energy.py                  # all three
-    python bench/energy.py --part scaling   # one part
-    python bench/energy.py --quick          # 3 repeats instead of 10
+    python bench/suite/energy.py                  # all three
+    python bench/suite/energy.py --part scaling   # one part
+    python bench/suite/energy.py --quick          # 3 repeats instead of 10
+
+``bash bench/suite/run_all`` runs it with ``--quick`` into ``bench/results/suite/energy.jsonl``
+(and ``energy.txt``); docs/benchmarks.md, "Energies", has the last run's tables.
 """
 
 from __future__ import annotations

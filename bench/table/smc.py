@@ -1,14 +1,20 @@
-"""SMC benchmark: beta F / N by annealed SMC from a base (or a trained run), one JSON line each.
+"""The table's SMC column: beta F / N by annealed SMC from a base (or a trained run).
 
-    python bench/smc.py --systems mw_cubic_64 mw_hex_64 --start harmonic --particles 512 \
-        --repeats 16 --workdir bench/work/smc --out freeflow/data/results/smc.jsonl
+Runs ``freeflow.smc_free_energy`` for each system and prints one ``FreeEnergy`` row per system
+on stdout, appending it to ``--out``: the value, its error, the energy evaluations, the
+sampling wall time and wall time x stderr^2 (the time that would buy an error of 1; divide by
+the square of the error wanted); then beta (F_Ih - F_Ic) / N where both ices of one N ran.
+``--start`` is a base name (no training) or a directory of run directories named after the
+systems (``--start RUNS_DIR`` looks for ``RUNS_DIR/SYSTEM``; the training's cost is recorded).
 
-Every finished run is kept in ``--workdir`` (``freeflow.rundir.SmcWorkdir``), so an interrupted
-benchmark continues with the same command, and a larger ``--repeats`` extends a finished one.
-``--start`` is a base name (no training) or ``runs/NAME``-style run directories, one per
-system (``--start RUNS_DIR`` looks for ``RUNS_DIR/SYSTEM``). Printed and stored: the value,
-its error, the evaluations, the sampling wall time and wall time x stderr^2 (the time that
-would buy an error of 1; divide by the square of the error wanted).
+    python bench/table/smc.py --systems mw_cubic_64 mw_hex_64 --start harmonic --particles 512 \\
+        --repeats 32 --workdir bench/work/smc --out freeflow/data/results/smc.jsonl
+
+``freeflow/data/results/smc.jsonl`` is the stored SMC column that ``freeflow table`` and
+``bench/suite/time_to_answer.py`` read (the last row of a system wins). Every finished run is
+kept in ``--workdir`` (``freeflow.rundir.SmcWorkdir``), so an interrupted run continues with
+the same command, and a larger ``--repeats`` extends a finished one. bench/README.md lists the
+commands behind every stored row.
 """
 
 from __future__ import annotations

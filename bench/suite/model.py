@@ -5,14 +5,18 @@ step; sample+log_prob throughput (configurations/s); and the wall time of one re
 training step (``beta U_softened(x) + ln q(x)`` averaged over the batch, Adam), all at batch 128
 in float32. Prints a readable table and one JSON line per row.
 
-    python bench/model.py                 # cpu and paper presets on lj_32, lj_256, mw_cubic_64
-    python bench/model.py --quick         # fewer repeats
-    python bench/model.py --presets cpu --systems lj_32 --batch 64
+    python bench/suite/model.py           # cpu and paper presets on lj_32, lj_256, mw_cubic_64
+    python bench/suite/model.py --quick   # fewer repeats
+    python bench/suite/model.py --presets cpu --systems lj_32 --batch 64
 
 Heavy rows (the paper preset on hundreds of particles on a CPU) are timed with fewer repeats:
 a step is repeated until ``--budget`` seconds are spent (at least once after compiling). When
 a training step at the requested batch runs out of memory, the batch is halved until it fits
 and the row reports the ``train_batch`` used.
+
+``bash bench/suite/run_all`` runs it twice with ``--quick``, for the ``cpu`` preset on five
+systems and the ``paper`` preset on two, into ``bench/results/suite/model_cpu.jsonl`` and
+``model_paper.jsonl``; docs/benchmarks.md, "Flow model", has the last run's table.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from freeflow.flows.config import ModelConfig, model_preset  # noqa: E402
 from freeflow.flows.model import FlowModel, num_parameters  # noqa: E402

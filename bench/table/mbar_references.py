@@ -1,8 +1,5 @@
 """The MBAR path's two references side by side: standard error against energy evaluations.
 
-    python bench/mbar_references.py --systems lj_32 mw_cubic_64 mw_hex_64 \\
-        --samples-per-state 1024 4096 --out bench/results/mbar_references.jsonl
-
 For each system, reference (``harmonic``, ``einstein``) and samples per state (in increasing
 order: each continues the saved chains of the one before, from ``--workdir``), one JSON line:
 beta F / N, its standard error, the energy evaluations and the sampling wall time, and
@@ -10,6 +7,14 @@ beta F / N, its standard error, the energy evaluations and the sampling wall tim
 1; lower is better; MBAR's variance falls as 1 / samples, so it is nearly independent of the
 budget once the run is long enough). The runs alternate between the references, so that both
 see the same load on the machine. Resumable: re-running skips what is saved.
+
+    python bench/table/mbar_references.py --systems lj_32 mw_cubic_64 mw_hex_64 \\
+        --samples-per-state 1024 --out bench/results/mbar_references.jsonl
+
+This comparison chose the harmonic crystal as the MBAR reference, and its harmonic runs of the
+64-molecule ices, continued by ``bench/table/baseline.py --workdir bench/work/references``
+to 1536 samples per state, are the table's N = 64 MBAR rows. Its rows go to
+``bench/results/mbar_references.jsonl``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,24 @@
-"""MBAR baseline benchmark: beta F / N of small crystals, one JSON line per result.
+"""The table's MBAR column: beta F / N by MBAR from an analytic reference, one JSON line each.
 
-    python bench/baseline.py --quick                      # smoke test, a minute or two
-    python bench/baseline.py --out freeflow/data/results/baseline.jsonl   # full run (long)
+Runs ``freeflow.mbar_free_energy`` (16 states from the harmonic crystal to the target, HMC
+chains at each state; ``--reference einstein`` starts from the Einstein crystal instead) for
+each system and prints one ``FreeEnergy`` row per system on stdout, appending it to ``--out``.
+After the systems, for every N at which both ice Ic (mw_cubic_N) and ice Ih (mw_hex_N) were
+run, it prints beta (F_Ih - F_Ic) / N with the two standard errors added in quadrature (the runs
+are independent). Values are in the literature's (Bravais) counting unless ``--counting
+exact``.
 
-Each system's run is resumable: its states are kept under ``--workdir`` (one sub-directory per
+    python bench/table/baseline.py --quick        # smoke test, a minute or two
+    python bench/table/baseline.py --systems mw_cubic_216 mw_hex_216 lj_256 \\
+        --reference harmonic --states 16 --chains 64 --samples-per-state 1024 \\
+        --workdir bench/work --out freeflow/data/results/baseline.jsonl
+
+``freeflow/data/results/baseline.jsonl`` is the stored MBAR column that ``freeflow table`` and
+``bench/suite/time_to_answer.py`` read (the last non-quick row of a system wins). Each
+system's run is resumable: its states are kept under ``--workdir`` (one sub-directory per
 system and setting), so re-running the same command skips finished states, and re-running it
-with a larger ``--samples-per-state`` continues the saved chains instead of starting again. After the systems,
-for every N at which both ice Ic (mw_cubic_N) and ice Ih (mw_hex_N) were run, prints beta (F_Ih
-- F_Ic) / N with the two standard errors added in quadrature (the runs are independent).
-Values are in the literature's (Bravais) counting unless ``--counting exact``.
+with a larger ``--samples-per-state`` continues the saved chains instead of starting again.
+bench/README.md lists the commands behind every stored row.
 """
 
 from __future__ import annotations

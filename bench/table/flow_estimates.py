@@ -1,8 +1,7 @@
 """Flow rows of the results table: train a flow, sample the target, store its LFEP and LBAR.
 
-    python bench/flow_estimates.py --systems mw_cubic_64 mw_hex_64 --base harmonic \
-        --learning-rate 5e-5 --gradient reparameterized --steps 1100 \
-        --target-samples 20000 --samples 100000 --runs bench/work/flows \
+    python bench/table/flow_estimates.py --systems mw_cubic_216 mw_hex_216 --base harmonic \\
+        --steps 0 --target-samples 20000 --samples 200000 --runs bench/work/flows \\
         --out freeflow/data/results/flows.jsonl
 
 Per system, three stages, each resumed from ``--runs``:
@@ -19,11 +18,13 @@ Per system, three stages, each resumed from ``--runs``:
    reverse works of every saved target sample are computed once, for the stride and for
    LBAR).
 
-Appended to ``--out``: one ``FreeEnergy`` row per method (``method`` ``"lfep"`` or
-``"lbar"``) whose wall time and energy evaluations include the training's, as in
+Printed on stdout and appended to ``--out``: one ``FreeEnergy`` row per method (``method``
+``"lfep"`` or ``"lbar"``) whose wall time and energy evaluations include the training's, as in
 ``freeflow table``; the target sampling's cost is recorded beside it (``target_*``) and, as in
-the table, not added to LBAR's. ``freeflow table`` reads these rows (``--flows``) for systems
-with no trained run of their own, so a clean checkout shows the cells.
+the table, not added to LBAR's. ``freeflow/data/results/flows.jsonl`` is what ``freeflow
+table`` reads (``--flows``) for systems with no trained run of their own, so a clean checkout
+shows the cells, and what ``bench/suite/time_to_answer.py`` reads for its LBAR rows.
+bench/README.md lists the commands behind every stored row.
 """
 
 from __future__ import annotations
@@ -31,28 +32,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from freeflow.estimators.bar import lbar
-from freeflow.estimators.conventions import DEFAULT_COUNTING, multiplicity
-from freeflow.estimators.lfep import lfep
 from freeflow.flows.config import BASES
 from freeflow.flows.model import BaseModel
-from freeflow.flows.works import model_works, reverse_works
 from freeflow.physics.system import load_system
 from freeflow.reports.tables import with_training
 from freeflow.rundir import load_run, load_samples, training_cost
-from freeflow.sampling.hmc import integrated_autocorrelation_time
 from freeflow.training.config import GRADIENT_ESTIMATORS, presets, scheduled_over
-from freeflow.workflows.estimate import counted
+from freeflow.workflows.estimate import lfep_and_lbar
 from freeflow.workflows.sampling import sample_to_file
 from freeflow.workflows.train import train
 
@@ -60,7 +54,7 @@ from freeflow.workflows.train import train
 def configs(base: str, learning_rate: float | None, gradient: str | None, steps: int,
             seed: int):
     """The ``cpu`` preset with ``base``, ``learning_rate`` and ``gradient``, scheduled over
-    ``steps`` steps as ``bench/train_cpu.py`` schedules its runs."""
+    ``steps`` steps as ``bench/table/train_cpu.py`` schedules its runs."""
     model_config, training = presets("cpu")
     model_config = dataclasses.replace(model_config, **BASES[base])
     if learning_rate is not None:
@@ -68,57 +62,6 @@ def configs(base: str, learning_rate: float | None, gradient: str | None, steps:
     if gradient is not None:
         training = dataclasses.replace(training, gradient_estimator=gradient)
     return model_config, scheduled_over(dataclasses.replace(training, seed=seed), steps)
-
-
-def reference_stride(reverse_work, energy_tau: float) -> tuple[int, float]:
-    """``(stride, tau of the reverse works)``: the spacing that leaves LBAR's reference set
-    about independent.
-
-    BAR's error assumes independent reverse works ``-(beta U + ln q)``, whose correlation can
-    outlast the energy's (``ln q`` may follow modes U hardly sees), so the stride is the larger
-    of the two statistical inefficiencies (``1 + 2 sum rho``, in saved samples, ``energy_tau``
-    the energy's), rounded as pymbar's subsampling does. ``reverse_work`` is
-    ``[chains, samples per chain]``.
-    """
-    work_tau = (integrated_autocorrelation_time(reverse_work)
-                if np.all(np.isfinite(reverse_work))
-                else math.nan)  # a sample outside the flow's support: fall back on U's
-    tau = max(energy_tau, work_tau) if math.isfinite(work_tau) else energy_tau
-    return max(1, int(round(tau))), work_tau
-
-
-def flow_rows(system, model, params, positions, chains: int, energy_tau: float,
-              num_samples: int, seed: int) -> tuple[list, dict]:
-    """``([LFEP, LBAR], reference)`` of a flow ``model`` with ``params`` (or a ``BaseModel``).
-
-    Both estimators share one set of ``num_samples`` model works (seed ``seed``), and the
-    reverse works of all saved target ``positions`` (chain-major, ``[chains x per chain, N,
-    3]``) are computed once: to measure their correlation, then thinned for LBAR. Each
-    result's wall time and energy evaluations are those of the works it needed (LBAR's
-    include every saved target sample evaluated).
-    """
-    m = multiplicity(system)
-    n, length = system.num_particles, system.units.reference_length
-    start = time.perf_counter()
-    forward = model_works(model, params, system, jax.random.PRNGKey(seed), num_samples)
-    forward_s = time.perf_counter() - start
-    start = time.perf_counter()
-    reverse = reverse_works(model, params, system, positions).reshape(chains, -1)
-    reverse_s = time.perf_counter() - start
-    stride, work_tau = reference_stride(reverse, energy_tau)
-    kept = reverse[:, ::stride].ravel()
-
-    start = time.perf_counter()
-    by_lfep = lfep(forward, n, reference_length=length, multiplicity=m, system=system.name)
-    by_lfep = counted(by_lfep, system, DEFAULT_COUNTING,
-                      forward_s + time.perf_counter() - start)
-    start = time.perf_counter()
-    by_lbar = lbar(forward, kept, n, length, multiplicity=m, system=system.name,
-                   energy_evaluations=len(forward) + reverse.size)
-    by_lbar = counted(by_lbar, system, DEFAULT_COUNTING,
-                      forward_s + reverse_s + time.perf_counter() - start)
-    return [by_lfep, by_lbar], {"target_samples": len(kept), "target_stride": stride,
-                                "target_work_tau": work_tau}
 
 
 def run(name: str, args) -> list[dict]:
@@ -145,8 +88,13 @@ def run(name: str, args) -> list[dict]:
     positions, _, _ = load_samples(target_file)
     print(f"{name}: LFEP and LBAR from {args.samples} flow samples", file=sys.stderr,
           flush=True)
-    results, reference = flow_rows(system, model, params, positions, args.chains,
-                                   sampled["tau"], args.samples, args.seed + 1)
+    by_lfep, by_lbar = lfep_and_lbar(model, params, system, positions,
+                                     num_chains=args.chains, energy_tau=sampled["tau"],
+                                     num_samples=args.samples,
+                                     key=jax.random.PRNGKey(args.seed + 1))
+    results = [by_lfep, by_lbar]
+    reference = {k: by_lbar.details[k]
+                 for k in ("target_samples", "target_stride", "target_work_tau")}
     target = {**reference, "target_saved": sampled["num_saved"], "target_tau": sampled["tau"],
               "target_continued": sampled["continued"],
               "target_wall_time_this_call": sampled["wall_time"],

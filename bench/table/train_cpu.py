@@ -1,16 +1,20 @@
 """Train the ``cpu`` preset for a fixed wall-clock budget, then estimate beta F / N by LFEP.
 
 For each system: time a few training steps, size the run (its learning-rate warm-up over the
-first 5% and decays at 60% and 85% of it) to fill the budget, train, and draw LFEP samples
-with the exact energy.
-Prints one JSON line per system and a summary.
+first 5% and decays at 60% and 85% of it) to fill the budget, train into ``--out/SYSTEM``, and
+draw LFEP samples with the exact energy. Prints one JSON line per system on stdout (steps,
+steps per second, the LFEP value, its error, ESS and Pareto k) and a summary on stderr.
 
-    python bench/train_cpu.py --systems lj_32 mw_cubic_8 --minutes 30 --samples 100000
-    python bench/train_cpu.py --systems lj_32 --base effective_harmonic --learning-rate 1e-4 \
-        --gradient path --out runs/bench_train_cpu_path
-    python bench/train_cpu.py --systems lj_32 --base effective_harmonic --learning-rate 1e-4 \
-        --gradient path --layers 6 --out runs/bench_train_cpu_layers6
-    python bench/train_cpu.py --quick          # 2 minutes per system, 10^4 samples
+    python bench/table/train_cpu.py --systems lj_32 --minutes 30 --samples 100000 \\
+        --gradient reparameterized >> bench/results/train_cpu.jsonl
+    python bench/table/train_cpu.py --systems lj_32 --base effective_harmonic \\
+        --learning-rate 1e-4 --gradient path --out runs/bench_train_cpu_path
+    python bench/table/train_cpu.py --quick          # 2 minutes per system, 10^4 samples
+
+The run directories (default ``runs/bench_train_cpu/SYSTEM``) are what ``freeflow table``
+reads by default for the LFEP and LBAR cells (the small-systems CPU table of
+docs/benchmarks.md); the JSON lines, kept in ``bench/results/train_cpu*.jsonl``, are the flow
+rows of ``bench/suite/time_to_answer.py`` and the runs of docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,31 @@
-"""Time-to-answer: wall time and energy evaluations to reach a target stderr of beta F / N.
+"""Time to answer: wall time and energy evaluations to reach a target stderr of beta F / N.
 
-Reads measured runs (``bench/baseline.py``, ``bench/train_cpu.py`` and ``bench/smc.py`` JSON
-lines) and scales their cost to each target with the Monte Carlo law stderr ~ 1 /
-sqrt(samples): cost(target) = cost(measured) * (stderr / target)^2. This is an extrapolation
-from one measured run per row, labelled as such; it ignores fixed costs (compilation, warm-up)
-that do not scale with samples, so it slightly overestimates when the target is looser than the
-measurement and vice versa.
+Measures nothing itself: it reads the stored runs of the table scripts and scales each one's
+cost to the targets 1e-3 and 2e-4 with the Monte Carlo law stderr ~ 1 / sqrt(samples):
+cost(target) = cost(measured) * (stderr / target)^2. The inputs, the latest row per system and
+route:
 
-For the flow, the cost is training (fixed, as measured: wall time, and steps x batch energy
-evaluations) plus LFEP sampling scaled the same way. SMC rows (``smc_base``: annealed from a
-base, no training; ``smc_flow``: from a trained run, whose training is added as a fixed cost)
-scale the SMC sampling. LBAR rows (``flow_lbar``, ``bench/flow_estimates.py``) add the training
-as a fixed cost and scale the flow samples and the HMC target samples together. An LFEP row whose run had fewer than 100 effective samples is reported
-as unreliable: its bootstrap error cannot be trusted, so neither can any extrapolation from it.
+* MBAR: ``freeflow/data/results/baseline.jsonl`` (``bench/table/baseline.py``);
+* the flow's LFEP: ``bench/results/train_cpu.jsonl`` and ``train_cpu_64.jsonl``
+  (``bench/table/train_cpu.py``); training is a fixed cost, LFEP sampling scales;
+* SMC: ``freeflow/data/results/smc.jsonl`` (``bench/table/smc.py``); ``smc_base`` rows anneal
+  from a base with no training, ``smc_flow`` rows from a trained run whose training is added as
+  a fixed cost;
+* LBAR: ``freeflow/data/results/flows.jsonl`` (``bench/table/flow_estimates.py``); training is
+  fixed, the flow samples and the HMC target samples scale together.
 
-    python bench/time_to_answer.py --baseline freeflow/data/results/baseline.jsonl \\
-        --flow bench/results/train_cpu.jsonl bench/results/train_cpu_64.jsonl \\
-        --smc freeflow/data/results/smc.jsonl --systems lj_32 mw_cubic_64 \\
-        --markdown bench/results/suite/time_to_answer.md
+Each row is an extrapolation from one measured run, labelled as such. It ignores the fixed
+costs of sampling (compilation, warm-up), so it flatters every route at a target looser than
+the measurement. An LFEP row whose run had fewer than 100 effective samples is reported as
+unreliable: its bootstrap error cannot be trusted, so neither can an extrapolation from it.
+
+One JSON line per system, route and target on stdout, a summary on stderr, and with
+``--markdown`` the table that docs/benchmarks.md shows. ``bash bench/suite/run_all`` runs it
+for every system of the table into ``bench/results/suite/time_to_answer.{jsonl,txt,md}``:
+
+    python bench/suite/time_to_answer.py --markdown bench/results/suite/time_to_answer.md \\
+        --systems lj_32 mw_cubic_8 mw_cubic_64 mw_hex_64 mw_cubic_216 mw_hex_216 lj_256 \\
+        mw_cubic_512 mw_hex_512 lj_500
 """
 
 from __future__ import annotations
@@ -99,7 +107,7 @@ def smc_rows(row: dict) -> list[dict]:
 
 
 def lbar_rows(row: dict) -> list[dict]:
-    """LBAR of ``bench/flow_estimates.py``: its training fixed, its flow samples and HMC target
+    """LBAR of ``bench/table/flow_estimates.py``: its training fixed, its flow samples and HMC target
     samples scaled together."""
     sampling_s = row["estimate_wall_time"] + row["target_wall_time_this_call"]
     sampling_evals = (row["estimate_energy_evaluations"]
@@ -138,12 +146,13 @@ def main(argv=None):
     parser.add_argument("--flow", type=Path, nargs="+",
                         default=[Path("bench/results/train_cpu.jsonl"),
                                  Path("bench/results/train_cpu_64.jsonl")],
-                        help="bench/train_cpu.py results (the latest row per system is used)")
+                        help="bench/table/train_cpu.py results (the latest row per system)")
     parser.add_argument("--smc", type=Path, default=Path("freeflow/data/results/smc.jsonl"),
-                        help="bench/smc.py results (the latest row per system and start)")
+                        help="bench/table/smc.py results (the latest row per system and start)")
     parser.add_argument("--flows", type=Path,
                         default=Path("freeflow/data/results/flows.jsonl"),
-                        help="bench/flow_estimates.py results (the latest LBAR row per system)")
+                        help="bench/table/flow_estimates.py results (the latest LBAR row "
+                             "per system)")
     parser.add_argument("--systems", nargs="+", default=["lj_32", "mw_cubic_64"])
     parser.add_argument("--markdown", type=Path,
                         help="also write a Markdown table (one line per system and method) "

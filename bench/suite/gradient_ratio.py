@@ -1,16 +1,24 @@
-"""Energy + gradient against energy alone, per system and neighbour plan (issue: fast forces).
-
-    python bench/gradient_ratio.py --systems lj_32 lj_108 lj_256 lj_500 mw_cubic_8 \
-        mw_cubic_64 mw_cubic_216 mw_cubic_512 --plans dense sites cells \
-        --out bench/results/gradient_ratio.jsonl
+"""Energy + forces against energy alone, per system and neighbour plan.
 
 A batch of harmonic-crystal configurations (64 by default) goes through ``jax.vmap`` of the
 exact energy (``--softened``: the training energy) and of its ``value_and_grad``, both jitted;
-the median of 10 calls each. The gradient is timed twice, by the default analytic route and
-by plain autodiff of the same energy (``energy_fn(gradient="autodiff")``), interleaved call by
-call. One JSON line per system and plan: milliseconds per configuration and the ratios. A plan
-that does not apply to a box (cells in a box under three cutoffs) is skipped. Absolute times
-depend on what else runs on the machine; the ratios of one run are what to compare.
+the median of 10 calls each (``--repeats``). The gradient is timed twice, by the default
+analytic route and by plain autodiff of the same energy (``energy_fn(gradient="autodiff")``),
+interleaved call by call. One JSON line per system and plan on stdout (and appended to
+``--out``): milliseconds per configuration, the ratio energy + forces / energy, the same by
+autodiff, and the analytic route's speed-up. A plan that does not apply to a box (cells in a
+box under three cutoffs) is skipped. Absolute times depend on what else runs on the machine;
+compare the ratios of one run.
+
+    python bench/suite/gradient_ratio.py                          # lj_32 lj_256 mw_cubic_64
+    python bench/suite/gradient_ratio.py --systems lj_32 lj_108 lj_256 lj_500 mw_cubic_8 \\
+        mw_cubic_64 mw_hex_64 mw_cubic_216 mw_cubic_512 --plans dense sites cells \\
+        --out bench/results/gradient_ratio.jsonl
+    python bench/suite/gradient_ratio.py --softened --systems lj_32 lj_256 mw_cubic_8 \\
+        mw_cubic_64 mw_cubic_216 --plans dense cells --out bench/results/gradient_ratio.jsonl
+
+Not part of ``run_all``. docs/benchmarks.md, "Energy + forces against energy alone", has the
+stored runs (``bench/results/gradient_ratio*.jsonl``).
 """
 
 from __future__ import annotations
