@@ -7,7 +7,8 @@ the same shape that is False for padding and for a particle's zero-shift copy of
 periodic image of every particle closer than the cutoff is among the candidates exactly once,
 so energies built on them are exact also in boxes with an edge shorter than twice the cutoff.
 One array per coordinate, rather than a trailing axis of 3, lets XLA vectorise and fuse the
-per-entry arithmetic on CPU (the trailing 3 defeats the SIMD lanes; ``bench/gradient_ratio.py``).
+per-entry arithmetic on CPU (the trailing 3 defeats the SIMD lanes; docs/benchmarks.md, "Forces
+against the energy alone").
 
 * ``dense``: all N particles times every image shift that can reach inside the cutoff
   (entries ``[N, N, S]``). Cost O(N^2); exact for any configuration.
@@ -47,13 +48,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from typing import Callable, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freeflow.physics.space import image_shifts, minimum_image, wrap
+from freeflow.physics.memory import check_memory, estimated_memory
+from freeflow.physics.space import count_image_shifts, image_shifts, minimum_image, wrap
 
 Strategy = Literal["auto", "dense", "cells", "sites"]
 
@@ -74,18 +77,18 @@ RowsGradient = Callable[[tuple, jax.Array], tuple]
 EntrySlopes = Callable[[tuple, jax.Array], tuple]
 
 #: Rows per block of ``DenseNeighbors.pair_total_and_gradient``: lj_256's energy + forces in
-#: blocks of 32 rows cost 5.4x its energy against 7.6x by one variadic reduction
-#: (bench/gradient_layouts.py, variant slopes_matmul_rows).
+#: blocks of 32 rows cost 5.4x its energy against 7.6x by one variadic reduction (measured on
+#: 2 CPU cores; docs/benchmarks.md, "Other layouts of the all-pairs row sums").
 DENSE_BLOCK_ROWS = 32
 
-#: Partner entries per block of the site list. Measured with bench/energy.py on CPU: blocks pay
+#: Partner entries per block of the site list. Measured on a 2-core CPU: blocks pay
 #: once a configuration's [N, K] arrays outgrow the caches (LJ N = 4000, K = 320: 1.4x faster
 #: in blocks of 64 rows) and cost loop overhead below that (mW N = 216: 1.5x slower in 4 blocks).
 BLOCK_ENTRIES = 20_000
 
 #: Cost of one site-list entry relative to one all-pairs entry, fitted to energy + forces (the
-#: samplers' hot path) with the analytic gradient (``python bench/gradient_ratio.py``,
-#: bench/results/gradient_ratio.jsonl): per entry the site list cost 1.1-1.2x the all-pairs
+#: samplers' hot path) with the analytic gradient (docs/benchmarks.md, "Forces against the
+#: energy alone"): per entry the site list cost 1.1-1.2x the all-pairs
 #: sum for Lennard-Jones (lj_32 to lj_500) and 1.6-2.5x for mW (the gather of the transpose).
 #: 1.5 puts every named system on the faster of the two as measured: all pairs for lj_256
 #: (256 entries against 320 listed) and the 64-molecule ices (64 against 46-47).
@@ -221,8 +224,8 @@ class CellNeighbors(_WholeRows):
     own cell and keeps those inside ``cutoff`` (at most ``compact`` of them); the energy and its
     gradient are then evaluated on that short list alone. For mW ice the compact list holds
     48 entries against 27 x capacity = 540 cell candidates; side by side, energy + forces are
-    7x faster with it at N = 4096 and 2x for Lennard-Jones at N = 4000
-    (``python bench/energy.py --part compaction``).
+    7x faster with it at N = 4096 and 2x for Lennard-Jones at N = 4000 (docs/benchmarks.md,
+    "Energies").
     """
 
     box: np.ndarray
@@ -543,7 +546,7 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
         entries plus ``pair_cost x compact)`` for ``cells`` (only with at least three cells of width >=
         cutoff per axis); ``SITE_ENTRY_COST x pair_cost x partners`` for ``sites``.
       pair_cost: cost of one energy-and-gradient entry relative to one entry of the cell
-        list's distance pass, measured with bench/energy.py on CPU: about 1.5 for
+        list's distance pass, measured on a 2-core CPU: about 1.5 for
         Lennard-Jones and 15 for mW (whose entries carry the three-body terms).
       allow_sites: whether ``auto`` may pick the site list. Turn it off where configurations
         can leave the crystal (training a flow from scratch, arbitrary ASE structures).
@@ -555,6 +558,9 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
     mW uses the cell list from N = 216 (measured faster there) and Lennard-Jones above
     N = 4000 (by the cost model alone; no Lennard-Jones cell list has been timed with the
     analytic gradient).
+
+    A plan whose estimated memory (``plan_memory``) exceeds what the machine has available is
+    refused before anything is built (``check_plan_memory``).
     """
     if isinstance(strategy, (DenseNeighbors, CellNeighbors, SiteNeighbors)):
         return strategy  # an explicit plan, e.g. a variant built for a benchmark
@@ -563,6 +569,7 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
     if strategy not in ("auto", "dense", "cells", "sites"):
         raise ValueError(f"unknown neighbour strategy {strategy!r}; use 'auto', 'dense', "
                          "'cells' or 'sites'")
+    check_plan_memory(strategy, len(sites), box, cutoff, max_displacement, allow_sites)
     if strategy == "sites":
         return site_neighbors(sites, box, cutoff, max_displacement)
     dense = DenseNeighbors(box=box, shifts=image_shifts(box, cutoff))
@@ -594,3 +601,59 @@ def plan_neighbors(sites, box, cutoff: float, max_displacement: float,
         per_particle = SITE_ENTRY_COST * pair_cost * listed.num_candidates(len(sites))
         candidates.append((per_particle, 2, listed))
     return min(candidates, key=lambda c: c[:2])[2]
+
+
+#: Entries per listed partner of a cell list's evaluation: the 27 cells around a particle hold
+#: about ``27 / (4 pi / 3)`` times the sites of the sphere its list is built with (cells at
+#: least one cutoff wide), plus the compact list itself.
+CELL_ENTRIES_PER_PARTNER = 27.0 / (4.0 * math.pi / 3.0) + 1.0
+
+
+def estimated_partners(num_particles: int, volume: float, radius: float) -> float:
+    """Sites within ``radius`` of a site, every periodic image counted, from the number density
+    alone: ``(N / V) (4 pi / 3) radius^3`` (what a list built with that radius holds per
+    particle, known before building it)."""
+    return num_particles / volume * (4.0 * math.pi / 3.0) * radius**3
+
+
+def plan_memory(strategy: str, num_particles: int, box, cutoff: float,
+                max_displacement: float, configurations: int = 1) -> tuple[int, str]:
+    """Estimated peak bytes of building the plan ``strategy`` (``"dense"``, ``"cells"`` or
+    ``"sites"``) and evaluating ``configurations`` energies with it, and a phrase naming what
+    grows (``freeflow.physics.memory.estimated_memory``). Nothing is built.
+
+    All pairs compute ``N^2 S`` entries (``S`` image shifts) and list nothing; the site and cell
+    lists are built with ASE's neighbour list out to ``cutoff + 2 max_displacement``.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    if strategy == "dense":
+        shifts = count_image_shifts(box, cutoff)
+        need = estimated_memory(num_particles, entries=num_particles * shifts,
+                                configurations=configurations)
+        return need, f"the all-pairs sum ({num_particles} x {shifts:.3g} partners per particle)"
+    partners = estimated_partners(num_particles, float(np.prod(box)),
+                                  cutoff + 2.0 * max_displacement)
+    entries = partners * (CELL_ENTRIES_PER_PARTNER if strategy == "cells" else 1.0)
+    need = estimated_memory(num_particles, listed_partners=partners, entries=entries,
+                            configurations=configurations)
+    return need, f"a neighbour list of about {partners:.3g} partners per particle"
+
+
+def check_plan_memory(strategy: str, num_particles: int, box, cutoff: float,
+                      max_displacement: float, allow_sites: bool) -> None:
+    """Refuse, before building anything, a plan the machine's memory cannot hold.
+
+    ``auto`` builds the cell list (boxes of at least three cutoffs per axis) and, with
+    ``allow_sites``, the site list, one after the other; with neither it takes all pairs.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    if strategy == "auto":
+        lists = (["cells"] if min(np.floor(box / cutoff)) >= 3 else []) + (
+            ["sites"] if allow_sites else [])
+        built = lists or ["dense"]
+    else:
+        built = [strategy]
+    need, what = max(plan_memory(s, num_particles, box, cutoff, max_displacement)
+                     for s in built)
+    check_memory(need, f"the energy of N = {num_particles} particles, with {what},",
+                 "use fewer particles or a lower number density")

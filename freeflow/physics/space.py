@@ -35,8 +35,19 @@ def image_shifts(box, cutoff: float) -> np.ndarray:
       ``[S, 3]`` numpy array of Cartesian shifts, the zero shift first.
     """
     box = np.asarray(box, dtype=np.float64)
-    n_max = np.floor(cutoff / box + 0.5).astype(int)
+    n_max = _largest_shifts(box, cutoff).astype(int)
     ranges = [range(-n, n + 1) for n in n_max]
     shifts = [s for s in itertools.product(*ranges) if any(s)]
     shifts = [(0, 0, 0)] + sorted(shifts, key=lambda s: (sum(abs(c) for c in s), s))
     return np.asarray(shifts, dtype=np.float64) * box
+
+
+def count_image_shifts(box, cutoff: float) -> float:
+    """How many shifts ``image_shifts(box, cutoff)`` returns, by arithmetic alone (a float, so
+    that a box far smaller than the cutoff gives a huge count rather than an overflow)."""
+    return float(np.prod(2.0 * _largest_shifts(np.asarray(box, dtype=np.float64), cutoff) + 1.0))
+
+
+def _largest_shifts(box: np.ndarray, cutoff: float) -> np.ndarray:
+    """Largest ``|n|`` per axis whose image can come inside ``cutoff`` (see ``image_shifts``)."""
+    return np.floor(cutoff / box + 0.5)

@@ -6,11 +6,11 @@ build a system from any ``ase.Atoms`` or structure file plus a potential and a t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
-import math
 import os
 import sys
 import tomllib
@@ -21,15 +21,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 
 from freeflow.physics.lattice import (
     build_lattice,
     check_orthorhombic,
     nearest_neighbour_distance,
 )
+from freeflow.physics.memory import check_memory, estimated_memory
+from freeflow.physics.neighbors import check_plan_memory
 from freeflow.physics.potentials import potential_from_config
-from freeflow.physics.potentials.base import recompute_flagged
+from freeflow.physics.potentials.base import UNLABELLED, recompute_flagged
 from freeflow.physics.units import Units
+from freeflow.physics.validation import POSITIVE, check_number, check_table
 
 
 def systems_directory() -> Path:
@@ -73,14 +77,26 @@ class System:
     definition: dict | None = None
 
     def __post_init__(self):
+        """Refuse what is no solid freeflow can compute, one line each (no name prefix: the
+        builders ``system_from_definition`` and ``system_from_atoms`` add the file's)."""
         if not isinstance(self.atoms, Atoms):
             raise TypeError(f"atoms must be an ase.Atoms; got {type(self.atoms).__name__}")
         if len(self.atoms) < 2:
             raise ValueError(f"a system needs at least 2 particles; got {len(self.atoms)}")
+        check_positions(self.atoms)
         check_orthorhombic(self.atoms)
-        if not (np.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be positive and finite; got {self.temperature} "
-                             f"{self.units.temperature}")
+        check_box(self.box, self.units.length)
+        object.__setattr__(self, "temperature", check_number(
+            self.temperature, "temperature", POSITIVE, unit=self.units.temperature))
+        check_species(self.atoms.get_chemical_symbols(), self.potential)
+        check_energy_memory(self.num_particles, self.box, self.potential)
+        cutoff = float(getattr(self.potential, "cutoff", 0.0) or 0.0)
+        if cutoff > 0 and self.nearest_neighbour_distance >= cutoff:
+            raise ValueError(
+                f"no two sites interact: the nearest-neighbour distance "
+                f"{self.nearest_neighbour_distance:.6g} {self.units.length} is beyond the "
+                f"potential's cutoff {cutoff:g} {self.units.length}, so this is no solid; "
+                f"raise the number density")
 
     # -- physical quantities -------------------------------------------------------------
 
@@ -201,6 +217,10 @@ class System:
         # list (which ``auto`` takes for mW from N = 216) equals the exact energy in a
         # neighbourhood of this point, derivatives included; it turns the 512-molecule ice's
         # Hessian from minutes into seconds.
+        # The [3N, 3N] result and the two copies the symmetrisation makes.
+        check_memory(estimated_memory(self.num_particles, square_matrices=3),
+                     f"{self.name}: the lattice Hessian of N = {self.num_particles} particles "
+                     f"([3N, 3N] in float64)", "use fewer particles")
         with jax.enable_x64(True):
             energy = self.energy_fn(neighbors="auto", strays="nan")
             lattice = jnp.asarray(self.lattice, jnp.float64)
@@ -261,40 +281,136 @@ class System:
 # -- construction -----------------------------------------------------------------------------
 
 
-def system_from_definition(definition: dict) -> System:
-    """Build a system from a declarative mapping (the parsed content of a system TOML file)."""
-    try:
-        state = definition["state"]
-        lattice = definition["lattice"]
-        name = definition["name"]
-        potential_config = definition["potential"]
-    except KeyError as missing:
-        raise ValueError(f"system definition lacks the {missing} entry; a definition needs "
-                         "name, [potential], [state] and [lattice]") from None
-    potential = potential_from_config(potential_config, require_all=True)
-    density = _number(state, "number_density", name, "[state]")
-    temperature = _number(state, "temperature", name, "[state]")
-    count = lattice.get("num_particles")
+#: The tables of a system file and the keys each accepts; ``[potential]`` accepts ``kind`` and
+#: that potential's parameters (``potential_from_config``). Every table refuses other keys
+#: (``freeflow.physics.validation.check_table``).
+DEFINITION_KEYS = {
+    "the system definition": ("name", "description", "potential", "state", "lattice"),
+    "[state]": ("temperature", "number_density"),
+    "[lattice]": ("kind", "num_particles", "symbol"),
+}
+
+
+def system_from_definition(definition: dict, source: str | None = None) -> System:
+    """Build a system from a declarative mapping (the parsed content of a system TOML file).
+
+    Every error is one ``ValueError`` line starting with ``source`` (the file's path; default:
+    the definition's name). A system too large for the machine's memory is refused before its
+    lattice is built (``check_energy_memory``).
+    """
+    name = definition.get("name") if isinstance(definition, dict) else None
+    with errors_about(source or (name if isinstance(name, str) and name else "system")):
+        return _system_from_definition(definition)
+
+
+def _system_from_definition(definition) -> System:
+    top = check_table(definition, "the system definition",
+                      DEFINITION_KEYS["the system definition"])
+    missing = [key for key in ("name", "potential", "state", "lattice") if key not in top]
+    if missing:
+        raise ValueError(f"the system definition lacks {', '.join(missing)}; a definition "
+                         f"needs name, [potential], [state] and [lattice]")
+    state = check_table(top["state"], "[state]", DEFINITION_KEYS["[state]"])
+    lattice = check_table(top["lattice"], "[lattice]", DEFINITION_KEYS["[lattice]"])
+    name, description = top["name"], top.get("description", "")
+    if not (isinstance(name, str) and name) or not isinstance(description, str):
+        raise ValueError(f"name must be a non-empty string and description a string; got "
+                         f"name = {name!r}, description = {description!r}")
+    potential = potential_from_config(top["potential"], require_all=True)
+    density = _entry(state, "number_density", "[state]")
+    temperature = _entry(state, "temperature", "[state]")
+    count, kind, symbol = (lattice.get(key) for key in ("num_particles", "kind", "symbol"))
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"{name}: [lattice] num_particles must be a positive whole number; "
+        raise ValueError(f"[lattice] num_particles must be a positive whole number; "
                          f"got {count!r}")
-    if "kind" not in lattice:
-        raise ValueError(f"{name}: [lattice] lacks kind (fcc, diamond, hexagonal_ice, ...)")
-    atoms = build_lattice(lattice["kind"], count, density, lattice.get("symbol", "X"))
+    if kind is None:
+        raise ValueError("[lattice] lacks kind (fcc, diamond, hexagonal_ice, ...)")
+    symbol = UNLABELLED if symbol is None else symbol
+    if symbol not in chemical_symbols:
+        raise ValueError(f"[lattice] symbol {symbol!r} is not a chemical symbol; give the "
+                         f"element's ('Ar', 'O', ...) or {UNLABELLED!r} for unlabelled sites")
+    # Before the lattice exists: its box is about a cube of the same volume.
+    box = np.full(3, (count / density) ** (1.0 / 3.0))
+    check_box(box, potential.units.length)
+    check_energy_memory(count, box, potential)
+    atoms = build_lattice(kind, count, density, symbol)
     return System(name=name, atoms=atoms, potential=potential, temperature=temperature,
-                  description=definition.get("description", ""), definition=definition)
+                  description=description, definition=definition)
 
 
-def _number(table: dict, key: str, name: str, section: str) -> float:
+def _entry(table: dict, key: str, where: str) -> float:
     """A positive, finite number from a definition's table, or one line saying what is wrong."""
     if key not in table:
-        raise ValueError(f"{name}: {section} lacks {key}")
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}: {section} {key} must be a number; got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: {section} {key} must be positive and finite; got {value}")
-    return float(value)
+        raise ValueError(f"{where} lacks {key}")
+    return check_number(table[key], key, POSITIVE, where)
+
+
+@contextlib.contextmanager
+def errors_about(label: str):
+    """Start the line of every ``ValueError`` raised inside with ``label`` (a file's path or a
+    system's name), so that a message names the input it is about."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(f"{label}: {error}") from None
+
+
+def check_positions(atoms: Atoms) -> None:
+    """Refuse sites that are not finite (NaN or inf), naming the first few."""
+    bad = np.flatnonzero(~np.all(np.isfinite(atoms.positions), axis=1))
+    if len(bad):
+        raise ValueError(f"positions of atoms {', '.join(map(str, bad[:5].tolist()))}"
+                         f"{' ...' if len(bad) > 5 else ''} are not finite (NaN or inf)")
+
+
+def check_box(box, length_unit: str) -> None:
+    """Refuse box edges that float32, in which energies are evaluated, cannot hold: beyond its
+    largest number or below its smallest normal one (a number density of 1e-300 or 1e300)."""
+    box = np.asarray(box, dtype=np.float64)
+    info = np.finfo(np.float32)
+    if not np.all((box >= info.tiny) & (box <= info.max)):
+        raise ValueError(f"the box edges {np.asarray(box).tolist()} {length_unit} are outside "
+                         f"the range of float32 ({info.tiny:.3g} to {info.max:.3g}), in which "
+                         f"energies are evaluated; check the number density")
+
+
+def check_species(symbols, potential) -> None:
+    """Refuse a structure of several species, or of one its potential was not made for.
+
+    freeflow's solids are of one species: its free energies count the particles as identical
+    (``ln N!``). A potential states its species in ``species`` (``None``: any one; mW:
+    ``("O",)``, the molecule sits on its oxygen); ``"X"`` (unlabelled) is always accepted.
+    """
+    found = sorted(set(symbols))
+    if len(found) > 1:
+        raise ValueError(f"the atoms are of {len(found)} species ({', '.join(found)}); freeflow "
+                         f"computes solids of one species (identical particles): relabel them "
+                         f"with one symbol")
+    expected = getattr(potential, "species", None)
+    if expected and found[0] not in (*expected, UNLABELLED):
+        raise ValueError(f"the atoms are {found[0]}, but potential {potential.kind!r} models "
+                         f"{' or '.join(expected)}; relabel them (atoms.set_chemical_symbols, "
+                         f"or symbol = {expected[0]!r} in [lattice]), or use {UNLABELLED!r} for "
+                         f"unlabelled sites")
+
+
+def check_energy_memory(num_particles: int, box, potential) -> None:
+    """Refuse, before anything is allocated, a system whose exact energy (the plan ``auto``
+    builds for it, one configuration) needs more memory than the machine has available.
+
+    The half nearest-neighbour distance that bounds the particles' excursions is taken at its
+    largest for this density, that of close packing ``(sqrt(2) V / N)^(1/3)``, so the lattice
+    itself is not needed. A potential with no ``cutoff`` (springs) needs memory per particle
+    alone.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    cutoff = float(getattr(potential, "cutoff", 0.0) or 0.0)
+    what = f"the energy of N = {num_particles} particles"
+    if cutoff <= 0:
+        check_memory(estimated_memory(num_particles), what, "use fewer particles")
+        return
+    spacing = (2.0**0.5 * float(np.prod(box)) / num_particles) ** (1.0 / 3.0)
+    check_plan_memory("auto", num_particles, box, cutoff, 0.5 * spacing, allow_sites=True)
 
 
 def named_systems() -> list[str]:
@@ -316,9 +432,12 @@ def load_system(name_or_path: str | os.PathLike) -> System:
             raise FileNotFoundError(f"system file {str(path)!r} does not exist")
         try:
             with open(path, "rb") as fh:
-                return system_from_definition(tomllib.load(fh))
+                definition = tomllib.load(fh)
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{path} is not valid TOML ({error})") from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path} is not valid TOML (not UTF-8 text: {error})") from None
+        return system_from_definition(definition, source=str(path))
     name = str(name_or_path)
     directory = systems_directory()
     file = directory / f"{name}.toml"
@@ -326,7 +445,7 @@ def load_system(name_or_path: str | os.PathLike) -> System:
         raise ValueError(f"unknown system {name!r}; named systems: {', '.join(named_systems())} "
                          f"(or give the path of a system .toml file)")
     with open(file, "rb") as fh:
-        return system_from_definition(tomllib.load(fh))
+        return system_from_definition(tomllib.load(fh), source=str(file))
 
 
 def system_from_atoms(atoms: Atoms | str | os.PathLike, potential, temperature: float,
@@ -334,33 +453,65 @@ def system_from_atoms(atoms: Atoms | str | os.PathLike, potential, temperature: 
     """A system from the user's own crystal.
 
     Args:
-      atoms: an ``ase.Atoms`` or the path of any file ``ase.io.read`` understands. Its
-        positions are taken as the lattice sites, translated so that the first atom sits at
-        the box corner; its cell must be orthorhombic and periodic.
+      atoms: an ``ase.Atoms`` or the path of a file ``ase.io.read`` understands holding one
+        structure (``read_structure``). Its positions are taken as the lattice sites,
+        translated so that the first atom sits at the box corner; its cell must be orthorhombic
+        and periodic, its atoms of one species that the potential models (see
+        ``check_species``).
       potential: a ``freeflow.physics.potentials`` object (``LennardJones(...)``, ``MonatomicWater()``).
       temperature: in the potential's temperature unit (``epsilon/k_B`` for LJ, K for mW).
-    """
-    if not isinstance(atoms, Atoms):
-        import ase.io
 
+    Every error is one ``ValueError`` line that starts with the file's path (or the name).
+    """
+    label = name or "the structure"
+    if not isinstance(atoms, Atoms):
         path = Path(atoms)
         if not path.is_file():
             raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
-        name = name or path.stem
-        atoms = ase.io.read(path)
-    atoms = atoms.copy()
-    atoms.calc = None
-    bad = np.flatnonzero(~np.all(np.isfinite(atoms.positions), axis=1))
-    if len(bad):
-        raise ValueError(f"{name or 'the structure'}: positions of atoms "
-                         f"{', '.join(map(str, bad[:5].tolist()))}"
-                         f"{' ...' if len(bad) > 5 else ''} are not finite (NaN or inf)")
-    check_orthorhombic(atoms)
-    # The flow fixes one particle at the box corner; a global translation changes no energy.
-    atoms.translate(-atoms.positions[0])
-    atoms.wrap()
-    return System(name=name or "custom", atoms=atoms, potential=potential,
-                  temperature=float(temperature), description=description)
+        name, label = name or path.stem, str(path)
+        atoms = read_structure(path)
+    with errors_about(label):
+        atoms = atoms.copy()
+        atoms.calc = None
+        check_positions(atoms)
+        check_orthorhombic(atoms)
+        # The flow fixes one particle at the box corner; a global translation changes no energy.
+        atoms.translate(-atoms.positions[0])
+        atoms.wrap()
+        return System(name=name or "custom", atoms=atoms, potential=potential,
+                      temperature=temperature, description=description)
+
+
+def read_structure(path: str | os.PathLike) -> Atoms:
+    """The one structure in a file ``ase.io.read`` understands, or one line naming the file.
+
+    An empty file, a file ASE cannot parse (binary data, an unknown format) and a file of
+    several structures (a trajectory, whose last frame ASE would take without a word) are
+    refused.
+    """
+    import ase.io
+
+    path = Path(path)
+    fix = "give one structure in a format ase.io.read understands (extxyz, cif, POSCAR, ...)"
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty; {fix}")
+    try:
+        frames = ase.io.read(path, index=slice(0, 2))
+    except MemoryError:
+        raise
+    except Exception as error:  # ASE's readers raise anything, UnicodeDecodeError to AssertionError
+        detail = str(error).splitlines()[0][:160] if str(error).strip() else ""
+        raise ValueError(f"{path} is not a structure file ASE can read "
+                         f"({type(error).__name__}{': ' + detail if detail else ''}); "
+                         f"{fix}") from None
+    frames = [frames] if isinstance(frames, Atoms) else list(frames)
+    if not frames:
+        raise ValueError(f"{path} holds no structure; {fix}")
+    if len(frames) > 1:
+        raise ValueError(f"{path} holds more than one structure; freeflow takes one crystal: "
+                         f"write the one you mean to a file of its own (ase.io.write(FILE, "
+                         f"ase.io.read({str(path)!r}, index=K)))")
+    return frames[0]
 
 
 # -- serialisation (run directories, sample files) ------------------------------------------

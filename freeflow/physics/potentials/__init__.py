@@ -7,7 +7,6 @@ with pairs inside a ``cutoff`` also has ``neighbor_plan(box, sites, ...)`` (see
 """
 
 import dataclasses
-import math
 
 from freeflow.physics.potentials.einstein import (
     EinsteinCrystal,
@@ -15,6 +14,7 @@ from freeflow.physics.potentials.einstein import (
 )
 from freeflow.physics.potentials.lennard_jones import LennardJones
 from freeflow.physics.potentials.monatomic_water import MonatomicWater
+from freeflow.physics.validation import check_known_keys
 
 POTENTIALS = {cls.kind: cls for cls in (LennardJones, MonatomicWater, EinsteinCrystal,
                                   SymmetricEinsteinCrystal)}
@@ -25,7 +25,9 @@ def potential_from_config(config: dict, require_all: bool = False):
 
     ``require_all`` (system definitions written by hand) refuses a mapping that leaves out a
     parameter the potential lists in ``required_parameters``: a forgotten ``epsilon`` would
-    otherwise take a default without a word."""
+    otherwise take a default without a word. Unknown keys are refused
+    (``freeflow.physics.validation.check_known_keys``, as for every table of a system file) and
+    each parameter is checked against its domain when the potential is built."""
     if not isinstance(config, dict):
         raise ValueError(f"[potential] must be a table with kind and parameters; got {config!r}")
     config = dict(config)
@@ -33,18 +35,14 @@ def potential_from_config(config: dict, require_all: bool = False):
     if kind not in POTENTIALS:
         raise ValueError(f"unknown potential kind {kind!r}; known kinds: {sorted(POTENTIALS)}")
     cls = POTENTIALS[kind]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(config) - fields
-    if unknown:
-        raise ValueError(f"unknown parameters {sorted(unknown)} for potential {kind!r}; "
-                         f"accepted: {sorted(fields)}")
+    where = f"potential {kind!r}"
+    # ``units`` (a Units object of the Einstein crystals) is no parameter a mapping can give.
+    parameters = [f.name for f in dataclasses.fields(cls) if f.name != "units"]
+    check_known_keys(config, ["kind", *parameters], where)
     missing = [p for p in getattr(cls, "required_parameters", ()) if p not in config]
     if require_all and missing:
-        raise ValueError(f"potential {kind!r} lacks {', '.join(missing)}; give every "
+        raise ValueError(f"{where} lacks {', '.join(missing)}; give every "
                          f"parameter of {', '.join(cls.required_parameters)}")
-    for key, value in config.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"potential {kind!r}: {key} = {value} is not finite")
     return cls(**config)
 
 

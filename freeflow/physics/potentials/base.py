@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from freeflow.physics.neighbors import Strategy, plan_neighbors
+from freeflow.physics.validation import check_number
 
 EnergyFn = Callable[[jax.Array], jax.Array]
 
@@ -55,7 +56,8 @@ def entry_sums(*arrays):
 
     One variadic reduction lets XLA fuse the per-entry arithmetic of all of them into a single
     loop over the entries; separate sums materialise the entries in memory, which made
-    Lennard-Jones energy + forces 2-4x slower on CPU (``bench/gradient_ratio.py``).
+    Lennard-Jones energy + forces 2-4x slower on CPU (docs/benchmarks.md, "Forces against
+    the energy alone").
     """
     axes = tuple(range(1, arrays[0].ndim))
     zeros = tuple(jnp.zeros((), a.dtype) for a in arrays)
@@ -120,7 +122,8 @@ def over_configurations(energy: EnergyFn, single_unbatched: bool = False) -> Ene
     ``single_unbatched``: call ``energy`` itself on one configuration instead of through a
     ``jax.vmap`` of size 1. For a gradient with a loop inside, that size-1 vmap under the
     samplers' outer ``vmap`` of ``value_and_grad`` made it 2.7x slower (lj_256, all pairs:
-    ``bench/gradient_layouts.py``, variant ``default_size1_vmap``).
+    0.73 against 0.27 ms per configuration on 2 CPU cores; docs/benchmarks.md, "Other layouts
+    of the all-pairs row sums").
     """
 
     def batched(positions):
@@ -189,6 +192,32 @@ def recompute_flagged(fast: EnergyFn, robust: EnergyFn) -> EnergyFn:
         return guarded(positions.reshape((-1,) + positions.shape[-2:])).reshape(lead)
 
     return batched
+
+
+#: The chemical symbol of an unlabelled site (ASE's dummy atom, what ``build_lattice`` writes
+#: by default); every potential accepts it.
+UNLABELLED = "X"
+
+
+class CheckedParameters:
+    """Mixin for potentials (frozen dataclasses): their parameters checked on construction.
+
+    A potential lists ``parameter_domains``, pairs ``(name, Domain)`` from
+    ``freeflow.physics.validation``; a parameter outside its domain (a negative ``epsilon``, a
+    zero ``sigma``, a NaN) is refused with one line naming the potential, the parameter and the
+    value. ``species``: the chemical symbols the potential was parameterised for (mW: ``("O",)``,
+    the water molecule sits on its oxygen), or ``None`` for a model of any one species (reduced
+    Lennard-Jones units, Einstein springs); ``"X"`` (``UNLABELLED``) is accepted by every
+    potential. ``System`` checks a structure's symbols against it.
+    """
+
+    parameter_domains: tuple = ()
+    species: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        where = f"potential {self.kind!r}"
+        for name, domain in self.parameter_domains:
+            check_number(getattr(self, name), name, domain, where)
 
 
 class PairNeighbors:

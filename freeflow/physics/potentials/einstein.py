@@ -9,13 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import erf
 
-from freeflow.physics.potentials.base import EnergyFn, over_configurations
+from freeflow.physics.potentials.base import (
+    CheckedParameters,
+    EnergyFn,
+    over_configurations,
+)
 from freeflow.physics.space import minimum_image
 from freeflow.physics.units import Units, reduced_units
+from freeflow.physics.validation import POSITIVE
 
 
 @dataclasses.dataclass(frozen=True)
-class EinsteinCrystal:
+class EinsteinCrystal(CheckedParameters):
     """``U = (k / 2) sum_i |x_i - site_i|^2`` with minimum-image displacements.
 
     Particle i is tied to site i (the particles are labelled). ``spring_constant`` k is in
@@ -30,6 +35,8 @@ class EinsteinCrystal:
 
     kind = "einstein_crystal"
     cutoff = 0.0
+    #: ``k`` in energy / length^2.
+    parameter_domains = (("spring_constant", POSITIVE),)
 
     @classmethod
     def from_width(cls, beta: float, width: float, units: Units = reduced_units()) -> "EinsteinCrystal":
@@ -56,7 +63,7 @@ class EinsteinCrystal:
 
 
 @dataclasses.dataclass(frozen=True)
-class SymmetricEinsteinCrystal:
+class SymmetricEinsteinCrystal(CheckedParameters):
     """A harmonic crystal with the symmetries of the flow, and an exact partition function.
 
     Relative to particle 0 (which sits on site 0), every other particle is tied by a spring of
@@ -73,6 +80,8 @@ class SymmetricEinsteinCrystal:
 
     kind = "symmetric_einstein_crystal"
     cutoff = 0.0
+    #: ``k`` in energy / length^2.
+    parameter_domains = (("spring_constant", POSITIVE),)
 
     def neighbor_plan(self, box, sites, **kwargs):
         """``None``: springs tie particles to sites, there are no pairs to find."""

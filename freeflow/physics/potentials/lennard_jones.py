@@ -12,6 +12,7 @@ from freeflow.physics.neighbors import Strategy
 from freeflow.physics.potentials.base import (
     GRADIENTS,
     SOFT_MIN_DISTANCE,
+    CheckedParameters,
     EnergyFn,
     PairNeighbors,
     entry_sums,
@@ -23,14 +24,17 @@ from freeflow.physics.potentials.base import (
     value_and_slope,
 )
 from freeflow.physics.units import Units, reduced_units
+from freeflow.physics.validation import POSITIVE
 
 
 @dataclasses.dataclass(frozen=True)
-class LennardJones(PairNeighbors):
+class LennardJones(CheckedParameters, PairNeighbors):
     """``u(r) = 4 eps [(s/r)^12 - (s/r)^6] - u(rc)`` for ``r < rc``, zero beyond.
 
     Energies in units of ``epsilon``, lengths in units of ``sigma`` (reduced units, k_B = 1).
-    Set ``shift=False`` for the plain truncated potential.
+    Set ``shift=False`` for the plain truncated potential. ``epsilon`` (the well depth),
+    ``sigma`` and ``cutoff`` (lengths) must be positive and finite. In reduced units the model
+    stands for any one species (``species = None``).
     """
 
     epsilon: float = 1.0
@@ -40,11 +44,18 @@ class LennardJones(PairNeighbors):
 
     #: Parameters a system definition must give (``potential_from_config(require_all=True)``).
     required_parameters = ("epsilon", "sigma", "cutoff")
+    parameter_domains = (("epsilon", POSITIVE), ("sigma", POSITIVE), ("cutoff", POSITIVE))
     #: Cost of one pair entry relative to the cell list's distance pass (see plan_neighbors).
     neighbor_pair_cost = 1.5
     kind = "lennard_jones"
     #: Below this distance (in sigma) the training energy is linearised.
     soft_linear_below = 0.8
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.shift, (bool, np.bool_)):
+            raise ValueError(f"potential {self.kind!r}: shift must be true or false; "
+                             f"got {self.shift!r}")
 
     @property
     def units(self) -> Units:
@@ -137,9 +148,9 @@ def _shift_summed(slopes, shifts):
     ``sum_j G_ij m_ij + sum_s H_is shift_s`` with ``G = sum_s g`` and ``H = sum_j g``. The
     entries' slopes are then summed twice by XLA's vectorised reduction instead of four
     products summed by one variadic reduction (a scalar loop on CPU): ``lj_32``'s training
-    energy, 27 shifts, 2.7-2.8x the energy against 5.7-6.1x (``bench/gradient_ratio.py``,
-    ``bench/results/gradient_ratio_shifts.jsonl``). One shift gains nothing
-    (``bench/gradient_layouts.py``). ``slopes(d, mask)``: each entry's ``u`` and ``du/dr^2``.
+    energy, 27 shifts, 2.7-2.8x the energy against 5.7-6.1x; one shift gains nothing
+    (docs/benchmarks.md, "Other layouts of the all-pairs row sums"). ``slopes(d, mask)``: each
+    entry's ``u`` and ``du/dr^2``.
     """
     shifts = np.asarray(shifts)
 

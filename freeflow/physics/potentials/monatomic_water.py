@@ -11,6 +11,7 @@ from freeflow.physics.neighbors import Strategy
 from freeflow.physics.potentials.base import (
     GRADIENTS,
     SOFT_MIN_DISTANCE,
+    CheckedParameters,
     EnergyFn,
     PairNeighbors,
     entry_sums,
@@ -23,10 +24,11 @@ from freeflow.physics.potentials.base import (
     value_and_slope,
 )
 from freeflow.physics.units import Units, molar_units
+from freeflow.physics.validation import COSINE, NON_NEGATIVE, POSITIVE
 
 
 @dataclasses.dataclass(frozen=True)
-class MonatomicWater(PairNeighbors):
+class MonatomicWater(CheckedParameters, PairNeighbors):
     """mW water: two-body ``phi2`` plus three-body ``phi3`` terms, both cut at ``a * sigma``.
 
     ``phi2(r) = A eps [B (sigma/r)^p - (sigma/r)^q] exp(sigma / (r - a sigma))`` (p = 4, q = 0)
@@ -34,7 +36,10 @@ class MonatomicWater(PairNeighbors):
     exp(gamma sigma/(r_ik - a sigma))`` for each centre i and unordered pair {j, k} of distinct
     neighbours (periodic images count as distinct neighbours).
 
-    Energies in kcal/mol, lengths in Angstrom.
+    Energies in kcal/mol, lengths in Angstrom. ``epsilon`` (kcal/mol), ``sigma`` (Angstrom),
+    ``a``, ``gamma``, ``A`` and ``B`` must be positive, ``lam`` and the powers zero or positive
+    with ``p > q`` (a repulsive core), ``cos_theta0`` a cosine. A molecule sits on its oxygen:
+    structures are labelled ``O`` (or ``X``, unlabelled).
     """
 
     epsilon: float = 6.189
@@ -50,11 +55,22 @@ class MonatomicWater(PairNeighbors):
 
     #: Parameters a system definition must give (``potential_from_config(require_all=True)``).
     required_parameters = ("epsilon", "sigma", "a", "lam", "gamma", "cos_theta0", "A", "B")
+    parameter_domains = (("epsilon", POSITIVE), ("sigma", POSITIVE), ("a", POSITIVE),
+                         ("lam", NON_NEGATIVE), ("gamma", POSITIVE), ("cos_theta0", COSINE),
+                         ("A", POSITIVE), ("B", POSITIVE), ("p", NON_NEGATIVE),
+                         ("q", NON_NEGATIVE))
+    species = ("O",)
     #: Cost of one pair entry relative to the cell list's distance pass (see plan_neighbors).
     neighbor_pair_cost = 15.0
     kind = "monatomic_water"
     #: Below this distance (Angstrom) the training energy's pair term is linearised.
     soft_linear_below = 1.2
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.p > self.q:
+            raise ValueError(f"potential {self.kind!r}: p must exceed q (the repulsive power "
+                             f"over the attractive one); got p = {self.p}, q = {self.q}")
 
     @property
     def cutoff(self) -> float:
