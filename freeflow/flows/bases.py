@@ -16,7 +16,8 @@ when every ball holds exactly one particle (``a`` the assignment), and ``-inf`` 
     P(|d| < R) = erf(rho / sqrt 2) - sqrt(2 / pi) rho exp(-rho^2 / 2),    rho = R / s.
 
 ``HarmonicLatticeBase`` replaces the isotropic noise by the harmonic crystal (correlated
-Gaussian displacements with the precision ``beta H`` of the energy's Hessian at the lattice),
+Gaussian displacements with the precision ``beta H`` of the energy's Hessian at the lattice: a
+``freeflow.physics.harmonic.GaussianCrystal``),
 which starts training much closer to a crystal's Boltzmann distribution.
 
 Lengths (positions, ``noise_scale``, ``radius``) are in the system's length unit; log densities
@@ -34,6 +35,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from freeflow.flows.config import ModelConfig, default_noise_scale
+from freeflow.physics.harmonic import GaussianCrystal
 from freeflow.physics.lattice import nearest_neighbour_distance
 from freeflow.physics.space import minimum_image, wrap
 
@@ -233,12 +235,14 @@ class HarmonicLatticeBase:
     """The harmonic crystal on the ``P = N - 1`` mobile sites, randomly permuted.
 
     The displacements ``d [3P]`` (site order) of the mobile particles from their sites are
-    Gaussian with precision ``A = beta H_mm``: ``H_mm`` is the energy's Hessian at the lattice
-    with the rows and columns of particle 0 removed, which is the harmonic approximation of the
-    target *given* particle 0 at its site - exactly the frame of the translation
-    canonicalisation. Then the particle labels are shuffled. With ``A = L L^T``,
+    those of a ``freeflow.physics.harmonic.GaussianCrystal``: Gaussian with precision
+    ``A = beta H_mm / c``. ``H_mm`` is the energy's Hessian at the lattice with the rows and
+    columns of particle 0 removed, which is the harmonic approximation of the target *given*
+    particle 0 at its site - exactly the frame of the translation canonicalisation; ``c`` is a
+    temperature factor (``harmonic_base``). Then the particle labels are shuffled. With the
+    crystal's ``A = L L^T`` and ``ln Z_fixed = (3P / 2) ln 2 pi - sum ln diag L``,
 
-        ln b(z) = -|L^T d|^2 / 2 + sum ln diag L - (3P / 2) ln 2 pi - ln(P!).
+        ln b(z) = -|d L|^2 / 2 - ln Z_fixed - ln(P!).
 
     Unlike ``LatticeBase`` the Gaussian is not truncated. The formula keeps one term of the
     sum over permutations (and over periodic images) of the symmetrised density; the others
@@ -249,56 +253,53 @@ class HarmonicLatticeBase:
     its nearest site and is ``-inf`` if two particles share one.
 
     Args:
-      sites: ``[N, 3]`` lattice sites (length unit); site 0 is the one held fixed.
-      box: ``[3]`` orthorhombic box edges (length unit).
-      precision: ``[3P, 3P]`` symmetric positive-definite precision ``beta H_mm`` of the
-        mobile displacements, (length unit)^-2, rows ordered (particle 1..N-1, axis).
+      crystal: the ``GaussianCrystal`` of the lattice (particle 0 held on site 0); its sites
+        are taken relative to site 0 and wrapped into the box, so site 0 lands on the origin.
+        ``harmonic_base`` builds it for a system, with the refusal of an unstable lattice
+        naming the other bases.
+
+    Attributes:
+      crystal: that ``GaussianCrystal`` (precision, whitening, colouring, ``ln Z_fixed``).
+      box: ``[3]`` float64 box edges (length unit).
+      mobile_sites: ``[P, 3]`` float64 sites relative to site 0, wrapped (length unit).
+      num_mobile: ``P``.
+      radius: ``R``, half the nearest-neighbour distance (length unit).
+      rho: ``R`` over the largest marginal standard deviation of one particle.
+      log_normalizer: ``-ln Z_fixed - ln(P!)``, the constant of ``ln b``.
     """
 
-    def __init__(self, sites, box, precision):
-        self.box, self.mobile_sites = mobile_sites(sites, box)
+    def __init__(self, crystal: GaussianCrystal):
+        self.crystal = crystal
+        self.box, self.mobile_sites = mobile_sites(crystal.sites, crystal.box)
         self.num_mobile = len(self.mobile_sites)
-        precision = np.asarray(precision, dtype=np.float64)
-        size = 3 * self.num_mobile
-        if precision.shape != (size, size):
-            raise ValueError(f"precision must have shape [{size}, {size}] (3 (N - 1) mobile "
-                             f"coordinates); got {precision.shape}")
-        if not np.allclose(precision, precision.T, rtol=1e-8, atol=1e-12 * np.abs(precision).max()):
-            raise ValueError("precision must be symmetric")
-        try:
-            cholesky = np.linalg.cholesky(precision)
-        except np.linalg.LinAlgError:
-            lowest = float(np.linalg.eigvalsh(precision)[0])
-            raise ValueError(
-                f"the harmonic precision is not positive definite (lowest eigenvalue {lowest:.3g}"
-                f"): the lattice is not a stable minimum of the energy with one particle held, "
-                f"so a harmonic base does not exist; use the 'einstein' or 'truncated_gaussian' "
-                f"base (freeflow train --base einstein)"
-            ) from None
-        covariance = np.linalg.inv(precision)
+        if np.ndim(crystal.precision) != 2:
+            raise ValueError("the harmonic base needs a crystal with a stiffness matrix; an "
+                             "Einstein crystal is the 'einstein' base")
+        covariance = np.linalg.inv(crystal.precision)
         marginal = max(np.linalg.eigvalsh(covariance[3 * i:3 * i + 3, 3 * i:3 * i + 3])[-1]
                        for i in range(self.num_mobile))
         self.radius = 0.5 * nearest_neighbour_distance(
             np.vstack([np.zeros(3), self.mobile_sites]), self.box)
-        #: Distance to the nearest other site's half-way point, in largest marginal widths.
         self.rho = float(self.radius / math.sqrt(marginal))
         if self.rho < 3.0:
             raise ValueError(f"the harmonic crystal's vibrations (largest marginal width "
                              f"{math.sqrt(marginal):.3g}) are comparable with half the "
                              f"nearest-neighbour distance ({self.radius:.3g}): particles would "
-                             f"swap sites; use the 'einstein' or 'truncated_gaussian' "
-                             f"base (freeflow train --base einstein)")
-        self.precision = precision
-        # Rows: eps = d L (the whitened displacements); d = eps L^-1 draws the Gaussian.
-        self._whiten = np.asarray(cholesky)
-        #: ``[3P, 3P]`` float64: standard-normal rows ``eps`` times this are displacement rows
-        #: ``d`` (site order, (particle, axis)) with covariance ``precision^-1``.
-        self.colour = np.linalg.inv(cholesky)
-        self.log_normalizer = float(np.sum(np.log(np.diag(cholesky)))
-                                    - 0.5 * size * math.log(2.0 * math.pi)
-                                    - math.lgamma(self.num_mobile + 1))
+                             f"swap sites; {_OTHER_BASES}")
+        self.log_normalizer = -crystal.ln_z_fixed - math.lgamma(self.num_mobile + 1)
         self.sample_and_log_prob = jax.jit(self._sample_and_log_prob, static_argnums=1)
         self.log_prob = jax.jit(self._log_prob)
+
+    @property
+    def precision(self) -> np.ndarray:
+        """``[3P, 3P]`` float64 precision ``A`` of the site-ordered displacements, length^-2."""
+        return self.crystal.precision
+
+    @property
+    def colour(self) -> np.ndarray:
+        """``[3P, 3P]`` float64 ``L^-1``: standard-normal rows ``eps`` times this are
+        displacement rows ``d`` (site order, (particle, axis)) with covariance ``A^-1``."""
+        return self.crystal.colour
 
     def _log_density(self, white):
         return -0.5 * jnp.sum(white**2, axis=-1) + self.log_normalizer
@@ -307,8 +308,7 @@ class HarmonicLatticeBase:
         """``z [num_samples, P, 3]`` (length unit, in ``[0, L)``) and ``ln b(z) [num_samples]``."""
         k_noise, k_perm = jax.random.split(key)
         white = jax.random.normal(k_noise, (num_samples, 3 * self.num_mobile))
-        displacement = (white @ jnp.asarray(self.colour, white.dtype)).reshape(
-            num_samples, self.num_mobile, 3)
+        displacement = self.crystal.colour_white_noise(white)
         positions = place_and_shuffle(k_perm, self.mobile_sites, self.box, displacement)
         return positions, self._log_density(white)
 
@@ -325,8 +325,7 @@ class HarmonicLatticeBase:
         # Site order: the particle assigned to site s goes to row s.
         order = jnp.argsort(nearest, axis=-1)
         in_site_order = jnp.take_along_axis(displacement, order[..., None], axis=-2)
-        white = (in_site_order.reshape(*offsets.shape[:-3], -1)
-                 @ jnp.asarray(self._whiten, offsets.dtype))
+        white = self.crystal.whiten_displacements(in_site_order)
         return jnp.where(one_each, self._log_density(white), -jnp.inf)
 
     def labelled_log_prob(self, z):
@@ -336,8 +335,12 @@ class HarmonicLatticeBase:
         ``[3P] x [3P, 3P]`` product, no particle-site search."""
         d = minimum_image(jnp.asarray(z) - jnp.asarray(self.mobile_sites, z.dtype),
                           jnp.asarray(self.box, z.dtype))
-        white = d.reshape(*d.shape[:-2], -1) @ jnp.asarray(self._whiten, d.dtype)
+        white = self.crystal.whiten_displacements(d)
         return self._log_density(white) + math.lgamma(self.num_mobile + 1)
+
+
+#: What to use where the harmonic base does not exist.
+_OTHER_BASES = "use the 'einstein' or 'truncated_gaussian' base (freeflow train --base einstein)"
 
 
 def harmonic_base(system, temperature_factor: float = 1.0) -> HarmonicLatticeBase:
@@ -345,11 +348,16 @@ def harmonic_base(system, temperature_factor: float = 1.0) -> HarmonicLatticeBas
 
     Particle 0 is held at its site; the others' displacements are Gaussian with precision
     ``beta H_mm / temperature_factor`` (``H_mm``: ``system.lattice_hessian()`` without particle
-    0's rows and columns). Raises ``ValueError`` (naming the fix) for a lattice that is not a
-    stable minimum.
+    0's rows and columns): ``GaussianCrystal(lattice, box, H_mm, beta, temperature_factor)``.
+    Raises ``ValueError`` (naming the fix) for a lattice that is not a stable minimum. The
+    crystal's box check is off: the base's own ``rho >= 3`` bounds the terms it leaves out
+    (neighbouring sites are nearer than periodic images).
     """
-    precision = system.beta * system.lattice_hessian()[3:, 3:] / temperature_factor
-    return HarmonicLatticeBase(system.lattice, system.box, precision)
+    crystal = GaussianCrystal(
+        system.lattice, system.box, system.lattice_hessian()[3:, 3:], system.beta,
+        temperature_factor,
+        remedy=f"no harmonic base exists: {_OTHER_BASES}", ln_box_tail_limit=None)
+    return HarmonicLatticeBase(crystal)
 
 
 @functools.lru_cache(maxsize=4)
@@ -371,7 +379,8 @@ def effective_temperature_factor(system, num_samples: int = 1024, seed: int = 0)
     The solve takes seconds, so results are cached per ``System`` object (by identity: a
     system rebuilt from the same definition is solved again) for the life of the process.
     """
-    colour = harmonic_base(system).colour  # refuses a lattice that is not a stable minimum
+    # harmonic_base refuses a lattice that is not a stable minimum.
+    colour = harmonic_base(system).crystal.colour
     white = np.random.default_rng(seed).standard_normal((num_samples, colour.shape[0]))
     unit = (white @ colour).astype(np.float32).reshape(num_samples, -1, 3)
     lattice = jnp.asarray(system.lattice, jnp.float32)
