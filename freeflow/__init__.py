@@ -15,12 +15,14 @@ The package is layered, and imports point only down the list:
 * ``freeflow.sampling``: Metropolis-corrected HMC;
 * ``freeflow.training``: training config and presets, the training loop;
 * ``freeflow.rundir``: the run-directory and sample-file formats;
-* ``freeflow.workflows``: train, estimate, the MBAR baseline (what the API and CLI call);
+* ``freeflow.fields``: a lattice field through the generic layers (no crystal);
+* ``freeflow.workflows``: train, estimate (every method), the MBAR baseline, SMC, compare
+  (what the API and CLI call);
 * ``freeflow.reports``: diagnostics and tables;
 * ``freeflow.cli``.
 """
 
-# The command line's Ctrl-C handling starts here, before the heavy imports below: a
+# The command line's Ctrl-C (and SIGTERM) handling starts here, before the heavy imports below: a
 # KeyboardInterrupt raised inside them would print a traceback. Only for ``freeflow ...`` and
 # ``python -m freeflow.cli``; a library user's interpreter keeps its own handler.
 import os as _os
@@ -30,11 +32,12 @@ import sys as _sys
 
 def _interrupted_while_starting(signum, frame):
     _os.write(2, b"freeflow: interrupted\n")
-    _os._exit(130)
+    _os._exit(128 + signum)  # 130 for SIGINT, 143 for SIGTERM
 
 
 if _sys.argv[:1] == ["-m"] or _os.path.basename(_sys.argv[0] if _sys.argv else "") == "freeflow":
     _signal.signal(_signal.SIGINT, _interrupted_while_starting)
+    _signal.signal(_signal.SIGTERM, _interrupted_while_starting)
 
 
 from freeflow.estimators.bar import bar, lbar
@@ -62,9 +65,12 @@ from freeflow.rundir import load_run, load_samples, save_samples
 from freeflow.sampling.hmc import SampleResult, sample, sample_system
 from freeflow.training.config import TrainingConfig
 from freeflow.training.trainer import TrainingDiverged
-from freeflow.workflows.baseline import mbar_free_energy
-from freeflow.workflows.estimate import estimate, lbar_from_model, lfep_from_model
-from freeflow.workflows.smc import smc_free_energy
+from freeflow.sampling.smc import AnnealConfig
+from freeflow.workflows.baseline import PathConfig, mbar_free_energy
+from freeflow.workflows.compare import CompareConfig, compare
+from freeflow.workflows.estimate import (FromBase, WorksConfig, estimate, lbar_from_model,
+                                         lfep_from_model)
+from freeflow.workflows.smc import SMCConfig, smc_free_energy
 from freeflow.workflows.train import TrainResult, train
 
 __version__ = "0.1.0"
@@ -77,4 +83,6 @@ __all__ = [
     "load_samples", "mbar_free_energy", "sample", "sample_system", "save_samples",
     "FreeEnergy", "FreeEnergyDifference", "TrainResult", "TrainingConfig", "TrainingDiverged",
     "delta_f", "estimate", "lfep", "load_run", "smc_free_energy", "train",
+    "AnnealConfig", "CompareConfig", "FromBase", "PathConfig", "SMCConfig", "WorksConfig",
+    "compare",
 ]

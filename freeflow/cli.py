@@ -15,31 +15,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow.estimators.conventions import COUNTINGS, DEFAULT_COUNTING
-from freeflow.estimators.lfep import MIN_EFFECTIVE_SAMPLES, PARETO_K_LIMIT
+from freeflow.estimators.result import PARETO_K_LIMIT
 from freeflow.flows.config import BASES, model_preset
 from freeflow.parallel import split_cpu
 from freeflow.physics.system import load_system, named_systems, system_from_atoms
 from freeflow.progress import progress_bar
+from freeflow import rundir
+from freeflow.reports import compare as compare_report
 from freeflow.reports.diagnostics import baseline_references, diagnose
-from freeflow.reports.tables import PUBLISHED_SYSTEMS, build_table, to_csv, to_markdown
+from freeflow.reports.tables import (PUBLISHED_SYSTEMS, SHIPPED_RESULTS, build_table,
+                                     read_results, to_csv, to_markdown)
 from freeflow.rundir import (SAMPLE_SUFFIXES, check_writable_dir, check_writable_file,
-                             load_run, read_run_record, save_samples)
+                             load_run, read_jsonl, read_run_record, save_samples)
 from freeflow.training.config import GRADIENT_ESTIMATORS, TRAINING_PRESETS, TrainingConfig
 from freeflow.training.trainer import TrainingDiverged
-from freeflow.workflows.baseline import REFERENCES, mbar_free_energy
-from freeflow.workflows.estimate import estimate
+from freeflow.workflows.baseline import REFERENCES, PathConfig, mbar_free_energy
+from freeflow.workflows.compare import CompareConfig, compare
+from freeflow.workflows.estimate import FromBase, WorksConfig, estimate
 from freeflow.workflows.sampling import sample_to_file
-from freeflow.workflows.smc import smc_free_energy
-from freeflow.workflows.train import TrainResult, train
-
-
-#: The repository's stored MBAR results, ``freeflow table``'s default source of that column.
-DEFAULT_BASELINE = "freeflow/data/results/baseline.jsonl"
-#: The repository's stored SMC results, the default source of the table's SMC column.
-DEFAULT_SMC = "freeflow/data/results/smc.jsonl"
-#: The repository's stored LFEP and LBAR rows (``bench/flow_estimates.py``), used by the table
-#: for systems with no trained run in ``--runs``.
-DEFAULT_FLOWS = "freeflow/data/results/flows.jsonl"
+from freeflow.sampling.smc import AnnealConfig
+from freeflow.workflows.smc import SMCConfig
+from freeflow.workflows.train import train
 
 
 def _systems(args) -> int:
@@ -86,9 +82,9 @@ def _energy(args) -> int:
     energy = float(target.energy(jnp.asarray(positions, jnp.float32)))
     n = target.num_particles
     if not np.isfinite(energy):
-        print(f"freeflow energy: error: the energy of {args.structure or 'the lattice'} is "
-              f"not finite ({energy}: overlapping particles, or a structure outside the "
-              f"potential's range)", file=sys.stderr)
+        raise ValueError(f"the energy of {args.structure or 'the lattice'} is not finite "
+                         f"({energy}): overlapping particles, or a structure outside the "
+                         "potential's range")
     result = {
         "system": system.name,
         "structure": args.structure or "perfect lattice",
@@ -104,7 +100,7 @@ def _energy(args) -> int:
         print(f"{system.name} ({result['structure']}, N = {n}, beta = {system.beta:.6g}):")
         print(f"  U/N      = {energy / n:.6f} {system.units.energy}")
         print(f"  beta U/N = {system.beta * energy / n:.6f}")
-    return 0 if np.isfinite(energy) else 1
+    return 0
 
 
 def _strict_json(data) -> str:
@@ -134,12 +130,16 @@ def _sample(args) -> int:
         raise ValueError(f"--warmup must be at least 0; got {args.warmup}")
     check_writable_file(args.out, SAMPLE_SUFFIXES)
     system = load_system(args.system)
+    saved = -(-args.samples // args.chains) * args.chains
+    if saved != args.samples:
+        print(f"freeflow sample: saving {saved} samples (--samples {args.samples} rounded up "
+              f"to a multiple of --chains {args.chains})", file=sys.stderr)
     summary = sample_to_file(system, args.out, num_samples=args.samples, num_chains=args.chains,
-                             num_warmup=args.warmup, thin=args.thin, seed=args.seed,
-                             progress=None if not args.json else False)
+                             num_warmup=args.warmup, thin=args.thin, seed=args.seed)
     n = system.num_particles
+    stderr = summary["energy_stderr"]
     summary.update(energy_per_particle=summary["energy_mean"] / n,
-                   energy_per_particle_stderr=summary["energy_stderr"] / n,
+                   energy_per_particle_stderr=None if stderr is None else stderr / n,
                    energy_unit=system.units.energy)
     if args.json:
         print(_strict_json(summary))
@@ -151,8 +151,10 @@ def _sample(args) -> int:
     if acceptance is not None:
         print(f"  acceptance {acceptance:.3f}, step {summary['step_size']:.4g} "
               f"{system.units.length}, tau(U) {summary['tau']:.2f} saved samples")
-    print(f"  U/N = {summary['energy_per_particle']:.6f} +- "
-          f"{summary['energy_per_particle_stderr']:.6f} {system.units.energy}")
+    error = summary["energy_per_particle_stderr"]
+    print(f"  U/N = {summary['energy_per_particle']:.6f} "
+          + (f"+- {error:.6f} " if error is not None else "")
+          + system.units.energy + (" (one sample: no error estimate)" if error is None else ""))
     print(f"  energy evaluations: {summary['energy_evaluations']}, "
           f"{summary['wall_time']:.1f} s")
     return 0
@@ -164,10 +166,10 @@ def _baseline(args) -> int:
     if args.workdir is not None:
         check_writable_dir(args.workdir)
     system = load_system(args.system)
-    result = mbar_free_energy(system, reference=args.reference, num_states=args.states,
-                              samples_per_state=args.samples_per_state,
-                              num_chains=args.chains, num_warmup=args.warmup,
-                              width=args.width, workdir=args.workdir, seed=args.seed,
+    config = PathConfig(reference=args.reference, num_states=args.states,
+                        samples_per_state=args.samples_per_state, num_chains=args.chains,
+                        num_warmup=args.warmup, width=args.width)
+    result = mbar_free_energy(system, config, workdir=args.workdir, seed=args.seed,
                               counting=args.counting)
     row = result.to_dict()
     if args.json:
@@ -251,29 +253,19 @@ def _report_training(result, args) -> int:
     return 0
 
 
-def _smc(args):
-    """``estimate --method smc``: from the run directory's flow, or from ``--base`` alone."""
-    if args.base is not None:
-        system = load_system(args.run_dir)
-        start = dict(system=system, base=args.base)
-    else:
-        if not Path(args.run_dir).is_dir():
-            raise ValueError(f"{args.run_dir!r} is not a run directory; to anneal from a base "
-                             f"without training, name a system and a base: freeflow estimate "
-                             f"{args.run_dir} --method smc --base harmonic")
-        system, model, params, _ = load_run(args.run_dir)
-        start = dict(run=TrainResult(model=model, params=params, metrics=[],
-                                     run_dir=Path(args.run_dir), system=system))
-    result = smc_free_energy(**start, num_particles=args.particles, repeats=args.repeats,
-                             seed=args.seed, progress=False if args.json else None,
-                             counting=args.counting,
-                             num_mcmc_steps=args.mcmc_steps, target_ess=args.target_ess,
-                             workdir=args.workdir, group_size=args.group_size)
-    if args.samples_out:
-        path = save_samples(args.samples_out, result.samples, system)
-        if not args.json:
-            print(f"  {len(result.samples)} target samples -> {path}")
-    return result
+def _estimate_start(args):
+    """What ``estimate`` starts from: the run directory, or with ``--base`` the system's
+    base."""
+    return FromBase(args.run_dir, args.base) if args.base is not None else args.run_dir
+
+
+def _estimate_config(args):
+    if args.method == "smc":
+        return SMCConfig(particles=args.particles, repeats=args.repeats,
+                         group_size=args.group_size,
+                         anneal=AnnealConfig(target_ess=args.target_ess,
+                                             mcmc_steps=args.mcmc_steps))
+    return WorksConfig(samples=args.samples)
 
 
 def _print_smc(result) -> None:
@@ -292,12 +284,18 @@ def _print_smc(result) -> None:
 
 
 def _estimate(args) -> int:
-    if args.method == "smc":
-        result = _smc(args)
-    else:
-        result = estimate(args.run_dir, args.samples, method=args.method,
-                          reference=args.reference, base=args.base, seed=args.seed,
-                          progress=not args.json, counting=args.counting)
+    if args.method != "smc" and (args.workdir or args.samples_out):
+        raise ValueError("--workdir and --samples-out apply to --method smc only")
+    if args.method != "lbar" and args.target_samples:
+        raise ValueError("--target-samples applies to --method lbar only")
+    result = estimate(_estimate_start(args), args.method, _estimate_config(args),
+                      target_samples=args.target_samples, seed=args.seed,
+                      workdir=args.workdir, counting=args.counting)
+    if args.samples_out:
+        system = (load_system(args.run_dir) if args.base is not None
+                  else load_run(args.run_dir)[0])
+        path = save_samples(args.samples_out, result.samples, system)
+        print(f"  {len(result.samples)} target samples -> {path}", file=sys.stderr)
     row = result.to_dict()
     if args.json:
         print(_strict_json(row))
@@ -312,22 +310,54 @@ def _estimate(args) -> int:
               f"{result.num_samples})")
         k = result.details.get("pareto_k", float("nan"))
         print(f"  Pareto k of the weights' tail {k:.2f} (reliable below {PARETO_K_LIMIT})")
-        few = result.ess * result.num_samples < MIN_EFFECTIVE_SAMPLES
-        if few or k > PARETO_K_LIMIT:
-            # A few weights dominate: the bootstrap sees only them and understates the error,
-            # and LFEP is biased towards the flow's own (higher) free energy.
-            why = (f"fewer than {MIN_EFFECTIVE_SAMPLES} effective samples" if few else
-                   f"the weights have a heavy tail (Pareto k {k:.2f} > {PARETO_K_LIMIT})")
-            train = (f"Train a flow (freeflow train {result.system} --out DIR)"
-                     if args.base is not None else
-                     f"Train longer (freeflow train {result.system} --out {args.run_dir} "
-                     f"--extend N)")
-            print(f"  warning: {why}; this value and its error bar are not trustworthy. "
-                  f"{train}, use --method smc (or lbar with target samples), or compare "
-                  f"with 'freeflow baseline {result.system}'.", file=sys.stderr)
+    reasons = result.untrustworthy_because()
+    if reasons:
+        # A few weights dominate: the bootstrap sees only them and understates the error,
+        # and LFEP is biased towards the flow's own (higher) free energy.
+        train = (f"Train a flow (freeflow train {result.system} --out DIR)"
+                 if args.base is not None else
+                 f"Train longer (freeflow train {result.system} --out {args.run_dir} "
+                 f"--extend N)")
+        print(f"  warning: {'; '.join(reasons)}; this value and its error bar are not "
+              f"trustworthy. {train}, use --method smc (or lbar with target samples), or "
+              f"compare with 'freeflow baseline {result.system}'.", file=sys.stderr)
     if result.wall_time is not None:
         print(f"  {result.wall_time:.1f} s")
     return 0 if np.isfinite(result.value) else 1
+
+
+def _duration(text: str) -> float:
+    """Seconds of a ``--budget``: ``20m``, ``1.5h``, ``900s`` or plain minutes (``20``)."""
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], text[-1]) if text[-1:].lower() in scale else (text, "m")
+    try:
+        seconds = float(number) * scale[unit.lower()]
+    except ValueError:
+        seconds = float("nan")
+    if not (np.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 20m, 1.5h or "
+                                         f"900s; got {text!r}")
+    return seconds
+
+
+def _compare(args) -> int:
+    out = args.out or f"compare-{Path(args.system).stem}"
+    config = CompareConfig(budget=args.budget, seed=args.seed, counting=args.counting)
+    comparison = compare(args.system, out, config)
+    rows = comparison.rows()
+    compare_report.to_csv(rows, Path(out) / "compare.csv")
+    compare_report.to_png(comparison.system, rows, comparison.published,
+                          Path(out) / "compare.png")
+    record = {"system": comparison.system, "out": str(out), "routes": rows,
+              "plan": dataclasses.asdict(comparison.plan)}
+    rundir.write_json(Path(out) / "compare.json", json.loads(_strict_json(record)))
+    if args.json:
+        print(_strict_json(record))
+    else:
+        print(compare_report.to_text(comparison.system, rows, comparison.published,
+                                     comparison.unfinished), end="")
+        print(f"written: {out}/compare.json, compare.csv, compare.png, compare.log")
+    return 0
 
 
 def _diagnose(args) -> int:
@@ -335,7 +365,7 @@ def _diagnose(args) -> int:
     if args.baseline:
 
         references = baseline_references(args.baseline, load_run(args.run_dir)[0].name) or None
-    paths = diagnose(args.run_dir, args.out, reference=args.reference,
+    paths = diagnose(args.run_dir, args.out, reference=args.target_samples,
                      num_samples=args.samples, seed=args.seed, references=references)
     summary = json.loads(paths["summary"].read_text())
     lfep = summary["lfep"]
@@ -350,19 +380,18 @@ def _diagnose(args) -> int:
 
 
 def _table(args) -> int:
-    baseline = args.baseline
-    if baseline is None:  # the repository's stored results, when run from its root
-        baseline = DEFAULT_BASELINE if Path(DEFAULT_BASELINE).is_file() else None
-    smc = args.smc
-    if smc is None:
-        smc = DEFAULT_SMC if Path(DEFAULT_SMC).is_file() else None
-    flows = args.flows
-    if flows is None:
-        flows = DEFAULT_FLOWS if Path(DEFAULT_FLOWS).is_file() else None
+    if args.samples < 2:
+        raise ValueError(f"--samples must be at least 2; got {args.samples}")
+    if args.out and Path(args.out).suffix.lower() not in (".md", ".csv"):
+        raise ValueError(f"--out must end in .md or .csv; got {args.out}")
+    files = read_results(args.results)
+    read = ", ".join(f"{path.name} ({len(read_jsonl(path))} rows)"
+                     for path in files.values() if path is not None)
+    print(f"freeflow table: results from {Path(args.results).resolve()}: {read}",
+          file=sys.stderr)
     rows = build_table(args.systems, args.preset, runs_dir=args.runs,
-                       baseline_file=baseline or None, smc_file=smc or None,
-                       flow_file=flows or None,
-                       reference_dir=args.references,
+                       baseline_file=files["baseline"], smc_file=files["smc"],
+                       flow_file=files["flows"], reference_dir=args.references,
                        num_samples=args.samples, seed=args.seed,
                        compute_baseline=args.compute_baseline, cache_file=args.cache,
                        counting=args.counting)
@@ -380,28 +409,45 @@ def _table(args) -> int:
     return 0
 
 
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """The options several commands share, each defined once: ``seed``, ``counting``,
+    ``json``."""
+    seed = argparse.ArgumentParser(add_help=False)
+    seed.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    counting = argparse.ArgumentParser(add_help=False)
+    counting.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
+                          help="how a crystal's regions are counted: 'bravais' as in the "
+                               "published tables and the Frenkel-Ladd literature (default), "
+                               "or 'exact' (adds ln m / N per sublattice translation; differs "
+                               "for ice)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true",
+                         help="print JSON on stdout (progress stays on stderr)")
+    return {"seed": seed, "counting": counting, "json": as_json}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    shared = _parents()
     parser = argparse.ArgumentParser(
         prog="freeflow",
         description="Free energies of atomic solids with normalizing flows.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    p = commands.add_parser("systems", help="table of the named systems and their lattice "
-                                            "energies")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = commands.add_parser("systems", parents=[shared["json"]],
+                            help="table of the named systems and their lattice energies")
     p.set_defaults(run=_systems)
 
-    p = commands.add_parser("energy", help="U/N and beta U/N of the perfect lattice or of a "
-                                           "structure file")
+    p = commands.add_parser("energy", parents=[shared["json"]],
+                            help="U/N and beta U/N of the perfect lattice or of a structure file")
     p.add_argument("system", help="a named system (see 'freeflow systems') or a .toml file")
     p.add_argument("--structure", metavar="FILE",
                    help="any file ase.io.read understands; its own orthorhombic cell is used")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_energy)
 
-    p = commands.add_parser("sample", help="Metropolis-corrected HMC samples of a system "
-                                           "(particle 0 fixed), saved to .npz or .extxyz")
+    p = commands.add_parser("sample", parents=[shared["seed"], shared["json"]],
+                            help="Metropolis-corrected HMC samples of a system (particle 0 "
+                                 "fixed), saved to .npz or .extxyz")
     p.add_argument("system", help="a named system or a .toml file")
     p.add_argument("--out", required=True, metavar="FILE", help="output .npz or .extxyz")
     p.add_argument("--samples", type=int, default=1000,
@@ -411,12 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warm-up transitions per chain (default 300)")
     p.add_argument("--thin", type=int, default=4,
                    help="transitions between saved samples (default 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_sample)
 
-    p = commands.add_parser("baseline", help="beta F / N by MBAR from a harmonic or Einstein "
-                                             "crystal (resumable with --workdir)")
+    p = commands.add_parser("baseline",
+                            parents=[shared["seed"], shared["counting"], shared["json"]],
+                            help="beta F / N by MBAR from a harmonic or Einstein crystal "
+                                 "(resumable with --workdir)")
     p.add_argument("system", help="a named system or a .toml file")
     p.add_argument("--reference", default="harmonic", choices=list(REFERENCES),
                    help="the path's analytic start: the harmonic crystal of the system's "
@@ -433,12 +479,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, metavar="DIR",
                    help="keep finished states here and skip them when re-run; a larger "
                         "--samples-per-state then continues the saved chains")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
-                   help="how a crystal's regions are counted: 'bravais' as in the published "
-                        "tables and the Frenkel-Ladd literature (default), or 'exact' (adds "
-                        "ln m / N per sublattice translation; differs for ice)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_baseline)
 
     p = commands.add_parser("train", help="train a flow by reverse KL (resumes from the "
@@ -493,8 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the preset's (path for cpu, reparameterized for paper)")
     p.set_defaults(run=_train)
 
-    p = commands.add_parser("estimate", help="beta F / N of a trained run (LFEP, LBAR or "
-                                             "SMC), or by SMC from a base alone")
+    p = commands.add_parser("estimate",
+                            parents=[shared["seed"], shared["counting"], shared["json"]],
+                            help="beta F / N of a trained run (LFEP, LBAR or SMC), or by "
+                                 "SMC from a base alone")
     p.add_argument("run_dir", metavar="DIR", help="run directory made by 'freeflow train' (a "
                                                   "system name or .toml file with --base)")
     p.add_argument("--samples", type=int, default=100_000,
@@ -503,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lfep: the flow's samples reweighted; lbar: BAR between the flow and "
                         "target samples (--reference); smc: annealed sequential Monte Carlo "
                         "from the flow (or --base) to the target (default lfep)")
-    p.add_argument("--reference", metavar="FILE", default=None,
+    p.add_argument("--target-samples", metavar="FILE", default=None,
                    help="target samples for LBAR ('freeflow sample SYSTEM --out FILE', or "
                         "--samples-out of an SMC estimate)")
     p.add_argument("--base", default=None, choices=list(BASES),
@@ -526,19 +568,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "continues an interrupted estimate (other settings are refused)")
     p.add_argument("--group-size", type=int, default=None,
                    help="SMC: runs annealed together (default all, or 1 with --workdir)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
-                   help="how a crystal's regions are counted: 'bravais' as in the published "
-                        "tables and the Frenkel-Ladd literature (default), or 'exact' (adds "
-                        "ln m / N per sublattice translation; differs for ice)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_estimate)
 
-    p = commands.add_parser("diagnose", help="g(r), energy and work histograms, training "
-                                             "curves and the running LFEP estimate of a run")
+    p = commands.add_parser("compare",
+                            parents=[shared["seed"], shared["counting"], shared["json"]],
+                            help="every route to beta F / N of one system side by side: MBAR "
+                                 "and SMC from the harmonic crystal, a trained flow's LFEP and "
+                                 "LBAR (resumable from --out)",
+                            description="Run MBAR and SMC from the harmonic crystal, train a "
+                                        "flow and estimate by LFEP and LBAR, within one "
+                                        "wall-clock budget, and print every route's beta F / N "
+                                        "with its error, cost and agreement with MBAR. The "
+                                        "same command on the same --out continues an "
+                                        "interrupted comparison.")
+    p.add_argument("system", help="a named system or a .toml file (try mw_cubic_64)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output directory (default compare-SYSTEM): plan, work directories, "
+                        "compare.json, compare.csv, compare.png, compare.log")
+    p.add_argument("--budget", type=_duration, default=1200.0, metavar="TIME",
+                   help="wall time for all routes, e.g. 20m (default), 1h, 900s; split into "
+                        "shares at the first call from timings of this machine")
+    p.set_defaults(run=_compare)
+
+    p = commands.add_parser("diagnose", parents=[shared["seed"]],
+                            help="g(r), energy and work histograms, training curves and the "
+                                 "running LFEP estimate of a run")
     p.add_argument("run_dir", metavar="DIR", help="run directory made by 'freeflow train'")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--reference", metavar="FILE", default=None,
+    p.add_argument("--target-samples", metavar="FILE", default=None,
                    help="target samples of the same system ('freeflow sample SYSTEM --out "
                         "FILE') for g(r) and the energy histogram")
     p.add_argument("--samples", type=int, default=2000,
@@ -546,63 +603,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="FILE", default=None,
                    help="MBAR results (JSONL) whose value for this system is drawn as a "
                         "reference line")
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_diagnose)
 
-    p = commands.add_parser("table", help="beta F / N by LFEP, LBAR and MBAR per system with "
-                                          "costs (computes only what is missing, resumable)")
+    p = commands.add_parser("table", parents=[shared["seed"], shared["counting"]],
+                            help="beta F / N by LFEP, LBAR and MBAR per system with costs "
+                                 "(computes only what is missing, resumable)")
     p.add_argument("--systems", nargs="+", default=list(PUBLISHED_SYSTEMS), metavar="SYSTEM",
                    help="named systems (default: the published table's "
                         + " ".join(PUBLISHED_SYSTEMS) + ")")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
                    help="model preset the runs must have been trained with (default cpu)")
-    p.add_argument("--runs", default="runs/bench_train_cpu", metavar="DIR",
-                   help="directory holding one run directory per system, named after it "
-                        "(default runs/bench_train_cpu)")
-    p.add_argument("--baseline", default=None, metavar="FILE",
-                   help=f"MBAR results, JSON lines (default {DEFAULT_BASELINE} if it exists; "
-                        "'' for none)")
-    p.add_argument("--smc", default=None, metavar="FILE",
-                   help=f"SMC results, JSON lines (default {DEFAULT_SMC} if it exists; '' for "
-                        "none)")
-    p.add_argument("--flows", default=None, metavar="FILE",
-                   help="stored LFEP and LBAR rows, JSON lines, for systems with no run in "
-                        f"--runs (default {DEFAULT_FLOWS} if it exists; '' for none)")
+    p.add_argument("--runs", default=None, metavar="DIR",
+                   help="directory holding one trained run directory per system, named "
+                        "after it (default: none; the flow columns then come from --results)")
+    p.add_argument("--results", default=str(SHIPPED_RESULTS), metavar="DIR",
+                   help="stored results: baseline.jsonl (MBAR), smc.jsonl and flows.jsonl "
+                        "(LFEP and LBAR rows for systems with no run in --runs), as "
+                        "bench/table writes them (default: those shipped with freeflow)")
     p.add_argument("--references", default=None, metavar="DIR",
                    help="directory of target samples SYSTEM.npz for LBAR (default: no LBAR)")
     p.add_argument("--samples", type=int, default=100_000,
                    help="model samples per LFEP/LBAR estimate (default 100000)")
     p.add_argument("--cache", default=None, metavar="FILE",
                    help="JSON lines of computed estimates, reused when re-run (default "
-                        "RUNS/table_PRESET.jsonl)")
+                        "RUNS/table_PRESET.jsonl; none without --runs)")
     p.add_argument("--compute-baseline", action="store_true",
                    help="run the MBAR baseline for systems the baseline file lacks (long)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write Markdown (.md) or CSV (.csv) here instead of printing Markdown")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--counting", default=DEFAULT_COUNTING, choices=list(COUNTINGS),
-                   help="how a crystal's regions are counted: 'bravais' as in the published "
-                        "tables and the Frenkel-Ladd literature (default), or 'exact' (adds "
-                        "ln m / N per sublattice translation; differs for ice)")
     p.set_defaults(run=_table)
     return parser
 
 
-def _exit_on_interrupt(command: str):
-    """A SIGINT handler that stops the process at once with status 130.
+def _keeps_work(args) -> bool:
+    """Whether the command keeps finished work on disk, so that running it again continues."""
+    if args.command in ("train", "sample", "compare"):
+        return True
+    if args.command == "baseline":
+        return args.workdir is not None
+    if args.command == "estimate":
+        return args.method == "smc" and args.workdir is not None
+    return False
+
+
+def _exit_on_signal(command: str, keeps_work: bool, status: int):
+    """A SIGINT or SIGTERM handler that stops the process at once with ``status`` (130 for
+    SIGINT, 143 for SIGTERM, what batch schedulers send).
 
     A ``KeyboardInterrupt`` raised inside XLA's compilation or its callbacks can hang the
     process or crash it; stopping at once is safe because every file freeflow writes is
     replaced atomically (an interrupted run resumes from its last checkpoint, as after
     ``kill -9``)."""
     def handler(signum, frame):
-        message = (f"freeflow {command}: interrupted; finished work is kept (run the same "
-                   f"command to continue)\n")
+        kept = ("finished work is kept (run the same command to continue)" if keeps_work
+                else "nothing was kept (--workdir or --out makes this command resumable)"
+                if command in ("baseline", "estimate") else "nothing was kept")
+        message = f"freeflow {command}: interrupted; {kept}\n"
         try:
             sys.stdout.flush()
             os.write(2, message.encode())
         finally:
-            os._exit(130)
+            os._exit(status)
     return handler
 
 
@@ -617,9 +678,11 @@ def _message(error: BaseException) -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, _exit_on_interrupt(args.command))
+        for signum, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            previous[signum] = signal.signal(signum, _exit_on_signal(
+                args.command, _keeps_work(args), status))
     try:
         return args.run(args)
     except (ValueError, OSError, FloatingPointError, RuntimeError) as error:
@@ -629,8 +692,8 @@ def main(argv=None) -> int:
         print(f"freeflow {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -38,6 +39,8 @@ from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
 from freeflow.physics.system import (
+    System,
+    describe_system,
     load_system,
     system_fingerprint,
     system_from_definition,
@@ -170,28 +173,17 @@ def run_record(system, model_config: ModelConfig, training) -> dict:
     return json.loads(json.dumps(spec))
 
 
-def _migrate_model_fields(fields: dict) -> dict:
-    """Model configs written before ``ModelConfig.base`` existed named the base through
-    ``noise_scale`` (a kind's name, a width, or ``None`` for the paper's width)."""
-    if "base" in fields:
-        return fields
-    fields = dict(fields)
-    noise = fields.get("noise_scale")
-    if isinstance(noise, str):
-        fields["base"], fields["noise_scale"] = noise, None
-    else:
-        fields["base"] = "truncated_gaussian"
-    return fields
-
-
 def read_run_record(run_dir: str | os.PathLike) -> dict | None:
-    """The parsed ``run.json`` of ``run_dir`` (model fields brought up to date), or ``None``."""
+    """The parsed ``run.json`` of ``run_dir``, or ``None``."""
     path = Path(run_dir) / RUN_JSON
     if not path.is_file():
         return None
     try:
         record = json.loads(path.read_text())
-        return dict(record, model=_migrate_model_fields(record["model"]))
+        if not isinstance(record, dict) or not isinstance(record.get("model"), dict) \
+                or "base" not in record["model"]:
+            raise KeyError("model.base (a run.json of freeflow 0.1 does not load)")
+        return record
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not a valid run record ({error}); restore it or start a "
                          "new run directory") from None
@@ -233,15 +225,27 @@ def checkpoint_identity(record: dict) -> str:
         else None
     part = {"system": system_fingerprint(system) if system is not None
             else json.dumps(record["system"], sort_keys=True),
-            "model": _migrate_model_fields(record["model"])}
+            "model": record["model"]}
     return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def save_checkpoint(run_dir: str | os.PathLike, state, identity: str | None = None):
+def describe_run(record: dict) -> str:
+    """One line naming the state point and the flow of a ``run.json`` record."""
+    system = record["system"]
+    where = (describe_system(system_from_dict(system)) if "repr" not in system["potential"]
+             else f"{system['name']} (a custom potential)")
+    model = record["model"]
+    return (f"{where} with a {model.get('num_layers')}-layer flow on the "
+            f"{model.get('base')} base")
+
+
+def save_checkpoint(run_dir: str | os.PathLike, state, record: dict | None = None):
     """Write the pytree ``state`` (parameters, optimiser state, step) atomically, stamped with
-    ``identity`` (``checkpoint_identity`` of the run's record) when given."""
+    the identity of the run's ``run.json`` ``record`` (``checkpoint_identity``) and its
+    one-line description (``describe_run``) when given."""
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
-    stamp = {} if identity is None else {"identity": np.asarray(identity)}
+    stamp = {} if record is None else {"identity": np.asarray(checkpoint_identity(record)),
+                                       "describes": np.asarray(describe_run(record))}
     atomic_write_bytes(checkpoint_path(run_dir),
                        _npz_bytes(num_leaves=np.asarray(len(leaves)), **stamp,
                                   **{f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}))
@@ -249,20 +253,25 @@ def save_checkpoint(run_dir: str | os.PathLike, state, identity: str | None = No
 
 def check_checkpoint_identity(run_dir: str | os.PathLike, record: dict):
     """Refuse a checkpoint stamped for another system or model than ``run.json`` names (an
-    edited or copied ``run.json``); checkpoints written before stamping pass."""
+    edited or copied ``run.json``), naming both, or one with no stamp."""
     path = checkpoint_path(run_dir)
     if not path.is_file():
         return
     try:
         with np.load(path) as data:
             stamp = str(data["identity"]) if "identity" in data.files else None
+            there = str(data["describes"]) if "describes" in data.files else None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise ValueError(f"checkpoint {path} is corrupt ({error}); move it away to start "
                          "over, or restore it from a backup") from None
-    if stamp is not None and stamp != checkpoint_identity(record):
-        raise ValueError(f"checkpoint {path} was trained for another system or model than "
-                         f"{Path(run_dir) / RUN_JSON} names ({record['system']['name']}); "
-                         f"restore the original run.json or train into a new directory")
+    if stamp is None:
+        raise ValueError(f"checkpoint {path} has no identity stamp (written by freeflow 0.1); "
+                         "train into a new directory")
+    if stamp != checkpoint_identity(record):
+        raise ValueError(f"checkpoint {path} was trained for "
+                         f"{there or 'another system or model'}, but "
+                         f"{Path(run_dir) / RUN_JSON} names {describe_run(record)}; restore "
+                         "the original run.json or train into a new directory")
 
 
 def _checkpoint_leaves(path: Path, first: int | None = None) -> list[np.ndarray]:
@@ -353,6 +362,21 @@ def training_cost(run_dir: str | os.PathLike,
 # -- a trained run ---------------------------------------------------------------------------
 
 
+def system_of_record(record: dict, where) -> "System":
+    """The system a run record names, refused when the record contradicts itself: the
+    definition it was built from (``system.definition``, when there is one) must describe the
+    same state point as its explicit fields (potential, temperature, cell, sites)."""
+    system = system_from_dict(record["system"])
+    definition = record["system"].get("definition")
+    if definition is not None:
+        declared = system_from_definition(definition, source=str(where))
+        if system_fingerprint(declared) != system_fingerprint(system):
+            raise ValueError(f"{where} contradicts itself: its definition describes "
+                             f"{describe_system(declared)}, its system fields "
+                             f"{describe_system(system)}; restore the original run.json")
+    return system
+
+
 def load_run(run_dir: str | os.PathLike):
     """``(system, model, params, record)`` of a trained run directory (its last checkpoint);
     ``record`` is the parsed ``run.json``.
@@ -364,7 +388,7 @@ def load_run(run_dir: str | os.PathLike):
     if record is None:
         raise FileNotFoundError(f"{run_dir} is not a freeflow run directory (no {RUN_JSON}); "
                                 "create one with 'freeflow train SYSTEM --out DIR'")
-    system = system_from_dict(record["system"])
+    system = system_of_record(record, run_dir / RUN_JSON)
     check_checkpoint_identity(run_dir, record)
     model = FlowModel(system, model_config_of(record))
     # The shapes are what matter; the values are overwritten by the checkpoint's.
@@ -447,8 +471,10 @@ class SmcWorkdir:
             if saved != record:
                 changed = sorted(k for k in set(saved) | set(record)
                                  if saved.get(k) != record.get(k))
+                what = "; ".join(f"{k} {saved.get(k)!r} there, {record.get(k)!r} here"
+                                 for k in changed)
                 raise ValueError(f"{self.path} holds an SMC estimate with other settings "
-                                 f"({', '.join(changed)}); use a fresh --workdir")
+                                 f"({what}); use the same settings or a fresh --workdir")
             return
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(file, record)
@@ -629,46 +655,78 @@ def load_samples(path: str | os.PathLike):
 # -- result files --------------------------------------------------------------------------
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list:
+    """The JSON objects of a JSON-lines file (``(line number, object)`` pairs if
+    ``numbered``).
+
+    A last line without its newline that does not parse was cut short by a kill and is left
+    out; any other line that is not a JSON object is refused with the file and line named.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file of JSON lines") from None
+    lines = text.splitlines()
     records = []
-    for line in Path(path).read_text().splitlines():
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-        if isinstance(record, dict):
-            records.append(record)
+            if number == len(lines) and not text.endswith("\n"):
+                continue  # the last line, cut short by a kill
+            raise ValueError(f"{path}:{number}: not a JSON line; fix or remove that line") \
+                from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: a JSON line must be an object; got "
+                             f"{type(record).__name__}")
+        records.append((number, record) if numbered else record)
     return records
+
+
+def _finite_number(record: dict, key: str, where: str) -> float:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{where}: {key} must be a finite number; got {value!r}")
+    return float(value)
 
 
 def read_baseline(path: str | os.PathLike,
                   counting: str = DEFAULT_COUNTING, method: str = "mbar"
                   ) -> dict[str, FreeEnergy]:
-    """Results of ``method`` (MBAR by default; ``"smc"`` for ``bench/smc.py --out``) per
-    system from a JSONL file of ``FreeEnergy.to_dict()`` rows (``bench/baseline.py --out``,
-    ``freeflow baseline --json``), in ``counting``.
+    """Results of ``method`` (MBAR by default; ``"smc"`` for SMC rows) per system from a
+    JSONL file of ``FreeEnergy.to_dict()`` rows (``freeflow baseline --json``, ``freeflow
+    estimate --method smc --json``, the files of ``freeflow table --results``), in
+    ``counting``.
 
     Rows marked ``"quick": true`` (pipeline smoke tests) are ignored; of several rows for a
-    system the last one wins. A row records its counting (rows written before freeflow had a
-    choice of counting used ``"exact"``, with the lattice's ``multiplicity``) and is converted
-    to the one asked for.
+    system the last one wins. A row records its counting, N and the lattice's multiplicity and
+    is converted to the counting asked for. A row whose value or error is not a finite
+    number, or that lacks those records, is refused with the file and line named.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file {str(path)!r} does not exist")
     out = {}
-    for r in read_jsonl(path):
+    for number, r in read_jsonl(path, numbered=True):
+        # Rows of other methods, smoke tests, and rows of other quantities (an ice
+        # difference, say) have no place in this column.
         if r.get("method") != method or r.get("quick") or "system" not in r:
             continue
-        if "beta_f_per_particle" not in r or "stderr" not in r:
-            continue
-        stored = r.get("counting", "exact")
-        m = int(r.get("lattice_multiplicity", r.get("multiplicity", 1)))
-        n = int(r["num_particles"]) if "num_particles" in r else (
-            load_system(r["system"]).num_particles)
+        where = f"{path}:{number}"
+        value = _finite_number(r, "beta_f_per_particle", where)
+        stderr = _finite_number(r, "stderr", where)
+        missing = [k for k in ("counting", "num_particles", "lattice_multiplicity") if k not in r]
+        if missing:
+            raise ValueError(f"{where}: a {method} row needs {', '.join(missing)} (written by "
+                             "freeflow 0.1 or by hand); re-run the estimate that made it")
+        n, m = int(r["num_particles"]), int(r["lattice_multiplicity"])
         out[r["system"]] = FreeEnergy(
-            value=convert_counting(r["beta_f_per_particle"], n, m, stored, counting),
-            stderr=float(r["stderr"]), method=method,
+            value=convert_counting(value, n, m, r["counting"], counting),
+            stderr=stderr, method=method,
             system=r["system"], num_samples=r.get("num_samples"),
             num_states=r.get("num_states"),
             # The importance-sampling ESS of LFEP; other methods' "ess" mean other things.
@@ -679,7 +737,8 @@ def read_baseline(path: str | os.PathLike,
             details={k: r[k] for k in ("samples_per_state", "einstein_width", "reference",
                                        "min_neighbour_overlap", "start", "smc_particles",
                                        "repeats", "base", "preset", "train_steps",
-                                       "train_wall_time", "target_samples") if k in r}
+                                       "train_wall_time", "target_samples", "pareto_k")
+                     if k in r}
             | {"source": str(path), "counting": counting, "num_particles": n,
                "lattice_multiplicity": m})
     return out

@@ -10,6 +10,14 @@ from freeflow.cli import main
 from freeflow.physics.system import systems_directory
 
 
+def empty_results(tmp_path):
+    """A results directory with an empty SMC file: no stored MBAR, SMC or flow rows."""
+    directory = tmp_path / "results"
+    directory.mkdir(exist_ok=True)
+    (directory / "smc.jsonl").write_text("")
+    return directory
+
+
 def test_cli_energy_json(capsys):
     assert main(["energy", "mw_cubic_8", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -87,7 +95,7 @@ def test_cli_sample_baseline_estimate_and_table_print_json(tmp_path, tiny_run, c
                  "--counting", "exact"]) == 0
     assert json.loads(capsys.readouterr().out)["counting"] == "exact"
     assert main(["table", "--systems", "mw_cubic_8", "--runs", str(tiny_run.parent),
-                 "--baseline", "", "--samples", "64", "--cache", str(tmp_path / "c.jsonl"),
+                 "--results", str(empty_results(tmp_path)), "--samples", "64", "--cache", str(tmp_path / "c.jsonl"),
                  "--preset", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "| `mw_cubic_8` | 8 |" in text

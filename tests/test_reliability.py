@@ -46,7 +46,7 @@ def test_lbar_refuses_a_reference_of_another_temperature(tiny_run, tmp_path, cap
         tmp_path, edit=lambda t: t.replace("temperature = 200.0", "temperature = 300.0")))
     reference = tmp_path / "ref_hot.npz"
     freeflow.save_samples(reference, np.repeat(hot.lattice[None], 4, axis=0), hot)
-    assert main(["estimate", str(tiny_run), "--method", "lbar", "--reference",
+    assert main(["estimate", str(tiny_run), "--method", "lbar", "--target-samples",
                  str(reference), "--samples", "16"]) == 2
     _one_line_error(capsys, "ref_hot.npz", "T = 300 K", "T = 200 K")
 
@@ -64,7 +64,10 @@ def test_a_checkpoint_does_not_load_into_another_system(tiny_run, tmp_path, caps
     record["system"] = json.loads(json.dumps(system_to_dict(system)))
     (run / "run.json").write_text(json.dumps(record))
     assert main(["estimate", str(run), "--samples", "16"]) == 2
-    _one_line_error(capsys, "trained for another system or model")
+    # Both sides named: the checkpoint's state point and flow, and what run.json says now.
+    line = _one_line_error(capsys, "was trained for mw_cubic_8 (monatomic_water, N = 8, "
+                                   "T = 200 K", "-layer flow on the ", " base, but ")
+    assert f"run.json names {system.name} (" in line
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -107,16 +110,16 @@ def test_system_file_names(tmp_path, capsys):
     _one_line_error(capsys, "is a directory")
 
 
-def test_energy_json_is_valid_for_a_non_finite_energy(tmp_path, capsys):
+def test_an_overlapping_structure_is_refused_like_any_bad_input(tmp_path, capsys):
     atoms = freeflow.load_system("mw_cubic_8").atoms.copy()
     atoms.positions[1] = atoms.positions[0]  # two molecules on one spot
     path = tmp_path / "overlap.extxyz"
     atoms.write(path)
-    code = main(["energy", "mw_cubic_8", "--structure", str(path), "--json"])
+    assert main(["energy", "mw_cubic_8", "--structure", str(path), "--json"]) == 2
     captured = capsys.readouterr()
-    row = json.loads(captured.out, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
-    assert code == 1 and row["energy_per_particle"] is None
-    assert "not finite" in captured.err or "nan" in captured.err.lower()
+    assert captured.out == ""  # no half-valid JSON
+    assert captured.err.count("\n") == 1 and "is not finite" in captured.err
+    assert "overlapping particles" in captured.err
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -190,7 +193,7 @@ def test_bad_reference_files(tiny_run, tmp_path, capsys, name, content, needle):
         freeflow.load_system("mw_cubic_8").atoms.write(path)  # ASE's own extxyz
     else:
         path.write_bytes(content)
-    assert main(["estimate", str(tiny_run), "--method", "lbar", "--reference", str(path),
+    assert main(["estimate", str(tiny_run), "--method", "lbar", "--target-samples", str(path),
                  "--samples", "16"]) == 2
     _one_line_error(capsys, needle)
 
@@ -228,19 +231,55 @@ def test_a_refused_start_writes_nothing(tmp_path):
     assert not (out / "run.json").exists()
 
 
-@pytest.mark.parametrize("delay", [1.0, 6.0, 15.0])
-def test_ctrl_c_stops_promptly(tmp_path, delay):
-    """SIGINT during start-up, during the training step's compilation and during training:
-    exit 130 within a few seconds, one message, no traceback."""
+@pytest.mark.parametrize("signum, status, delay", [
+    (signal.SIGINT, 130, 1.0), (signal.SIGINT, 130, 6.0), (signal.SIGINT, 130, 15.0),
+    (signal.SIGTERM, 143, 1.0), (signal.SIGTERM, 143, 15.0)])
+def test_ctrl_c_and_sigterm_stop_promptly(tmp_path, signum, status, delay):
+    """SIGINT or SIGTERM (what batch schedulers send) during start-up, during the training
+    step's compilation and during training: exit 130 or 143 within a few seconds, one
+    message, no traceback; once running, the message says the finished work is kept."""
     proc = _freeflow(["train", "mw_cubic_8", "--out", str(tmp_path / "run"), "--steps",
                       "100000", "--batch-size", "8"])
     time.sleep(delay)
     sent = time.perf_counter()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert time.perf_counter() - sent < 5
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == status, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err
+    if delay > 10:
+        assert "finished work is kept" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["baseline", "mw_cubic_8", "--states", "64", "--samples-per-state", "100000",
+     "--workdir", "{tmp}/mbar"],
+    ["sample", "mw_cubic_8", "--out", "{tmp}/samples.npz", "--samples", "10000000"],
+    ["estimate", "mw_cubic_8", "--method", "smc", "--base", "harmonic", "--repeats", "200",
+     "--workdir", "{tmp}/smc"],
+], ids=["baseline", "sample", "smc"])
+def test_sigterm_stops_the_resumable_commands_promptly(tmp_path, argv):
+    """SIGTERM in the middle of MBAR, sampling or SMC with a work directory: exit 143 within
+    a few seconds, one line that says the finished work is kept, no traceback."""
+    proc = _freeflow([arg.format(tmp=tmp_path) for arg in argv])
+    time.sleep(12.0)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.perf_counter() - sent < 5
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert f"freeflow {argv[0]}: interrupted; finished work is kept" in err
+
+
+def test_interrupted_smc_without_workdir_says_nothing_was_kept(tmp_path):
+    proc = _freeflow(["estimate", "mw_cubic_8", "--method", "smc", "--base", "harmonic",
+                      "--particles", "64", "--repeats", "64"])
+    time.sleep(12.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "nothing was kept (--workdir or --out makes this command resumable)" in err
 
 
 # -- continuing a run, compiling once -------------------------------------------------------

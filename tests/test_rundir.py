@@ -1,5 +1,7 @@
 """The run-directory and sample-file formats: round trips, atomic writes, old records."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -80,18 +82,17 @@ def test_training_cost_leaves_out_a_stop_and_counts_evaluations(tmp_path):
     assert rundir.training_cost(tmp_path / "missing", {}) == (0, 0.0, 0)
 
 
-@pytest.mark.parametrize("old, base, noise", [
-    ("harmonic", "harmonic", None), ("einstein", "einstein", None),
-    (None, "truncated_gaussian", None), (0.05, "truncated_gaussian", 0.05)])
-def test_records_written_before_the_base_kind_still_load(systems, tmp_path, old, base, noise):
+def test_records_of_freeflow_0_1_are_refused(systems, tmp_path):
+    """A run.json without model.base (freeflow 0.1 named the base through noise_scale) is
+    refused in one line rather than guessed."""
     config = ModelConfig(num_layers=2, num_bins=8, embedding_size=16, num_heads=2,
                          num_blocks=1, num_frequencies=2)
     record = rundir.run_record(systems("mw_cubic_8"), config, TrainingConfig())
     del record["model"]["base"]
-    record["model"]["noise_scale"] = old
+    record["model"]["noise_scale"] = "harmonic"
     rundir.write_run_record(tmp_path, record)
-    model = rundir.model_config_of(rundir.read_run_record(tmp_path))
-    assert (model.base, model.noise_scale) == (base, noise)
+    with pytest.raises(ValueError, match="not a valid run record .*model.base .*freeflow 0.1"):
+        rundir.read_run_record(tmp_path)
 
 
 def test_mbar_workdir_round_trip_and_refusals(tmp_path):
@@ -108,3 +109,19 @@ def test_mbar_workdir_round_trip_and_refusals(tmp_path):
         store.read_state(1, 0.5, 4)
     with pytest.raises(ValueError, match="holds 4 chains, not 8"):
         store.read_state(1, 0.25, 8)
+
+
+def test_a_run_record_that_contradicts_itself_is_refused(tiny_run, tmp_path):
+    """A run.json whose definition was edited (200 K there) while its system fields stayed
+    (or the other way round) names both state points instead of computing either."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    record = json.loads((run / "run.json").read_text())
+    record["system"]["definition"]["state"]["temperature"] = 250.0
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"contradicts itself: its definition describes "
+                                         r"mw_cubic_8 .*T = 250 K.*its system fields "
+                                         r"mw_cubic_8 .*T = 200 K"):
+        rundir.load_run(run)

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from freeflow.physics.system import load_system
-    from freeflow.workflows.baseline import mbar_free_energy
+    from freeflow.workflows.baseline import PathConfig, mbar_free_energy
 
     defaults = (dict(states=4, samples=128, chains=16, warmup=60) if args.quick
                 else dict(states=16, samples=8192, chains=64, warmup=200))
@@ -77,9 +77,9 @@ def main(argv=None) -> int:
         workdir = (Path(args.workdir)
                    / f"{name}-{args.reference}-K{states}-C{chains}-s{args.seed}")
         start = time.perf_counter()
-        res = mbar_free_energy(system, reference=args.reference, num_states=states,
-                               samples_per_state=samples, num_chains=chains,
-                               num_warmup=warmup, workdir=workdir, seed=args.seed,
+        config = PathConfig(reference=args.reference, num_states=states,
+                            samples_per_state=samples, num_chains=chains, num_warmup=warmup)
+        res = mbar_free_energy(system, config, workdir=workdir, seed=args.seed,
                                counting=args.counting)
         row = res.to_dict()
         row.pop("states", None)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from freeflow.physics.system import load_system
-from freeflow.workflows.baseline import REFERENCES, mbar_free_energy
+from freeflow.workflows.baseline import REFERENCES, PathConfig, mbar_free_energy
 
 
 def main(argv=None) -> int:
@@ -48,9 +48,9 @@ def main(argv=None) -> int:
                 workdir = (Path(args.workdir)
                            / f"{name}-{reference}-K{args.states}-C{args.chains}-s{args.seed}")
                 start = time.perf_counter()
-                res = mbar_free_energy(system, reference=reference, num_states=args.states,
-                                       samples_per_state=samples, num_chains=args.chains,
-                                       workdir=workdir, seed=args.seed)
+                config = PathConfig(reference=reference, num_states=args.states,
+                                    samples_per_state=samples, num_chains=args.chains)
+                res = mbar_free_energy(system, config, workdir=workdir, seed=args.seed)
                 row = {"bench": "mbar_references", "system": name, "reference": reference,
                        "num_states": args.states, "num_chains": args.chains,
                        "samples_per_state": samples, "beta_f_per_particle": res.value,

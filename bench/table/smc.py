@@ -31,7 +31,8 @@ import jax
 from freeflow.estimators.result import delta_f
 from freeflow.flows.config import BASES
 from freeflow.rundir import training_cost
-from freeflow.workflows.smc import smc_free_energy
+from freeflow.sampling.smc import AnnealConfig
+from freeflow.workflows.smc import SMCConfig, smc_free_energy
 
 
 def main(argv=None) -> int:
@@ -63,11 +64,13 @@ def main(argv=None) -> int:
             label = "flow"
         tag = (f"{name}-{label}-P{args.particles}-M{args.mcmc_steps}-L{args.integration_steps}"
                f"-e{args.target_ess:g}-s{args.seed}")
-        result = smc_free_energy(**start, num_particles=args.particles, repeats=args.repeats,
-                                 group_size=args.group_size, seed=args.seed,
-                                 num_mcmc_steps=args.mcmc_steps,
-                                 num_integration_steps=args.integration_steps,
-                                 target_ess=args.target_ess, batch_size=args.batch_size,
+        config = SMCConfig(particles=args.particles, repeats=args.repeats,
+                           group_size=args.group_size,
+                           anneal=AnnealConfig(target_ess=args.target_ess,
+                                               mcmc_steps=args.mcmc_steps,
+                                               integration_steps=args.integration_steps,
+                                               batch_size=args.batch_size))
+        result = smc_free_energy(**start, config=config, seed=args.seed,
                                  workdir=Path(args.workdir) / tag)
         results[name] = result
         row = result.to_dict()

@@ -64,7 +64,8 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
     train_s = time.perf_counter() - start
     steps_done = result.metrics[-1]["step"] if result.metrics else 0
     start = time.perf_counter()
-    estimate = freeflow.estimate(out / name, num_samples=samples, seed=seed + 1)
+    estimate = freeflow.estimate(out / name, config=freeflow.WorksConfig(samples),
+                                 seed=seed + 1)
     estimate_s = time.perf_counter() - start
     return {"bench": "train_cpu", "system": name, "preset": "cpu",
             # As the rows written before ModelConfig.base: the kind, or None for the paper's.

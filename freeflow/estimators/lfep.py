@@ -27,13 +27,6 @@ def effective_sample_size(log_weights) -> float:
                  / len(log_weights))
 
 
-#: Above this tail shape the importance-weight estimate and its error bar are not to be trusted
-#: (Vehtari et al., "Pareto smoothed importance sampling": the weights' variance is infinite
-#: beyond 0.5 and the estimate converges impractically slowly beyond 0.7).
-PARETO_K_LIMIT = 0.7
-#: Below this many effective samples (ESS x samples) a few weights decide the value and the
-#: bootstrap error alike, whatever the tail.
-MIN_EFFECTIVE_SAMPLES = 100
 
 
 def pareto_k(log_weights) -> float:
@@ -41,7 +34,7 @@ def pareto_k(log_weights) -> float:
 
     ``P(w > t)`` falls like ``t^(-1/k)`` in the tail, so the weights have ``1/k`` finite
     moments: ``k < 0.5`` is a finite variance (the bootstrap error means something), ``k >
-    PARETO_K_LIMIT`` an estimate dominated by weights not yet drawn. The tail is the largest
+    result.PARETO_K_LIMIT`` an estimate dominated by weights not yet drawn. The tail is the largest
     ``min(n / 5, 3 sqrt(n))`` weights above the next one; ``k`` is the posterior mean estimate
     of Zhang and Stephens (Technometrics 51, 2009) with the weak prior towards 0.5 used by
     Pareto-smoothed importance sampling. Dimensionless; NaN for fewer than 25 samples.
@@ -103,14 +96,11 @@ def lfep(work, num_particles: int, *, reference_length: float = 1.0, multiplicit
         ``sqrt((1/ESS - 1) / n)`` instead).
 
     With fewer than ~100 effective samples (``ess * num_samples``), or a heavy tail of the
-    weights (``details["pareto_k"]`` above ``PARETO_K_LIMIT``, see ``pareto_k``), both the
+    weights (``details["pareto_k"]`` above ``result.PARETO_K_LIMIT``, see ``pareto_k``), both the
     value (biased towards the flow's own free energy, i.e. too high) and the bootstrap error
     (blind to the unseen tail of the weights) are unreliable; the CLI warns in either case.
     """
     start = time.perf_counter()
-    if hasattr(work, "sample_and_log_prob"):
-        raise TypeError("lfep takes an array of works; for a flow model use "
-                        "freeflow.lfep_from_model(model, params, system, key, num_samples)")
     work = np.asarray(work, dtype=np.float64).reshape(-1)
     if len(work) < 2:
         raise ValueError(f"LFEP needs at least 2 works; got {len(work)}")

@@ -12,9 +12,23 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["FreeEnergy", "FreeEnergyDifference", "ReducedFreeEnergy", "delta_f"]
+__all__ = ["FreeEnergy", "FreeEnergyDifference", "MIN_EFFECTIVE_SAMPLES", "PARETO_K_LIMIT",
+           "ReducedFreeEnergy", "delta_f"]
 
 _OPTIONAL = ("ess", "num_states", "energy_evaluations", "wall_time", "log_z")
+
+#: Above this tail shape an importance-weight estimate and its error bar are not to be trusted
+#: (Vehtari et al., "Pareto smoothed importance sampling": the weights' variance is infinite
+#: beyond 0.5 and the estimate converges impractically slowly beyond 0.7).
+PARETO_K_LIMIT = 0.7
+#: Below this many effective samples (ESS x samples) a few weights decide the value and the
+#: bootstrap error alike, whatever the tail.
+MIN_EFFECTIVE_SAMPLES = 100
+#: Methods whose value is an importance-weighted average of one set of samples, so that the
+#: effective sample count and the weights' tail decide whether it can be trusted.
+IMPORTANCE_METHODS = ("lfep",)
+#: Keys ``to_dict`` derives from the other fields; ``from_dict`` recomputes them.
+_DERIVED = ("trustworthy", "untrustworthy_because", "effective_samples")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,15 +66,57 @@ class FreeEnergy:
     samples: Any = dataclasses.field(default=None, repr=False, compare=False)
     details: dict = dataclasses.field(default_factory=dict)
 
+    @property
+    def effective_samples(self) -> float | None:
+        """``ess * num_samples``: the samples an importance-weighted estimate rests on."""
+        if self.ess is None or self.num_samples is None:
+            return None
+        return self.ess * self.num_samples
+
+    def untrustworthy_because(self) -> tuple[str, ...]:
+        """Why this value and its error bar are not to be trusted; empty when they are.
+
+        A value or error that is not finite is never trusted. An importance-weighted estimate
+        (``IMPORTANCE_METHODS``) also needs ``MIN_EFFECTIVE_SAMPLES`` effective samples and a
+        Pareto k of the weights' tail (``details["pareto_k"]``) at most ``PARETO_K_LIMIT``;
+        a missing k counts against it.
+        """
+        reasons = []
+        if not (math.isfinite(self.value) and math.isfinite(self.stderr)):
+            reasons.append("the value or its standard error is not finite")
+        if self.method in IMPORTANCE_METHODS:
+            effective = self.effective_samples
+            if effective is None or not effective >= MIN_EFFECTIVE_SAMPLES:
+                shown = "unknown" if effective is None else f"{effective:.0f}"
+                reasons.append(f"{shown} effective samples (fewer than "
+                               f"{MIN_EFFECTIVE_SAMPLES})")
+            k = self.details.get("pareto_k")
+            if k is None or not math.isfinite(k):
+                reasons.append("no Pareto k of the weights' tail")
+            elif k > PARETO_K_LIMIT:
+                reasons.append(f"the weights have a heavy tail (Pareto k {k:.2f} > "
+                               f"{PARETO_K_LIMIT})")
+        return tuple(reasons)
+
+    @property
+    def trustworthy(self) -> bool:
+        """Whether the value and its error bar can be trusted (``untrustworthy_because``)."""
+        return not self.untrustworthy_because()
+
     def to_dict(self) -> dict:
         """Plain JSON-able summary (the works and samples are left out; ``details`` are merged
-        in)."""
+        in), with the verdict: ``trustworthy``, ``untrustworthy_because`` (a list, empty when
+        trusted) and, where weights decide, ``effective_samples``."""
         out = {"system": self.system, "method": self.method, "beta_f_per_particle": self.value,
                "stderr": self.stderr, "num_samples": self.num_samples}
         for name in _OPTIONAL:
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
-        out.update(self.details)
+        out.update({k: v for k, v in self.details.items() if k not in _DERIVED})
+        reasons = self.untrustworthy_because()
+        out.update(trustworthy=not reasons, untrustworthy_because=list(reasons))
+        if self.effective_samples is not None:
+            out["effective_samples"] = self.effective_samples
         return out
 
     @classmethod
@@ -70,7 +126,7 @@ class FreeEnergy:
                 "value": float(data["beta_f_per_particle"]), "stderr": float(data["stderr"]),
                 "num_samples": data.get("num_samples")}
         optional = {name: data[name] for name in _OPTIONAL if data.get(name) is not None}
-        known = set(core) | set(optional) | {"beta_f_per_particle"}
+        known = set(core) | set(optional) | {"beta_f_per_particle"} | set(_DERIVED)
         details = {k: v for k, v in data.items() if k not in known}
         return cls(**core, **optional, details=details)
 

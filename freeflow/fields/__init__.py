@@ -1,1 +1,1 @@
-"""Lattice field theories as targets of freeflow's generic samplers and estimators (no crystals)."""
+"""Lattice field theories as targets of the generic samplers and estimators (no crystals)."""

@@ -41,7 +41,7 @@ from freeflow.estimators.bar import bar
 from freeflow.estimators.mbar import mbar
 from freeflow.estimators.smc import combine_log_z
 from freeflow.sampling.hmc import integrated_autocorrelation_time, sample
-from freeflow.sampling.smc import anneal
+from freeflow.sampling.smc import AnnealConfig, anneal
 
 __all__ = ["FieldLogZ", "HMCSettings", "Phi4", "action", "action_terms", "bar_log_z",
            "free_frequencies", "free_log_density", "free_log_z", "mbar_log_z", "sample_free",
@@ -199,9 +199,9 @@ def smc_log_z(model: Phi4, key, *, base_mass_squared: float | None = None,
     key_draw, key_run = jax.random.split(key)
     start = sample_free(key_draw, model.size, base, num_runs * num_particles)
     start = start.reshape(num_runs, num_particles, model.size, model.size)
-    result = anneal(log_start, log_target, start, key_run, step_size=step_size,
-                    target_ess=target_ess, num_mcmc_steps=num_mcmc_steps, progress=False,
-                    desc="phi4 SMC")
+    config = AnnealConfig(target_ess=target_ess, mcmc_steps=num_mcmc_steps)
+    result = anneal(log_start, log_target, start, key_run, config, step_size=step_size,
+                    progress=False, desc="phi4 SMC")
     log_z, stderr = combine_log_z(result.log_z)
     return FieldLogZ(log_z=log_z, stderr=stderr, method="smc",
                      num_samples=num_runs * num_particles,

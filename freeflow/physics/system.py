@@ -29,7 +29,7 @@ from freeflow.physics.lattice import (
     nearest_neighbour_distance,
 )
 from freeflow.physics.memory import check_memory, estimated_memory
-from freeflow.physics.neighbors import check_plan_memory
+from freeflow.physics.neighbors import check_plan_memory, plan_memory
 from freeflow.physics.potentials import potential_from_config
 from freeflow.physics.potentials.base import UNLABELLED, recompute_flagged
 from freeflow.physics.units import Units
@@ -206,6 +206,25 @@ class System:
             return float(self.energy_fn(strays="nan")(lattice))
 
     @functools.lru_cache(maxsize=4)
+    def check_batch_memory(self, configurations: int, what: str) -> None:
+        """Refuse, before anything is allocated, evaluating the exact energy (and forces) of
+        ``configurations`` configurations at once when the largest plan ``auto`` may build
+        for them needs more memory than the machine has available (``what`` names the job,
+        e.g. ``"HMC of 64 chains"``)."""
+        n, box = self.num_particles, self.box
+        cutoff = float(getattr(self.potential, "cutoff", 0.0) or 0.0)
+        if cutoff <= 0:
+            need, grows = estimated_memory(n, configurations=configurations), "springs"
+        else:
+            spacing = (2.0**0.5 * float(np.prod(box)) / n) ** (1.0 / 3.0)
+            # As check_energy_memory: the plans auto may build for the exact energy (the
+            # site list, and the cell list in a box of three cutoffs a side).
+            plans = ["sites"] + (["cells"] if min(np.floor(box / cutoff)) >= 3 else [])
+            need, grows = max(plan_memory(strategy, n, box, cutoff, 0.5 * spacing,
+                                          configurations) for strategy in plans)
+        check_memory(need, f"{self.name}: {what} (N = {n}, {grows})",
+                     "use fewer chains, particles or configurations at once")
+
     def lattice_hessian(self) -> np.ndarray:
         """Hessian ``d^2 U / dr dr`` of the exact energy at the perfect lattice, float64.
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from freeflow.estimators.conventions import beta_f_from_flow_log_z
 from freeflow.estimators.lfep import lfep
+from freeflow.physics.system import check_same_system
 from freeflow.rundir import load_run, load_samples, read_baseline, read_metrics
 
 __all__ = ["radial_distribution", "coordination_number", "first_peak", "plot_rdf",
@@ -591,12 +592,8 @@ def _clean(value):
 def _reference_positions(reference, system) -> np.ndarray:
     """Positions ``[M, N, 3]`` of a sample file of ``system``; refuses another system's."""
     ref_x, ref_system, _ = load_samples(reference)
-    n = system.num_particles
-    if ref_x.shape[1] != n or not np.allclose(ref_system.box, system.box, rtol=1e-5):
-        raise ValueError(f"reference {reference} holds {ref_system.name} (N = "
-                         f"{ref_x.shape[1]}, box {np.round(ref_system.box, 5).tolist()}), "
-                         f"not {system.name} (N = {n}, box "
-                         f"{np.round(system.box, 5).tolist()})")
+    # The same state point (potential, temperature, density, lattice), as LBAR demands.
+    check_same_system(system, ref_system, f"target sample file {reference}")
     return ref_x
 
 
@@ -743,7 +740,6 @@ def diagnose(run_dir, out_dir, reference=None, num_samples: int = 2000, seed: in
 def baseline_references(baseline_file: str | os.PathLike, system_name: str
                         ) -> dict[str, tuple[float, float]]:
     """``{"MBAR": (beta F / N, stderr)}`` from the last full (non-quick) MBAR row for
-    ``system_name`` in a baseline JSONL file (``bench/baseline.py``, ``freeflow baseline
-    --json``); empty if there is none."""
+    ``system_name`` in a baseline JSONL file (``freeflow baseline --json`` rows); empty if there is none."""
     entry = read_baseline(baseline_file).get(system_name)
     return {"MBAR": (entry.value, entry.stderr)} if entry is not None else {}

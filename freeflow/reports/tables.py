@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from freeflow.estimators.conventions import DEFAULT_COUNTING
-from freeflow.estimators.lfep import MIN_EFFECTIVE_SAMPLES
+from freeflow.estimators.result import MIN_EFFECTIVE_SAMPLES
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import config_to_dict, model_preset
 from freeflow.physics.system import load_system
@@ -36,13 +36,35 @@ from freeflow.rundir import (
     training_cost,
 )
 from freeflow.workflows.baseline import mbar_free_energy
-from freeflow.workflows.estimate import estimate
+from freeflow.workflows.estimate import WorksConfig, estimate
 
-__all__ = ["Row", "METHODS", "PUBLISHED_SYSTEMS", "format_value_error", "format_duration",
+__all__ = ["Row", "METHODS", "SHIPPED_RESULTS", "RESULT_FILES", "read_results", "PUBLISHED_SYSTEMS", "format_value_error", "format_duration",
            "format_count", "agree_within", "ice_differences", "to_markdown", "to_csv",
            "build_table", "with_training"]
 
 METHODS = ("lfep", "lbar", "smc", "mbar")
+
+#: The stored results shipped with freeflow (package data, written by ``bench/table``):
+#: ``freeflow table``'s default ``--results``.
+SHIPPED_RESULTS = Path(__file__).resolve().parent.parent / "data" / "results"
+#: The files of a results directory, by column: MBAR rows, SMC rows, stored flow rows.
+RESULT_FILES = {"baseline": "baseline.jsonl", "smc": "smc.jsonl", "flows": "flows.jsonl"}
+
+
+def read_results(directory: str | os.PathLike) -> dict[str, Path | None]:
+    """``{column: file}`` of a results directory (``RESULT_FILES``; ``None`` where absent).
+    Refuses a directory that does not exist or holds none of them."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"results directory {directory} does not exist; give --results DIR "
+                         f"holding {', '.join(RESULT_FILES.values())}")
+    found = {column: directory / name if (directory / name).is_file() else None
+             for column, name in RESULT_FILES.items()}
+    if not any(found.values()):
+        raise ValueError(f"{directory} holds none of {', '.join(RESULT_FILES.values())}; "
+                         "give the directory bench/table writes to")
+    return found
+
 
 #: The systems of the published table (Wirnsberger et al. 2022), in its order.
 PUBLISHED_SYSTEMS = ("lj_256", "lj_500", "mw_cubic_64", "mw_cubic_216", "mw_cubic_512",
@@ -306,15 +328,14 @@ def to_csv(rows: Sequence[Row], path: str | os.PathLike) -> Path:
 class _Cache:
     """Append-only JSONL of computed entries, each under a key of everything it depends on."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None):
+        """``path``: the JSONL file, or ``None`` to keep entries in memory only."""
         self.path = path
         self.entries: dict[str, FreeEnergy] = {}
-        if path.is_file():
+        if path is not None and path.is_file():
             for record in read_jsonl(path):
                 if "key" in record and "result" in record:
                     self.entries[self._id(record["key"])] = FreeEnergy.from_dict(record["result"])
-                elif "key" in record and "entry" in record:  # written before FreeEnergy rows
-                    self.entries[self._id(record["key"])] = _from_old_entry(record)
 
     @staticmethod
     def _id(key: dict) -> str:
@@ -325,18 +346,11 @@ class _Cache:
 
     def put(self, key: dict, result: FreeEnergy):
         self.entries[self._id(key)] = result
+        if self.path is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as fh:
             fh.write(json.dumps({"key": key, "result": result.to_dict()}) + "\n")
-
-
-def _from_old_entry(record: dict) -> FreeEnergy:
-    entry, key = record["entry"], record["key"]
-    return FreeEnergy(value=entry["value"], stderr=entry["stderr"], method=key["method"],
-                      system=key["system"], num_samples=entry.get("num_samples"),
-                      ess=entry.get("ess"), wall_time=entry.get("wall_time"),
-                      energy_evaluations=entry.get("energy_evaluations"),
-                      details=entry.get("details", {}))
 
 
 def _needs_accelerator(name: str) -> bool:
@@ -344,10 +358,13 @@ def _needs_accelerator(name: str) -> bool:
     return int(name.rsplit("_", 1)[-1]) > 64 if name.rsplit("_", 1)[-1].isdigit() else False
 
 
-def _usable_run(run_dir: Path, wanted_model: dict, preset: str, check_preset: bool,
+def _usable_run(run_dir: Path | None, wanted_model: dict, preset: str, check_preset: bool,
                 name: str) -> tuple[dict | None, str | None]:
     """``(run.json record, None)`` of a run the table may use, or ``(None, note)`` saying why
     not."""
+    if run_dir is None:
+        return None, (f"no trained run given (freeflow table --runs DIR, DIR/{name} made by "
+                      f"'freeflow train {name} --preset {preset} --out DIR/{name}')")
     record = read_run_record(run_dir)
     if record is None:
         return None, (f"no run in {run_dir} (train with 'freeflow train {name} "
@@ -397,8 +414,8 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
     row.lfep = cache.get({**key, "method": "lfep"})
     if row.lfep is None:
         say(f"{name}: LFEP from {run_dir} ({num_samples} samples)")
-        result = estimate(run_dir, num_samples, method="lfep", seed=seed, progress=progress,
-                          counting=counting)
+        result = estimate(run_dir, "lfep", WorksConfig(num_samples), seed=seed,
+                          progress=progress, counting=counting)
         row.lfep = with_training(result, cost)
         cache.put({**key, "method": "lfep"}, row.lfep)
 
@@ -409,8 +426,9 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
         row.lbar = cache.get(ref_key)
         if row.lbar is None:
             say(f"{name}: LBAR from {run_dir} and {reference}")
-            result = estimate(run_dir, num_samples, method="lbar", reference=reference,
-                              seed=seed, progress=progress, counting=counting)
+            result = estimate(run_dir, "lbar", WorksConfig(num_samples),
+                              target_samples=reference, seed=seed, progress=progress,
+                              counting=counting)
             row.lbar = with_training(result, cost)
             cache.put(ref_key, row.lbar)
     elif reference_dir is not None:
@@ -419,7 +437,7 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
 
 
 def _stored_flow_entries(row: Row, stored: dict[str, dict[str, FreeEnergy]], flow_file):
-    """Fill ``row.lfep`` and ``row.lbar`` from ``bench/flow_estimates.py`` rows, with a note
+    """Fill ``row.lfep`` and ``row.lbar`` from stored flow rows (``flows.jsonl``), with a note
     naming the flow (its base, steps and training time)."""
     row.lfep = stored["lfep"].get(row.system)
     row.lbar = stored["lbar"].get(row.system)
@@ -460,12 +478,12 @@ def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int, coun
                              if k not in ("states", "lambdas")})
         cache.put(mbar_key, row.mbar)
     elif row.mbar is None:
-        row.notes.append("no MBAR baseline (run 'python bench/baseline.py --systems "
-                         f"{name} --out FILE' or 'freeflow baseline {name} --json')")
+        row.notes.append(f"no MBAR baseline (run 'freeflow baseline {name} --json' and add "
+                         "the row to --results DIR/baseline.jsonl)")
 
 
 def build_table(systems: Iterable[str], preset: str = "cpu", *,
-                runs_dir: str | os.PathLike, baseline_file: str | os.PathLike | None = None,
+                runs_dir: str | os.PathLike | None = None, baseline_file: str | os.PathLike | None = None,
                 reference_dir: str | os.PathLike | None = None,
                 cache_file: str | os.PathLike | None = None, num_samples: int = 100_000,
                 seed: int = 0, compute_baseline: bool = False,
@@ -480,7 +498,7 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
     Sources, per system ``NAME``:
 
     * LFEP: the run directory ``runs_dir/NAME`` (``freeflow train NAME --preset PRESET --out
-      runs_dir/NAME``; ``bench/train_cpu.py`` writes exactly that layout). It is used only if
+      runs_dir/NAME``). It is used only if
       its model configuration is the preset's (see ``check_preset``). Runs are never trained
       here; a missing run leaves LFEP and LBAR empty with a note, an unfinished one gets a
       note.
@@ -490,11 +508,10 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
       rows, ``freeflow.rundir.read_baseline``). If there is none and ``compute_baseline`` is
       true, ``freeflow.workflows.baseline.mbar_free_energy`` is run (resumable under
       ``baseline_workdir/NAME``; this takes long).
-    * SMC: the last row for NAME in ``smc_file`` (``bench/smc.py --out``, JSONL of
+    * SMC: the last row for NAME in ``smc_file`` (JSONL of
       ``FreeEnergy`` rows with ``method = "smc"``), if given.
     * Stored LFEP and LBAR: where ``runs_dir`` has no usable run for NAME, the last
-      ``"lfep"`` and ``"lbar"`` rows for NAME in ``flow_file`` (``bench/flow_estimates.py
-      --out``) made with ``preset``, if given; a note names the flow they came from (and, if
+      ``"lfep"`` and ``"lbar"`` rows for NAME in ``flow_file`` (``flows.jsonl``) made with ``preset``, if given; a note names the flow they came from (and, if
       ``runs_dir/NAME`` holds a run that cannot be used, why not).
 
     Computed LFEP, LBAR and MBAR entries are appended to ``cache_file`` (default
@@ -517,9 +534,10 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
         use whatever was trained in ``runs_dir/NAME``; the key then still records the preset
         name given).
     """
-    runs_dir = Path(runs_dir)
-    cache = _Cache(Path(cache_file) if cache_file is not None
-                   else runs_dir / f"table_{preset}.jsonl")
+    runs_dir = Path(runs_dir) if runs_dir is not None else None
+    if cache_file is None and runs_dir is not None:
+        cache_file = runs_dir / f"table_{preset}.jsonl"
+    cache = _Cache(Path(cache_file) if cache_file is not None else None)
     baseline = read_baseline(baseline_file, counting) if baseline_file is not None else {}
     smc = read_baseline(smc_file, counting, method="smc") if smc_file is not None else {}
     # Stored flow rows of another preset are not this table's.
@@ -536,12 +554,13 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
     for name in systems:
         system = load_system(name)
         row = Row(system=name, num_particles=system.num_particles)
-        run_dir = runs_dir / name
+        run_dir = runs_dir / name if runs_dir is not None else None
         # The paper preset's frequencies depend on the system.
         wanted_model = json.loads(json.dumps(config_to_dict(model_preset(preset, system))))
         record, note = _usable_run(run_dir, wanted_model, preset, check_preset, name)
         if record is None and any(name in rows_of for rows_of in stored.values()):
-            if read_run_record(run_dir) is not None:  # a run there, but not one to use
+            if run_dir is not None and read_run_record(run_dir) is not None:
+                # a run there, but not one to use
                 row.notes.append(note)
             _stored_flow_entries(row, stored, flow_file)
         elif record is None:

@@ -429,6 +429,7 @@ def sample_system(system, key, *, energy_fn: Callable | None = None, num_chains:
     ``initial_positions`` (``[N, 3]`` or ``[num_chains, N, 3]``) is given. Other keyword
     arguments go to ``sample``.
     """
+    system.check_batch_memory(num_chains, f"HMC of {num_chains} chains")
     fixed = None
     if fixed_particle is not None:
         fixed = np.zeros(system.num_particles, bool)

@@ -44,10 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from freeflow.checks import check_whole_numbers
 from freeflow.parallel import batch_mesh, batch_sharding
 from freeflow.progress import progress_bar
 
-__all__ = ["AnnealResult", "anneal"]
+__all__ = ["AnnealConfig", "AnnealResult", "anneal"]
 
 #: Gain of the leapfrog step's update from one transition's mean acceptance to the next:
 #: ``ln step += gain (acceptance - target)``.
@@ -220,12 +221,46 @@ def _kernels(log_start: Callable, log_target: Callable, has_box: bool,
     return evaluate, init, reweight, transition
 
 
-def anneal(log_start: Callable, log_target: Callable, start_positions, key, *,
-           box=None, step_size: float, target_ess: float = 0.9, resample_ess: float = 0.5,
-           num_mcmc_steps: int = 5, num_integration_steps: int = 8,
-           target_acceptance: float = 0.65, max_temperatures: int = 500,
-           batch_size: int | None = None, progress: bool | None = None,
-           desc: str = "SMC") -> AnnealResult:
+@dataclasses.dataclass(frozen=True)
+class AnnealConfig:
+    """How ``anneal`` moves from the start density to the target; checked on construction.
+
+    Attributes:
+      target_ess: conditional ESS fraction each increment keeps (0 < target_ess < 1).
+      resample_ess: resample a run when its ESS fraction falls below this (0 < x <= 1).
+      mcmc_steps: HMC transitions per particle and temperature (>= 1).
+      integration_steps: leapfrog steps per transition (>= 1).
+      target_acceptance: mean acceptance the step size is steered to (0 < x < 1).
+      max_temperatures: refuse to continue beyond this many increments (a start far from the
+        target would otherwise creep towards t = 1 for hours).
+      batch_size: particles evaluated together inside one transition (memory); ``None``
+        evaluates all of them at once.
+    """
+
+    target_ess: float = 0.9
+    resample_ess: float = 0.5
+    mcmc_steps: int = 5
+    integration_steps: int = 8
+    target_acceptance: float = 0.65
+    max_temperatures: int = 500
+    batch_size: int | None = None
+
+    def __post_init__(self):
+        if not 0.0 < self.target_ess < 1.0:
+            raise ValueError(f"target_ess must be in (0, 1); got {self.target_ess}")
+        if not 0.0 < self.resample_ess <= 1.0:
+            raise ValueError(f"resample_ess must be in (0, 1]; got {self.resample_ess}")
+        if not 0.0 < self.target_acceptance < 1.0:
+            raise ValueError(f"target_acceptance must be in (0, 1); got "
+                             f"{self.target_acceptance}")
+        check_whole_numbers(self, {"mcmc_steps": 1, "integration_steps": 1,
+                                   "max_temperatures": 1, "batch_size": 1},
+                            optional=("batch_size",))
+
+
+def anneal(log_start: Callable, log_target: Callable, start_positions, key,
+           config: AnnealConfig = AnnealConfig(), *, box=None, step_size: float,
+           progress: bool | None = None, desc: str = "SMC") -> AnnealResult:
     """Anneal ``R`` independent runs of ``n`` particles from ``q`` to ``p`` (module docstring).
 
     Args:
@@ -236,17 +271,9 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key, *,
       start_positions: ``[R, n, ...]`` independent samples of ``q``: ``n`` particles for each
         of ``R`` runs, each a configuration (``[P, D]`` in a box, or any shape).
       key: a ``jax.random`` key.
+      config: ``AnnealConfig``.
       box: ``[D]`` periodic box edges, or ``None``.
       step_size: the leapfrog step of the first transition (length unit); later ones adapt.
-      target_ess: conditional ESS fraction each increment keeps (0 < target_ess < 1).
-      resample_ess: resample a run when its ESS fraction falls below this (0 < x <= 1).
-      num_mcmc_steps: HMC transitions per particle and temperature (>= 1).
-      num_integration_steps: leapfrog steps per transition.
-      target_acceptance: mean acceptance the step size is steered to.
-      max_temperatures: refuse to continue beyond this many increments (a start far from the
-        target would otherwise creep towards t = 1 for hours).
-      batch_size: particles evaluated together inside one transition (memory); ``None``
-        evaluates all ``R n`` at once.
       progress: tqdm bar on stderr over ``t``; ``None``: only on a terminal.
 
     The ``R n`` particles are split over the devices of ``freeflow.parallel.batch_mesh`` when
@@ -263,18 +290,12 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key, *,
     runs, n = int(y.shape[0]), int(y.shape[1])
     if n < 2 or runs < 1:
         raise ValueError(f"need at least 1 run of at least 2 particles; got {runs} x {n}")
-    if not 0.0 < target_ess < 1.0:
-        raise ValueError(f"target_ess must be in (0, 1); got {target_ess}")
-    if not 0.0 < resample_ess <= 1.0:
-        raise ValueError(f"resample_ess must be in (0, 1]; got {resample_ess}")
-    if num_mcmc_steps < 1 or num_integration_steps < 1:
-        raise ValueError("num_mcmc_steps and num_integration_steps must be >= 1")
     if not (math.isfinite(step_size) and step_size > 0):
         raise ValueError(f"step_size must be a positive number; got {step_size}")
     has_box = box is not None
     box_arr = jnp.asarray(box if has_box else np.ones(y.shape[-1]), jnp.float32)
-    kernels = _kernels(log_start, log_target, has_box, int(num_integration_steps),
-                       None if batch_size is None else int(batch_size))
+    kernels = _kernels(log_start, log_target, has_box, config.integration_steps,
+                       config.batch_size)
     evaluate, _, reweight, _ = kernels
     flat_shape = (runs * n,) + tuple(y.shape[2:])
     y = y.reshape(flat_shape)
@@ -295,14 +316,14 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key, *,
     with progress_bar(_PROGRESS_UNITS, desc, "t/1000", progress, leave=False) as bar:
         shown = 0
         while not bool(jnp.all(t >= 1.0)):
-            if len(temperatures[0]) >= max_temperatures:
-                raise RuntimeError(f"{desc}: {max_temperatures} temperatures and t = "
+            if len(temperatures[0]) >= config.max_temperatures:
+                raise RuntimeError(f"{desc}: {config.max_temperatures} temperatures and t = "
                                    f"{float(jnp.min(t)):.3g} < 1: the start is too far from "
                                    f"the target for this number of particles; train the flow "
                                    f"longer or use more particles")
             key, k_weight, k_move = jax.random.split(key, 3)
             index, log_w, t, step_log_z, ess = reweight(k_weight, log_w, loglik, t,
-                                                        float(target_ess), float(resample_ess))
+                                                        config.target_ess, config.resample_ess)
             log_z += np.asarray(step_log_z, np.float64)
             if not np.all(np.isfinite(log_z)):
                 raise FloatingPointError(f"{desc}: every particle of a run left the target's "
@@ -315,13 +336,13 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key, *,
             flat_index = (np.asarray(index) + n * np.arange(runs)[:, None]).reshape(-1)
             y = y[flat_index]
             y, acc = _move_adapting(kernels, k_move, y, t, log_w, log_step, box_arr,
-                                    int(num_mcmc_steps), float(target_acceptance))
+                                    config.mcmc_steps, config.target_acceptance)
             ls, lt = evaluate(y)
             loglik = (lt - ls).reshape(runs, n)
             accept_sum += float(np.sum(acc))
             accept_count += int(acc.size)
             # Per particle: the HMC initialisation, the leapfrog steps, the final evaluation.
-            evaluations += runs * n * (2 + num_mcmc_steps * num_integration_steps)
+            evaluations += runs * n * (2 + config.mcmc_steps * config.integration_steps)
             done_units = int(_PROGRESS_UNITS * float(np.min(t_host)))
             bar.update(done_units - shown)
             shown = done_units

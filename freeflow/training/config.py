@@ -57,6 +57,9 @@ class TrainingConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            # The step counter and the batch are int32 on the device.
+            if value >= 2**31:
+                raise ValueError(f"{name} must be below 2^31 = {2**31}; got {value}")
         for name in ("eval_every", "warmup_steps"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 0):

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from freeflow.checks import check_whole_numbers
 from freeflow.estimators.conventions import (
     DEFAULT_COUNTING,
     beta_f_from_ln_z_fixed,
@@ -67,7 +68,7 @@ from freeflow.physics.system import system_fingerprint
 from freeflow.rundir import DirectoryLock, MbarWorkdir
 from freeflow.sampling.hmc import integrated_autocorrelation_time, sample, sample_system
 
-__all__ = ["REFERENCES", "mbar_free_energy", "path_free_energy", "lambda_schedule",
+__all__ = ["PathConfig", "REFERENCES", "mbar_free_energy", "path_free_energy", "lambda_schedule",
            "linear_path_mbar", "sample_state", "sample_reference_state"]
 
 
@@ -357,12 +358,16 @@ def _saved_config(store: MbarWorkdir | None, settings: dict) -> dict | None:
     saved = store.read_config() if store is not None else None
     if saved is not None:
         # samples_per_state may change: saved states are extended (or cut) to the new length.
-        # Work directories written before the fingerprint existed are compared without it.
-        ignored = {"samples_per_state"} | ({"fingerprint"} - set(saved["settings"]))
-        same = {k: v for k, v in _as_json(settings).items() if k not in ignored}
-        if {k: v for k, v in saved["settings"].items() if k not in ignored} != same:
-            raise ValueError(f"{store.path} holds a run with different settings; use a fresh "
-                             f"--workdir (saved: {saved['settings']})")
+        ignored = {"samples_per_state"}
+        wanted = {k: v for k, v in _as_json(settings).items() if k not in ignored}
+        there = {k: v for k, v in saved["settings"].items() if k not in ignored}
+        if there != wanted:
+            differ = sorted(k for k in set(there) | set(wanted) if there.get(k) != wanted.get(k))
+            # The definition is long; its fingerprint differs with it and says enough.
+            what = "; ".join(f"{k} {there.get(k)!r} there, {wanted.get(k)!r} here"
+                             for k in differ if k != "definition")
+            raise ValueError(f"{store.path} holds an MBAR run with different settings ({what});"
+                             " use the same settings to continue it, or a fresh --workdir")
     return saved
 
 
@@ -394,26 +399,57 @@ def _reference_crystal(system, reference: str, width: float | None):
                                                 "spring_constant": k_spring}
 
 
-def mbar_free_energy(system, key=None, *, reference: str = "harmonic", num_states: int = 16,
-                     samples_per_state: int = 1024, num_chains: int = 32,
-                     num_warmup: int = 200, thin: int = 2, num_integration_steps: int = 8,
-                     width: float | None = None, schedule_power: float = 2.0,
-                     workdir: str | Path | None = None, seed: int = 0,
-                     counting: str = DEFAULT_COUNTING,
+@dataclasses.dataclass(frozen=True)
+class PathConfig:
+    """The MBAR path from a Gaussian crystal to the target, and how its states are sampled;
+    checked on construction.
+
+    Attributes:
+      reference: the path's start (lambda = 0), drawn exactly and with an analytic ``ln Z``:
+        ``"harmonic"``, the harmonic approximation of the system about its lattice
+        (``freeflow.physics.harmonic.harmonic_crystal``), or ``"einstein"``, independent
+        springs of standard deviation ``width``.
+      num_states: K states including the reference (lambda = 0) and the target (lambda = 1).
+      samples_per_state: saved samples per state over all chains, before decorrelation.
+      num_chains: HMC chains; num_warmup: warm-up transitions of the first sampled state;
+      thin: transitions per saved sample; num_integration_steps: leapfrog steps per transition.
+      width: the Einstein springs' standard deviation per coordinate (length unit); ``None``:
+        measured in a short pilot run of the target. Einstein reference only.
+      schedule_power: ``lambda_k = (k / (K - 1))^power``.
+    """
+
+    reference: str = "harmonic"
+    num_states: int = 16
+    samples_per_state: int = 1024
+    num_chains: int = 32
+    num_warmup: int = 200
+    thin: int = 2
+    num_integration_steps: int = 8
+    width: float | None = None
+    schedule_power: float = 2.0
+
+    def __post_init__(self):
+        if self.reference not in REFERENCES:
+            raise ValueError(f"unknown MBAR reference {self.reference!r}; use one of "
+                             f"{REFERENCES}")
+        check_whole_numbers(self, {"num_states": 2, "samples_per_state": 1, "num_chains": 1,
+                                   "thin": 1, "num_warmup": 0, "num_integration_steps": 1})
+        if self.width is not None and self.reference != "einstein":
+            raise ValueError(f"a width applies to the Einstein reference only; the "
+                             f"{self.reference} crystal has none (leave out --width)")
+        if self.width is not None and not (math.isfinite(self.width) and self.width > 0):
+            raise ValueError(f"the Einstein width must be a positive length; got {self.width}")
+
+
+def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, seed: int = 0,
+                     workdir: str | Path | None = None, counting: str = DEFAULT_COUNTING,
                      progress: bool | None = None) -> FreeEnergy:
     """Absolute ``beta F / N`` of ``system`` by MBAR from a Gaussian crystal, particle 0 held.
 
     Args:
       system: a ``freeflow.physics.system.System``.
+      config: ``PathConfig`` (the reference crystal, the states and their sampling).
       key: jax random key (default ``jax.random.key(seed)``).
-      reference: ``"harmonic"``, the harmonic approximation of the system about its lattice
-        (``freeflow.physics.harmonic.harmonic_crystal``), or ``"einstein"``, independent
-        springs of standard deviation ``width``. Either is drawn exactly at lambda = 0 and has
-        an analytic ``ln Z``.
-      num_states: K states including the reference (lambda = 0) and the target (lambda = 1).
-      samples_per_state: saved samples per state over all chains, before decorrelation.
-      width: the Einstein springs' standard deviation per coordinate (length unit); default:
-        measured in a short pilot run of the target. Einstein reference only.
       workdir: directory for resumable runs (``config.json`` and one ``state_###.npz`` per
         finished state). Re-running with the same settings skips finished states; a larger
         ``samples_per_state`` extends them (the chains continue where they stopped); other
@@ -427,17 +463,13 @@ def mbar_free_energy(system, key=None, *, reference: str = "harmonic", num_state
       (and for Einstein its spring constant and width), the lambdas and per-state diagnostics.
     """
     start = time.perf_counter()
-    if reference not in REFERENCES:
-        raise ValueError(f"unknown MBAR reference {reference!r}; use one of {REFERENCES}")
-    for name, value, least in (("num_states", num_states, 2),
-                               ("samples_per_state", samples_per_state, 1),
-                               ("num_chains", num_chains, 1), ("thin", thin, 1),
-                               ("num_warmup", num_warmup, 0)):
-        if isinstance(value, bool) or int(value) != value or value < least:
-            raise ValueError(f"{name} must be a whole number >= {least}; got {value}")
+    reference, num_states = config.reference, config.num_states
+    samples_per_state, num_chains = config.samples_per_state, config.num_chains
+    num_warmup, thin = config.num_warmup, config.thin
+    num_integration_steps, width = config.num_integration_steps, config.width
+    schedule_power = config.schedule_power
     m = multiplicity(system, counting)  # refuses an unknown counting before any sampling
-    if reference != "einstein":
-        width = None  # only the Einstein springs have a width
+    system.check_batch_memory(num_chains, f"MBAR's HMC of {num_chains} chains")
     key = jax.random.key(seed) if key is None else key
     store = MbarWorkdir(workdir) if workdir is not None else None
     lambdas = lambda_schedule(num_states, schedule_power)

@@ -39,7 +39,9 @@ def sample_to_file(system, path, *, num_samples: int, num_chains: int, num_warmu
     saved, energies, chains = _resume(system, path, num_chains)
     have = 0 if saved is None else saved.shape[1]
     continued = have * num_chains
-    key = jax.random.fold_in(jax.random.key(seed), have)
+    # Chunk keys depend on the seed and the samples before them only, so that a resumed
+    # call continues the very chains an uninterrupted one would have drawn.
+    key = jax.random.key(seed)
     chunk = max(_MIN_CHUNK, -(-per_chain // 10))
     acceptance, evaluations = [], 0
     with progress_bar(per_chain, f"sampling {system.name}", "sample", progress,
@@ -72,7 +74,9 @@ def sample_to_file(system, path, *, num_samples: int, num_chains: int, num_warmu
             "acceptance": float(np.mean(acceptance)) if acceptance else None,
             "step_size": float(chains["step_size"]), "tau": float(tau),
             "energy_mean": float(np.mean(energies)),
-            "energy_stderr": float(np.sqrt(np.var(energies) * tau / n_total)),
+            # One sample has no spread to estimate an error from: absent, not zero.
+            "energy_stderr": (float(np.sqrt(np.var(energies) * tau / n_total)) if n_total > 1
+                              else None),
             "energy_evaluations": int(evaluations), "thin": thin,
             "wall_time": time.perf_counter() - start}
 

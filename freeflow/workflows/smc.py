@@ -45,9 +45,9 @@ from freeflow.flows.config import base_config
 from freeflow.physics.space import minimum_image, wrap
 from freeflow.physics.system import System, load_system, system_fingerprint
 from freeflow.progress import progress_bar
-from freeflow.sampling.smc import anneal
+from freeflow.sampling.smc import AnnealConfig, anneal
 
-__all__ = ["smc_free_energy"]
+__all__ = ["SMCConfig", "smc_free_energy"]
 
 #: The first leapfrog step in whitened coordinates (harmonic modes of period 2 pi); later
 #: ones adapt.
@@ -101,10 +101,13 @@ class _SiteFrame:
 @dataclasses.dataclass(frozen=True)
 class _Whitening:
     """Linear coordinates ``u`` of the mobile displacements ``d = y - sites`` (site order):
-    ``d = u C`` with ``C`` the harmonic crystal's colouring (``u`` is standard normal under
-    it), or ``C = width I``. Annealing in ``u`` is HMC with the harmonic crystal's precision as
-    its mass matrix: every normal mode then has the same period, so one trajectory moves the
-    soft and the stiff modes alike. The map is linear, so ``Z_p / Z_q`` is unchanged."""
+    ``d = u C`` with ``C`` the colouring of a harmonic crystal
+    (``freeflow.physics.harmonic.GaussianCrystal.colour``; ``u`` is standard normal under it,
+    and ``whiten`` its inverse), or ``C = width I``. Annealing in ``u`` is HMC with the
+    harmonic crystal's precision as its mass matrix: every normal mode then has the same
+    period, so one trajectory moves the soft and the stiff modes alike. The map is linear, so
+    ``Z_p / Z_q`` is unchanged. The crystal is the base's own where the base is a harmonic
+    one (``HarmonicLatticeBase.crystal``), else the system's ``harmonic_base``."""
 
     colour: np.ndarray
     whiten: np.ndarray
@@ -112,15 +115,15 @@ class _Whitening:
 
     @classmethod
     def of(cls, system, base=None):
-        harmonic = base if hasattr(base, "colour") else None
-        if harmonic is None:
+        crystal = getattr(base, "crystal", None)
+        if crystal is None:
             try:
-                harmonic = harmonic_base(system)
+                crystal = harmonic_base(system).crystal
             except ValueError:  # not a stable minimum: no harmonic crystal to scale by
-                harmonic = None
-        if harmonic is not None:
-            return cls(np.asarray(harmonic.colour, np.float64),
-                       np.asarray(harmonic._whiten, np.float64), "harmonic")
+                crystal = None
+        if crystal is not None:
+            return cls(np.asarray(crystal.colour, np.float64),
+                       np.asarray(crystal.whiten, np.float64), "harmonic")
         width = float(system.einstein_width)
         size = 3 * (system.num_particles - 1)
         return cls(width * np.eye(size), np.eye(size) / width, "einstein")
@@ -235,12 +238,48 @@ def _start_identity(leaves) -> str:
     return digest.hexdigest()[:16]
 
 
-def smc_free_energy(run=None, *, system=None, base=None,
-                    num_particles: int = 256, repeats: int = 8, seed: int = 0,
-                    target_ess: float = 0.9, resample_ess: float = 0.5,
-                    num_mcmc_steps: int = 5, num_integration_steps: int = 8,
-                    batch_size: int | None = None, counting: str = DEFAULT_COUNTING,
-                    workdir=None, group_size: int | None = None,
+@dataclasses.dataclass(frozen=True)
+class SMCConfig:
+    """Settings of an SMC estimate; checked on construction.
+
+    Attributes:
+      particles: SMC particles per run (configurations of the whole crystal, not atoms), >= 2.
+      repeats: independent runs, >= 2; their spread is the standard error.
+      group_size: runs annealed together (vectorised); ``None``: all of them, or 1 when the
+        estimate keeps a work directory. Group ``g`` uses the key ``fold_in(PRNGKey(seed),
+        g)``, so a result does not depend on where it was interrupted.
+      anneal: how each run moves to the target (``freeflow.sampling.smc.AnnealConfig``).
+    """
+
+    particles: int = 256
+    repeats: int = 8
+    group_size: int | None = None
+    anneal: AnnealConfig = AnnealConfig()
+
+    def __post_init__(self):
+        if isinstance(self.particles, bool) or int(self.particles) != self.particles \
+                or self.particles < 2:
+            raise ValueError(f"SMC needs at least 2 particles per run; got {self.particles} "
+                             "(--particles)")
+        if isinstance(self.repeats, bool) or int(self.repeats) != self.repeats \
+                or self.repeats < 2:
+            raise ValueError(f"SMC's error bar needs at least 2 independent runs; got "
+                             f"{self.repeats} (--repeats)")
+        if self.group_size is not None and (int(self.group_size) != self.group_size
+                                            or not 1 <= self.group_size <= self.repeats):
+            raise ValueError(f"group_size must be between 1 and repeats ({self.repeats}); got "
+                             f"{self.group_size}")
+
+    def record(self, group_size: int, seed: int) -> dict:
+        """What a run's numbers depend on, as a work directory records it."""
+        a = self.anneal
+        return dict(smc_particles=int(self.particles), group_size=int(group_size),
+                    seed=int(seed), target_ess=a.target_ess, resample_ess=a.resample_ess,
+                    mcmc_steps=a.mcmc_steps, integration_steps=a.integration_steps)
+
+
+def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMCConfig(),
+                    seed: int = 0, counting: str = DEFAULT_COUNTING, workdir=None,
                     progress: bool | None = None) -> FreeEnergy:
     """``beta F / N`` by annealed SMC from a flow (``run``) or a base (``system``, ``base``).
 
@@ -250,41 +289,27 @@ def smc_free_energy(run=None, *, system=None, base=None,
         base distribution untrained: a name of ``freeflow.flows.config.BASES`` (e.g.
         ``"harmonic"``) or a base object of ``freeflow.flows.bases`` built for the system
         (``harmonic_base(system, temperature_factor=1.5)``, say).
-      num_particles: particles per run (>= 2).
-      repeats: independent runs (>= 2); their spread is the standard error.
+      config: ``SMCConfig`` (particles per run, runs, grouping, annealing).
       seed: PRNG seed.
-      target_ess, resample_ess, num_mcmc_steps, num_integration_steps, batch_size: see
-        ``freeflow.sampling.smc.anneal``.
       counting: ``"bravais"`` (the literature's) or ``"exact"``
         (``freeflow.estimators.conventions``).
       workdir: a directory where every finished group of runs is saved
         (``freeflow.rundir.SmcWorkdir``); calling again with the same settings reuses them,
-        so an interrupted estimate continues where it stopped.
-      group_size: runs annealed together (vectorised); default all of them, or 1 with a
-        ``workdir``. Group ``g`` uses the key ``fold_in(PRNGKey(seed), g)``, so a result does
-        not depend on where it was interrupted.
+        so an interrupted estimate continues where it stopped, and more ``repeats`` extend it.
       progress: a bar over the annealing parameter; ``None``: on a terminal.
 
     Returns:
-      ``FreeEnergy`` with ``method="smc"``; ``num_samples = repeats * num_particles``, ``ess``
+      ``FreeEnergy`` with ``method="smc"``; ``num_samples = repeats * particles``, ``ess``
       the mean final ESS fraction, ``num_states`` the largest number of temperatures of a run;
       ``details`` holds ``smc_particles`` (per run), the per-run ``ln Z_fixed``, the
       temperatures, the acceptance and the evaluations of the target energy and of the start
-      density; ``samples`` the final particles, ``[repeats * num_particles, N, 3]``
-      equal-weight samples of the target (correlated within a run through resampling).
+      density; ``samples`` the final particles, ``[repeats * particles, N, 3]`` equal-weight
+      samples of the target (correlated within a run through resampling).
     """
-    if int(num_particles) != num_particles or num_particles < 2:
-        raise ValueError(f"SMC needs at least 2 particles per run; got {num_particles} "
-                         "(--particles)")
-    if int(repeats) != repeats or repeats < 2:
-        raise ValueError(f"SMC's error bar needs at least 2 independent runs; got {repeats} "
-                         "(--repeats)")
-    num_particles, repeats = int(num_particles), int(repeats)
+    particles, repeats = int(config.particles), int(config.repeats)
+    group_size = config.group_size
     if group_size is None:
         group_size = 1 if workdir is not None else repeats
-    if int(group_size) != group_size or not 1 <= group_size <= repeats:
-        raise ValueError(f"group_size must be between 1 and repeats ({repeats}); got "
-                         f"{group_size}")
     start_time = time.perf_counter()
     def say(text):
         if progress is not False:
@@ -293,13 +318,12 @@ def smc_free_energy(run=None, *, system=None, base=None,
     system, sites, sample, log_start, start, distribution, leaves = _resolve_start(
         run, system, base, say)
     m = multiplicity(system, counting)  # refuses an unknown counting before any work
+    system.check_batch_memory(group_size * particles, f"SMC of {group_size} runs of "
+                              f"{particles} particles at once (group_size)")
     frame = _SiteFrame.of(system, sites)
     whitening = _Whitening.of(system, distribution)
     log_start_u, log_target_u = _densities(system, frame, whitening, log_start)
-    settings = dict(num_particles=num_particles, group_size=int(group_size), seed=int(seed),
-                    target_ess=float(target_ess), resample_ess=float(resample_ess),
-                    num_mcmc_steps=int(num_mcmc_steps),
-                    num_integration_steps=int(num_integration_steps))
+    settings = config.record(group_size, seed)
     store = None
     if workdir is not None:
         store = rundir.SmcWorkdir(workdir)
@@ -308,16 +332,13 @@ def smc_free_energy(run=None, *, system=None, base=None,
     def run_group(index: int, size: int):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
         k_start, k_anneal = jax.random.split(key)
-        y0 = frame.label(jnp.asarray(sample(k_start, size * num_particles), jnp.float32))
-        u0 = whitening.coordinates(frame.offsets(y0)).reshape(size, num_particles, -1)
-        result = anneal(log_start_u, log_target_u, u0, k_anneal, box=None,
-                        step_size=_STEP_SIZE, target_ess=target_ess,
-                        resample_ess=resample_ess, num_mcmc_steps=num_mcmc_steps,
-                        num_integration_steps=num_integration_steps, batch_size=batch_size,
-                        progress=progress,
+        y0 = frame.label(jnp.asarray(sample(k_start, size * particles), jnp.float32))
+        u0 = whitening.coordinates(frame.offsets(y0)).reshape(size, particles, -1)
+        result = anneal(log_start_u, log_target_u, u0, k_anneal, config.anneal, box=None,
+                        step_size=_STEP_SIZE, progress=progress,
                         desc=f"SMC {system.name} runs {index * group_size + 1}-"
                              f"{index * group_size + size}/{repeats}")
-        u = jnp.asarray(result.positions.reshape(size * num_particles, -1))
+        u = jnp.asarray(result.positions.reshape(size * particles, -1))
         positions = np.asarray(frame.full(jnp.asarray(frame.sites, jnp.float32)
                                           + whitening.displacement(u)))
         info = {"temperatures": [t.tolist() for t in result.temperatures],
@@ -361,20 +382,20 @@ def _result(system, start: str, m: int, counting: str, groups, settings: dict,
     evaluations = ({"model_evaluations": start_evaluations} if start == "flow"
                    else {"base_evaluations": start_evaluations})
     details = {
-        "start": start, "smc_particles": settings["num_particles"], "repeats": len(log_z),
+        "start": start, "repeats": len(log_z),
         "num_temperatures": num_temperatures, "temperatures": temperatures,
         "final_ess": final_ess,
         "acceptance": float(np.mean([info["acceptance"] for info in infos])),
         "ln_z_fixed": ln_z_fixed, "ln_z_fixed_stderr": ln_z_stderr,
         "ln_z_fixed_runs": log_z.tolist(), **evaluations,
         "sampling_wall_time": float(sum(info["wall_time"] for info in infos)),
-        **{k: v for k, v in settings.items() if k != "num_particles"},
+        **settings,
         "counting": counting, "num_particles": n,
         "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
     }
     return FreeEnergy(
         value=value, stderr=ln_z_stderr / n, method="smc", system=system.name,
-        num_samples=len(log_z) * settings["num_particles"], ess=float(np.mean(final_ess)),
+        num_samples=len(log_z) * settings["smc_particles"], ess=float(np.mean(final_ess)),
         num_states=int(max(num_temperatures)),
         energy_evaluations=int(sum(info["target_evaluations"] for info in infos)),
         wall_time=time.perf_counter() - start_time,

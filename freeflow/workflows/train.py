@@ -77,7 +77,8 @@ def check_same_run(saved: dict, wanted: dict, run_dir: Path):
         keys = [k for k in wanted_fields if saved_fields.get(k) != wanted_fields[k]]
         # The run's own values tell the user what to pass to resume it.
         values = ", ".join(f"{k}={saved_fields.get(k)!r}" for k in keys)
-        return f"{kind} config differs in {keys} (the run has {values})"
+        asked = ", ".join(f"{k}={wanted_fields.get(k)!r}" for k in keys)
+        return f"{kind} config differs in {keys} (the run has {values}; asked for {asked})"
 
     if saved["model"] != wanted["model"]:
         problems.append(differences("model", saved["model"], wanted["model"]))
@@ -87,9 +88,16 @@ def check_same_run(saved: dict, wanted: dict, run_dir: Path):
     wanted_t = {k: v for k, v in wanted["training"].items() if k not in free}
     if saved_t != wanted_t:
         problems.append(differences("training", saved_t, wanted_t))
+    schedule = {"warmup_steps", "decay_steps", "eval_every"}
+    only_schedule = problems and saved["model"] == wanted["model"] and all(
+        saved_t.get(k) == wanted_t.get(k) for k in set(saved_t) | set(wanted_t)
+        if k not in schedule)
     if problems:
+        hint = (" A different --steps reschedules the learning rate; to train on with the "
+                "run's own schedule use --extend STEPS." if only_schedule else "")
         raise ValueError(f"{run_dir} holds a different run: " + "; ".join(problems)
-                         + ". Use another --out directory, or the original settings to resume.")
+                         + ". Use another --out directory, or the original settings to resume."
+                         + hint)
 
 
 def _extended(out, extend: int, model_config, training, overrides: dict):
@@ -160,17 +168,16 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
     """The body of ``train`` once the run directory (if any) is locked."""
     state = init_state(model, training, optimizer(training))
     metrics_log: list[dict] = []
-    identity = None
+    spec = None  # the run.json record, which stamps every checkpoint
     if run_dir is not None:
-        record = rundir.run_record(system, model_config, training)
-        identity = rundir.checkpoint_identity(record)
+        spec = rundir.run_record(system, model_config, training)
         rundir.check_writable_dir(run_dir)
         saved = rundir.read_run_record(run_dir)
         if saved is not None:
-            check_same_run(saved, record, run_dir)
-        rundir.check_checkpoint_identity(run_dir, record)
-        if writes and saved != record:
-            rundir.write_run_record(run_dir, record)
+            check_same_run(saved, spec, run_dir)
+        rundir.check_checkpoint_identity(run_dir, spec)
+        if writes and saved != spec:
+            rundir.write_run_record(run_dir, spec)
         state = rundir.load_checkpoint(run_dir, template=state) or state
         metrics_log = rundir.read_metrics(run_dir, up_to_step=int(state.step))
         if writes:
@@ -184,7 +191,7 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         if writes:
             rundir.append_metrics(run_dir, record)
             if done % training.checkpoint_every == 0 or done == training.num_steps:
-                rundir.save_checkpoint(run_dir, new_state, identity)
+                rundir.save_checkpoint(run_dir, new_state, spec)
                 last_saved = done
         if callback is not None:
             callback(done, record)
@@ -199,6 +206,6 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         raise TrainingDiverged(f"{error}; {where}. Lower the learning rate or check the "
                                "energy function.") from None
     if writes and last_saved != int(state.step):
-        rundir.save_checkpoint(run_dir, state, identity)  # stopped early by max_wall_time
+        rundir.save_checkpoint(run_dir, state, spec)  # stopped early by max_wall_time
     return TrainResult(model=model, params=state.params, metrics=metrics_log, run_dir=run_dir,
                        system=system)

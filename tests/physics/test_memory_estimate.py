@@ -176,3 +176,16 @@ def test_user_systems_plans_and_hessians_are_checked_too(monkeypatch):
         system.lattice_hessian()
     _limit(monkeypatch, 1e12)
     assert np.isfinite(system.lattice_energy())
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_sampling():
+    """HMC of 10^12 chains of a small crystal: refused in one line naming the job, the
+    estimate and the limit, before the chains are allocated."""
+    import jax
+
+    from freeflow import sample_system
+
+    system = load_system("mw_cubic_8")
+    with pytest.raises(ValueError, match=r"mw_cubic_8: HMC of 1000000000000 chains \(N = 8, "
+                                         r".*\) needs about .* more than the .* available"):
+        sample_system(system, jax.random.key(0), num_chains=10**12, num_samples=1)

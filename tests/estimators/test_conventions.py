@@ -15,8 +15,9 @@ from freeflow.estimators.conventions import (
 )
 from freeflow.flows.config import ModelConfig
 from freeflow.physics.potentials import SymmetricEinsteinCrystal
+from freeflow.reports.tables import SHIPPED_RESULTS
 from freeflow.rundir import read_baseline
-from freeflow.workflows.baseline import mbar_free_energy
+from freeflow.workflows.baseline import PathConfig, mbar_free_energy
 from freeflow.workflows.estimate import lbar_from_model, lfep_from_model
 
 TINY = ModelConfig(num_layers=2, num_bins=8, embedding_size=16, num_heads=2, num_blocks=1,
@@ -50,8 +51,9 @@ def test_every_method_agrees_with_the_analytic_value_and_shifts_by_ln_m_over_n()
                             progress=False, counting=counting),
             lbar_from_model(model, params, system, jax.random.PRNGKey(2), 512,
                             np.asarray(target_samples), counting=counting),
-            mbar_free_energy(system, reference="harmonic", num_states=3, samples_per_state=512,
-                             num_chains=8, counting=counting, progress=False),
+            mbar_free_energy(system, PathConfig(num_states=3, samples_per_state=512,
+                                                num_chains=8),
+                             counting=counting, progress=False),
         ]
     for result in results["bravais"]:
         # float32 works of size ~20 round at ~1e-6 per particle; add that to 3 sigma.
@@ -85,9 +87,8 @@ PUBLISHED_MBAR = {"mw_cubic_64": (-25.16306, 0.00020), "mw_hex_64": (-25.18687, 
 def test_stored_baseline_matches_the_published_64_molecule_rows(name):
     """The latest stored MBAR row of each ice, read in the default counting, agrees with the
     publication within 3 combined standard errors; in the exact counting, which the
-    publication does not use, it is far off. (Rows written before freeflow had a choice of
-    counting were exact and are converted on reading.)"""
-    path = freeflow.physics.system.systems_directory().parent / "freeflow/data/results/baseline.jsonl"
+    publication does not use, it is far off."""
+    path = SHIPPED_RESULTS / "baseline.jsonl"
     value, stderr = PUBLISHED_MBAR[name]
     default = read_baseline(path)[name]
     assert abs(default.value - value) <= 3 * math.hypot(default.stderr, stderr)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from freeflow.estimators.lfep import PARETO_K_LIMIT, effective_sample_size, pareto_k
+from freeflow.estimators.lfep import effective_sample_size, pareto_k
+from freeflow.estimators.result import PARETO_K_LIMIT
 
 
 @pytest.mark.parametrize("k_true", [0.25, 0.5, 0.8, 1.25])

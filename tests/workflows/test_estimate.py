@@ -38,19 +38,11 @@ def test_lbar_from_model_plumbing():
     assert res.energy_evaluations == 6000
 
 
-def test_old_style_lfep_call_points_to_lfep_from_model():
-    class Model:
-        def sample_and_log_prob(self, *args):
-            raise AssertionError("never called")
-
-    with pytest.raises(TypeError, match="lfep_from_model"):
-        freeflow.lfep(Model(), 8)
-
-
 def test_estimate_of_a_run_records_its_counting(tiny_run):
-    result = freeflow.estimate(tiny_run, 64, progress=False)
+    result = freeflow.estimate(tiny_run, config=freeflow.WorksConfig(64), progress=False)
     assert result.details["counting"] == "bravais" and result.details["lattice_multiplicity"] == 2
-    exact = freeflow.estimate(tiny_run, 64, progress=False, counting="exact")
+    exact = freeflow.estimate(tiny_run, config=freeflow.WorksConfig(64), progress=False,
+                              counting="exact")
     assert exact.value - result.value == pytest.approx(-math.log(2) / 8, abs=1e-12)
 
 
@@ -77,16 +69,17 @@ def test_estimates_from_a_base_agree_with_smc_from_it():
     """LFEP and LBAR from mw_cubic_8's harmonic crystal (no training; ESS about 50%) and SMC
     from the same base reach the same free energy by different routes: the flow's density on
     box^N, and the labelled frame with particle 0 on its site."""
-    from freeflow.workflows.smc import smc_free_energy
+    from freeflow.workflows.smc import SMCConfig, smc_free_energy
 
     system = freeflow.load_system("mw_cubic_8")
-    by_smc = smc_free_energy(system=system, base="harmonic", num_particles=64, repeats=4,
-                             progress=False)
-    by_lfep = freeflow.estimate(system, 4000, base="harmonic", progress=False)
+    by_smc = smc_free_energy(system=system, base="harmonic",
+                             config=SMCConfig(particles=64, repeats=4), progress=False)
+    start, works = freeflow.FromBase(system, "harmonic"), freeflow.WorksConfig(4000)
+    by_lfep = freeflow.estimate(start, "lfep", works, progress=False)
     assert by_lfep.ess > 0.2
     # SMC's final particles are target samples: LBAR's reference set.
-    by_lbar = freeflow.estimate(system, 4000, method="lbar", base="harmonic",
-                                reference=by_smc.samples, progress=False)
+    by_lbar = freeflow.estimate(start, "lbar", works, target_samples=by_smc.samples,
+                                progress=False)
     assert by_lbar.energy_evaluations == 4000 + len(by_smc.samples)
     for result in (by_lfep, by_lbar):
         assert result.details["counting"] == "bravais"
@@ -97,6 +90,14 @@ def test_estimates_from_a_base_agree_with_smc_from_it():
 
 def test_estimate_from_a_base_refuses_bad_input():
     with pytest.raises(ValueError, match="unknown base 'gaussian'"):
-        freeflow.estimate("mw_cubic_8", 64, base="gaussian")
+        freeflow.estimate(freeflow.FromBase("mw_cubic_8", "gaussian"))
     with pytest.raises(ValueError, match="LBAR needs target samples"):
-        freeflow.estimate("mw_cubic_8", 64, method="lbar", base="harmonic")
+        freeflow.estimate(freeflow.FromBase("mw_cubic_8"), "lbar")
+    with pytest.raises(ValueError, match="unknown method 'bar'; use one of lfep, lbar, smc, mbar"):
+        freeflow.estimate(freeflow.FromBase("mw_cubic_8"), "bar")
+    with pytest.raises(ValueError, match="smc takes a SMCConfig; got a WorksConfig"):
+        freeflow.estimate(freeflow.FromBase("mw_cubic_8"), "smc", freeflow.WorksConfig())
+    with pytest.raises(ValueError, match="not a run directory"):
+        freeflow.estimate("mw_cubic_8", "lfep")
+    with pytest.raises(ValueError, match="samples must be a whole number >= 2; got 1"):
+        freeflow.WorksConfig(samples=1)

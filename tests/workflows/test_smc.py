@@ -2,6 +2,7 @@
 (freeflow.estimators.smc) and the crystal workflow (freeflow.workflows.smc), against analytic
 free energies."""
 
+import dataclasses
 import json
 import math
 import os
@@ -18,8 +19,8 @@ from freeflow.cli import main
 from freeflow.estimators.smc import combine_log_z
 from freeflow.flows.bases import harmonic_base
 from freeflow.physics.potentials.einstein import einstein_ln_z_fixed
-from freeflow.sampling.smc import anneal
-from freeflow.workflows.smc import smc_free_energy
+from freeflow.sampling.smc import AnnealConfig, anneal
+from freeflow.workflows.smc import SMCConfig, smc_free_energy
 
 
 def _springs():
@@ -80,8 +81,8 @@ def test_matched_base_takes_one_step_with_equal_weights():
     """The harmonic base of an Einstein crystal is the target itself: one increment to t = 1,
     every weight equal, and ln Z_fixed exact."""
     system, exact = _springs()
-    result = smc_free_energy(system=system, base="harmonic", num_particles=32, repeats=2,
-                             progress=False)
+    result = smc_free_energy(system=system, base="harmonic",
+                             config=SMCConfig(particles=32, repeats=2), progress=False)
     d = result.details
     assert d["num_temperatures"] == [1, 1]
     assert min(d["final_ess"]) > 1 - 1e-5
@@ -100,7 +101,8 @@ def test_a_log_shows_the_runs_done(monkeypatch):
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
     monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
-    smc_free_energy(system=system, base="harmonic", num_particles=16, repeats=3, group_size=1)
+    smc_free_energy(system=system, base="harmonic",
+                    config=SMCConfig(particles=16, repeats=3, group_size=1))
     lines = [line for line in err.getvalue().splitlines() if line.startswith("SMC springs: ")
              and " run " in line]
     assert [line.split()[2] for line in lines][-1] == "3/3", lines
@@ -116,8 +118,8 @@ def test_coverage_from_a_mismatched_base():
     system, exact = _springs()
     blocks, repeats = 100, 16
     result = smc_free_energy(system=system, base=harmonic_base(system, 2.0),
-                             num_particles=64, repeats=blocks * repeats, seed=1,
-                             progress=False)
+                             config=SMCConfig(particles=64, repeats=blocks * repeats),
+                             seed=1, progress=False)
     assert min(result.details["num_temperatures"]) > 2  # a real annealing, not one jump
     runs = np.asarray(result.details["ln_z_fixed_runs"]).reshape(blocks, repeats)
     z = np.array([(combine_log_z(b)[0] - exact) / combine_log_z(b)[1] for b in runs])
@@ -133,7 +135,7 @@ def test_smc_from_an_untrained_flow_matches_its_base(tiny_run):
     """The tiny run's flow is the identity on its base, so SMC from the flow and SMC from the
     base estimate the same ln Z; both agree within their errors."""
     system, model, _, _ = freeflow.load_run(tiny_run)
-    kwargs = dict(num_particles=32, repeats=4, progress=False)
+    kwargs = dict(config=SMCConfig(particles=32, repeats=4), progress=False)
     from_flow = smc_free_energy(tiny_run, **kwargs)
     from_base = smc_free_energy(system=system, base=model.base, **kwargs)
     assert from_flow.details["start"] == "flow"
@@ -145,10 +147,10 @@ def test_smc_from_an_untrained_flow_matches_its_base(tiny_run):
 
 _DEVICES_SCRIPT = """
 import json, freeflow
-from freeflow.workflows.smc import smc_free_energy
+from freeflow.workflows.smc import SMCConfig, smc_free_energy
 import jax
-r = smc_free_energy(system="mw_cubic_8", base="harmonic", num_particles=16, repeats=2,
-                    progress=False)
+r = smc_free_energy(system="mw_cubic_8", base="harmonic",
+                    config=SMCConfig(particles=16, repeats=2), progress=False)
 print(json.dumps({"devices": jax.device_count(), "runs": r.details["ln_z_fixed_runs"]}))
 """
 
@@ -212,8 +214,8 @@ def test_workdir_resumes_to_the_same_result(tmp_path):
     again gives exactly the runs of an uninterrupted one; other settings are refused."""
     system, _ = _springs()
     base = harmonic_base(system, 2.0)
-    kwargs = dict(system=system, base=base, num_particles=16, repeats=3, group_size=1,
-                  progress=False)
+    config = SMCConfig(particles=16, repeats=3, group_size=1)
+    kwargs = dict(system=system, base=base, config=config, progress=False)
     whole = smc_free_energy(**kwargs)
     work = tmp_path / "smc"
     first = smc_free_energy(**kwargs, workdir=work)
@@ -223,9 +225,11 @@ def test_workdir_resumes_to_the_same_result(tmp_path):
     again = smc_free_energy(**kwargs, workdir=work)
     np.testing.assert_allclose(again.details["ln_z_fixed_runs"],
                                whole.details["ln_z_fixed_runs"], rtol=0, atol=1e-9)
-    more = smc_free_energy(**dict(kwargs, repeats=4), workdir=work)  # extends
+    more = smc_free_energy(**dict(kwargs, config=dataclasses.replace(config, repeats=4)),
+                           workdir=work)  # extends
     assert more.details["repeats"] == 4
     np.testing.assert_allclose(more.details["ln_z_fixed_runs"][:3],
                                whole.details["ln_z_fixed_runs"], atol=1e-9)
-    with pytest.raises(ValueError, match="other settings.*num_mcmc_steps"):
-        smc_free_energy(**kwargs, workdir=work, num_mcmc_steps=2)
+    fewer_steps = dataclasses.replace(config, anneal=AnnealConfig(mcmc_steps=2))
+    with pytest.raises(ValueError, match="other settings.*mcmc_steps"):
+        smc_free_energy(**dict(kwargs, config=fewer_steps), workdir=work)

@@ -15,6 +15,7 @@ from freeflow.flows.bases import (
     gaussian_ball_log_probability,
     truncated_chi3_cdf,
 )
+from freeflow.physics.harmonic import GaussianCrystal
 from freeflow.physics.space import minimum_image
 
 
@@ -127,10 +128,17 @@ def _random_precision(size, seed, scale):
     return (m @ m.T / size + 0.5 * np.eye(size)) / scale**2
 
 
+def _harmonic(system, precision):
+    """The harmonic base of the lattice with this precision (the stiffness at beta = 1),
+    without the crystal's box check, as ``harmonic_base`` builds it."""
+    return HarmonicLatticeBase(GaussianCrystal(system.lattice, system.box, precision, 1.0,
+                                               ln_box_tail_limit=None))
+
+
 def test_harmonic_base_is_the_correlated_gaussian(systems):
     system = systems("mw_cubic_8")
     precision = _random_precision(21, seed=1, scale=0.15)
-    base = HarmonicLatticeBase(system.lattice, system.box, precision)
+    base = _harmonic(system, precision)
     z, log_prob = base.sample_and_log_prob(jax.random.PRNGKey(6), 20_000)
     z = np.asarray(z, np.float64)
     # Back to site order: each particle's nearest site.
@@ -157,8 +165,7 @@ def test_harmonic_base_is_the_correlated_gaussian(systems):
 
 def test_harmonic_base_log_prob_symmetries_and_support(systems):
     system = systems("lj_32")
-    base = HarmonicLatticeBase(system.lattice, system.box,
-                               _random_precision(93, seed=2, scale=0.05))
+    base = _harmonic(system, _random_precision(93, seed=2, scale=0.05))
     z = base.sample(jax.random.PRNGKey(7), 4)
     perm = np.random.default_rng(0).permutation(31)
     shifted = np.asarray(z) + system.box * np.array([1, -2, 3])
@@ -174,11 +181,11 @@ def test_harmonic_base_refuses_an_unstable_or_soft_lattice(systems):
     unstable = _random_precision(21, seed=3, scale=0.15)
     unstable[0, 0] = -unstable[0, 0]
     with pytest.raises(ValueError, match="not positive definite"):
-        HarmonicLatticeBase(system.lattice, system.box, unstable)
+        _harmonic(system, unstable)
     with pytest.raises(ValueError, match="swap sites"):
-        HarmonicLatticeBase(system.lattice, system.box, np.eye(21) / 1.0**2)
+        _harmonic(system, np.eye(21) / 1.0**2)
     with pytest.raises(ValueError, match=r"shape \[21, 21\]"):
-        HarmonicLatticeBase(system.lattice, system.box, np.eye(20))
+        _harmonic(system, np.eye(20))
 
 
 def test_harmonic_temperature_factor_of_a_harmonic_crystal_is_one():
@@ -203,8 +210,6 @@ def test_effective_harmonic_base_minimises_kl_along_the_temperature_scale(system
     import jax
     import jax.numpy as jnp
 
-    from freeflow.flows.bases import HarmonicLatticeBase
-
     system = systems("lj_32")
     factor = effective_temperature_factor(system)
     assert 0.5 < factor < 0.9
@@ -212,7 +217,7 @@ def test_effective_harmonic_base_minimises_kl_along_the_temperature_scale(system
     energy = jax.jit(system.energy_fn())
 
     def mean_work(c):
-        base = HarmonicLatticeBase(system.lattice, system.box, precision / c)
+        base = _harmonic(system, precision / c)
         mobile, log_b = base.sample_and_log_prob(jax.random.PRNGKey(0), 4096)
         positions = jnp.concatenate([jnp.zeros((4096, 1, 3)), mobile], axis=1)
         return float(np.mean(system.beta * np.asarray(energy(positions), np.float64)

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 
 import pytest
 
@@ -77,13 +78,32 @@ def test_build_table_without_runs_reads_the_baseline(tmp_path):
     lines = [{"system": "lj_32", "method": "mbar", "beta_f_per_particle": 9.0, "stderr": 1.0,
               "quick": True},
              {"system": "lj_32", "method": "mbar", "beta_f_per_particle": 2.91916,
-              "stderr": 0.00091, "wall_time": 10.0, "energy_evaluations": 100}]
+              "stderr": 0.00091, "wall_time": 10.0, "energy_evaluations": 100,
+              "counting": "bravais", "num_particles": 32, "lattice_multiplicity": 1}]
     baseline.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"cut sh')
     rows = build_table(["lj_32", "mw_cubic_8"], "cpu", runs_dir=tmp_path / "runs",
                        baseline_file=baseline, progress=False)
     assert rows[0].mbar.value == 2.91916 and rows[0].lfep is None
     assert rows[1].mbar is None and any("no MBAR" in note for note in rows[1].notes)
     assert any("no run" in note for note in rows[0].notes)
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"system": "lj_32", "method": "mbar", "beta_f_per_particle": NaN, "stderr": 0.1, '
+     '"counting": "bravais", "num_particles": 32, "lattice_multiplicity": 1}',
+     "baseline.jsonl:1: beta_f_per_particle must be a finite number; got nan"),
+    ('{"system": "lj_32", "method": "mbar", "beta_f_per_particle": "2.9", "stderr": 0.1, '
+     '"counting": "bravais", "num_particles": 32, "lattice_multiplicity": 1}',
+     "baseline.jsonl:1: beta_f_per_particle must be a finite number; got '2.9'"),
+    ("this is not JSON", "baseline.jsonl:1: not a JSON line; fix or remove that line"),
+    ('{"system": "lj_32", "method": "mbar", "beta_f_per_particle": 2.9, "stderr": 0.1}',
+     "baseline.jsonl:1: a mbar row needs counting, num_particles, lattice_multiplicity"),
+])
+def test_malformed_result_rows_are_refused_with_file_and_line(tmp_path, line, words):
+    baseline = tmp_path / "baseline.jsonl"
+    baseline.write_text(line + "\n" + json.dumps({"system": "mw_cubic_8"}) + "\n")
+    with pytest.raises(ValueError, match=re.escape(words)):
+        build_table(["lj_32"], "cpu", baseline_file=baseline, progress=False)
 
 
 def test_table_cache_is_shared_by_relative_and_absolute_run_paths(tiny_run, tmp_path,
@@ -129,7 +149,8 @@ def test_build_table_reads_stored_flow_rows_where_there_is_no_run(tmp_path):
     # says why the run was not used.
     (tmp_path / "runs" / "mw_cubic_8").mkdir(parents=True)
     (tmp_path / "runs" / "mw_cubic_8" / "run.json").write_text(
-        json.dumps({"model": {"num_layers": 1}, "training": {"num_steps": 10}}))
+        json.dumps({"model": {"num_layers": 1, "base": "harmonic"},
+                    "training": {"num_steps": 10}}))
     ice = build_table(["mw_cubic_8"], "cpu", runs_dir=tmp_path / "runs", flow_file=flows,
                       progress=False)[0]
     assert ice.lbar.value == -25.163

@@ -88,8 +88,11 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         train("lj_33", tmp_path / "x", model_config=TINY, training=tiny_training())
     with pytest.raises(ValueError, match="num_steps must be"):
         train("lj_32", tmp_path / "x", model_config=TINY, training=tiny_training(num_steps=-5))
-    with pytest.raises(FileNotFoundError, match="not a freeflow run directory"):
+    with pytest.raises(ValueError, match="is not a run directory"):
         freeflow.estimate(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a freeflow run directory"):
+        freeflow.estimate(tmp_path / "empty")
     from freeflow.cli import main
     assert main(["estimate", str(tmp_path / "missing")]) == 2
     assert main(["train", "lj_32", "--steps", "-1", "--out", str(tmp_path / "y")]) == 2
@@ -177,7 +180,8 @@ def test_lfep_on_analytic_harmonic_crystal(tmp_path):
                    training=tiny_training(num_steps=400, batch_size=64, learning_rate=5e-3,
                                           decay_steps=(300,), checkpoint_every=400),
                    progress=False)
-    estimate = freeflow.estimate(tmp_path / "h", num_samples=20_000, progress=False)
+    estimate = freeflow.estimate(tmp_path / "h", config=freeflow.WorksConfig(20_000),
+                                 progress=False)
     exact_log_z = target.log_partition_function(system)
     exact = freeflow.estimators.conventions.beta_f_per_particle(exact_log_z, 32, 1.0)
     # This target is not a physical crystal: the flow's ln Z is its full ln Z (no ln m), and
@@ -246,7 +250,13 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path):
         train("mw_cubic_8", run, model_config=bigger, training=tiny_training(num_steps=2),
               progress=False)
     with pytest.raises(ValueError, match=r"training config differs in \['warmup_steps'\] "
-                                         r"\(the run has warmup_steps=0\)"):
+                                         r"\(the run has warmup_steps=0; asked for "
+                                         r"warmup_steps=2\)"):
+        train("mw_cubic_8", run, model_config=TINY,
+              training=tiny_training(num_steps=3, warmup_steps=2), progress=False)
+    # Only the schedule differs: the refusal points to --extend.
+    with pytest.raises(ValueError, match="to train on with the run's own schedule use "
+                                         "--extend STEPS"):
         train("mw_cubic_8", run, model_config=TINY,
               training=tiny_training(num_steps=3, warmup_steps=2), progress=False)
     # A run written before a training field existed resumes as if it had the default.

@@ -1,6 +1,7 @@
 """The MBAR baseline (workflows.baseline): reference conventions, an analytic path,
 resumability, the harmonic and Einstein references, devices."""
 
+import dataclasses
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from freeflow.physics.potentials.einstein import (
     einstein_ln_z_fixed,
 )
 from freeflow.workflows.baseline import (
+    PathConfig,
     lambda_schedule,
     mbar_free_energy,
     path_free_energy,
@@ -104,9 +106,9 @@ def test_mbar_between_einstein_crystals(systems):
 
 def test_mbar_free_energy_resumes(systems, tmp_path):
     system = systems("mw_cubic_8")
-    kwargs = dict(num_states=3, samples_per_state=64, num_chains=16, num_warmup=60,
-                  workdir=tmp_path, progress=False)
-    first = mbar_free_energy(system, **kwargs)
+    config = PathConfig(num_states=3, samples_per_state=64, num_chains=16, num_warmup=60)
+    kwargs = dict(workdir=tmp_path, progress=False)
+    first = mbar_free_energy(system, config, **kwargs)
     files = sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock")
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["target_shift"] == system.lattice_energy()  # reused on resume
@@ -126,15 +128,15 @@ def test_mbar_free_energy_resumes(systems, tmp_path):
     ln_z = d["ln_z_fixed"] + math.lgamma(8) + math.log(system.volume)
     assert first.value == pytest.approx(-(ln_z - math.lgamma(9)) / 8 + 3 * math.log(MW_SIGMA))
     # Re-run: everything is read back, nothing is sampled, the estimate is identical.
-    again = mbar_free_energy(system, **kwargs)
+    again = mbar_free_energy(system, config, **kwargs)
     assert again.value == first.value and again.energy_evaluations == first.energy_evaluations
     assert again.wall_time < first.wall_time
     # The sampling time of the read-back states is still reported.
     assert again.to_dict()["sampling_wall_time"] == d["sampling_wall_time"] > 0
     with pytest.raises(ValueError, match="different settings"):
-        mbar_free_energy(system, **dict(kwargs, num_chains=8))
+        mbar_free_energy(system, dataclasses.replace(config, num_chains=8), **kwargs)
     with pytest.raises(ValueError, match="different settings"):
-        mbar_free_energy(system, **dict(kwargs, seed=1))
+        mbar_free_energy(system, config, seed=1, **kwargs)
     assert jnp.zeros(1).dtype == jnp.float32
 
 
@@ -169,9 +171,9 @@ def test_mbar_extends_saved_states(systems, tmp_path):
 
 def test_harmonic_and_einstein_references_agree_on_mw_cubic_8(systems):
     system = systems("mw_cubic_8")
-    results = {reference: mbar_free_energy(system, reference=reference, num_states=4,
-                                           samples_per_state=1024, num_chains=16,
-                                           progress=False)
+    results = {reference: mbar_free_energy(system, PathConfig(
+                   reference=reference, num_states=4, samples_per_state=1024, num_chains=16),
+                   progress=False)
                for reference in ("harmonic", "einstein")}
     h, e = results["harmonic"], results["einstein"]
     scale = math.hypot(h.stderr, e.stderr)
@@ -182,19 +184,25 @@ def test_harmonic_and_einstein_references_agree_on_mw_cubic_8(systems):
     assert h.details["states"][0]["exact_draws"] and h.details["states"][0]["tau"] == 1.0
 
 
-def test_unknown_reference_is_refused(systems):
+def test_path_config_refuses():
     with pytest.raises(ValueError, match="unknown MBAR reference 'debye'"):
-        mbar_free_energy(systems("mw_cubic_8"), reference="debye", progress=False)
+        PathConfig(reference="debye")
+    with pytest.raises(ValueError, match="width applies to the Einstein reference only"):
+        PathConfig(width=0.1)
+    with pytest.raises(ValueError, match="Einstein width must be a positive length; got -0.1"):
+        PathConfig(reference="einstein", width=-0.1)
+    with pytest.raises(ValueError, match="num_states must be a whole number >= 2; got 1"):
+        PathConfig(num_states=1)
 
 
 def test_one_and_two_devices_give_the_same_mbar(tmp_path):
     script = textwrap.dedent("""
         import sys, json, jax
         from freeflow import load_system
-        from freeflow.workflows.baseline import mbar_free_energy
+        from freeflow.workflows.baseline import PathConfig, mbar_free_energy
         assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
-        r = mbar_free_energy(load_system("mw_cubic_8"), num_states=3, samples_per_state=256,
-                             num_chains=8, num_warmup=60, progress=False)
+        r = mbar_free_energy(load_system("mw_cubic_8"), PathConfig(
+            num_states=3, samples_per_state=256, num_chains=8, num_warmup=60), progress=False)
         open(sys.argv[1], "w").write(json.dumps([r.value, r.stderr]))
     """)
     results = []

@@ -1,0 +1,483 @@
+"""Every route to ``beta F / N`` of one system, run side by side within one wall-clock budget.
+
+``compare(system, out)`` does what freeflow exists for, in one resumable output directory:
+
+* ``mbar``: the classical baseline, MBAR along a path from the harmonic crystal
+  (``freeflow.workflows.baseline.mbar_free_energy``);
+* ``smc``: annealed SMC from the harmonic crystal, no training
+  (``freeflow.workflows.smc.smc_free_energy``);
+* ``lfep`` and ``lbar``: a flow trained by reverse KL on the harmonic-crystal base, then LFEP
+  from its samples and LBAR between its samples and HMC samples of the target.
+
+The budget is split once, at the first call, into shares (``SHARES``) sized from timings of
+this machine (one HMC transition of the system, a few training steps) and written to
+``OUT/plan.json``; a later call with the same settings reads that plan back, so an interrupted
+comparison continues with the same sizes and gives the same numbers. Each finished route is
+kept in ``OUT/results/ROUTE.json``; the flow's run directory (``OUT/flow``), the MBAR and SMC
+work directories (``OUT/mbar``, ``OUT/smc``) and the target samples (``OUT/target.npz``)
+resume as their own commands do. Stages are logged to ``OUT/compare.log``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow import rundir
+from freeflow.checks import check_whole_numbers
+from freeflow.estimators.conventions import COUNTINGS, DEFAULT_COUNTING
+from freeflow.estimators.result import FreeEnergy
+from freeflow.flows.config import BASES, ModelConfig
+from freeflow.physics.system import System, load_system, system_fingerprint
+from freeflow.training.config import presets, scheduled_over
+from freeflow.workflows.baseline import PathConfig, mbar_free_energy
+from freeflow.workflows.estimate import lfep_and_lbar
+from freeflow.workflows.sampling import sample_to_file
+from freeflow.workflows.smc import SMCConfig, smc_free_energy
+from freeflow.workflows.train import train
+
+__all__ = ["ROUTES", "SHARES", "PUBLISHED", "CompareConfig", "ComparePlan", "Comparison",
+           "compare", "plan_comparison", "split_budget"]
+
+#: The routes, in the order they run: the classical ones first, so that a comparison
+#: interrupted during training already holds two trustworthy numbers.
+ROUTES = ("mbar", "smc", "lfep", "lbar")
+
+#: What each route is, for tables and plots.
+ROUTE_LABELS = {
+    "mbar": "MBAR from the harmonic crystal",
+    "smc": "SMC from the harmonic crystal",
+    "lfep": "LFEP of the trained flow",
+    "lbar": "LBAR of the flow and HMC samples",
+}
+
+#: Fractions of the budget: MBAR, SMC, training, and the flow's estimates (target sampling
+#: and the works of LFEP and LBAR).
+SHARES = {"mbar": 0.2, "smc": 0.2, "train": 0.35, "flow_estimates": 0.25}
+
+#: Published MBAR values of beta F / N (Wirnsberger et al. 2022, the literature's counting),
+#: ``(value, standard error)``, where freeflow's test suite holds them.
+PUBLISHED = {"mw_cubic_64": (-25.16306, 0.00020), "mw_hex_64": (-25.18687, 0.00026)}
+
+#: HMC leapfrog steps per transition, as freeflow's samplers use by default.
+_INTEGRATION_STEPS = 8
+#: Thinning of MBAR's saved samples (``mbar_free_energy``'s default) and of the target samples.
+_MBAR_THIN, _TARGET_THIN = 2, 4
+#: Warm-up transitions: MBAR's first state, later states, the target samples.
+_MBAR_WARMUP, _MBAR_LATER_WARMUP, _TARGET_WARMUP = 200, 50, 150
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """Settings of a comparison; checked on construction.
+
+    Attributes:
+      budget: wall-clock seconds for all routes together (a guide: the plan sizes each route
+        from timings, and training stops at its share).
+      seed: PRNG seed of every route.
+      counting: ``"bravais"`` (the literature's) or ``"exact"``
+        (``freeflow.estimators.conventions``).
+      mbar_states, mbar_chains: MBAR's states (reference and target included) and HMC chains.
+      smc_particles: particles per SMC run; smc_min_repeats, smc_max_repeats: bounds on the
+        independent runs (their spread is SMC's error bar).
+      target_chains: HMC chains of LBAR's target samples.
+      learning_rate, gradient: the flow's training (its schedule is the ``cpu`` preset's,
+        stretched over the planned steps).
+      model: the flow (default: the ``cpu`` preset's model on the harmonic-crystal base).
+    """
+
+    budget: float = 1200.0
+    seed: int = 0
+    counting: str = DEFAULT_COUNTING
+    mbar_states: int = 16
+    mbar_chains: int = 64
+    smc_particles: int = 256
+    smc_min_repeats: int = 4
+    smc_max_repeats: int = 64
+    target_chains: int = 32
+    learning_rate: float = 5e-5
+    gradient: str = "reparameterized"
+    model: ModelConfig | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.budget, (int, float)) and math.isfinite(self.budget)
+                and self.budget > 0):
+            raise ValueError(f"the budget must be a positive number of seconds; got "
+                             f"{self.budget!r}")
+        if self.counting not in COUNTINGS:
+            raise ValueError(f"unknown counting {self.counting!r}; use one of {COUNTINGS}")
+        check_whole_numbers(self, {"mbar_states": 2, "mbar_chains": 1, "smc_particles": 2,
+                                   "smc_min_repeats": 2, "target_chains": 1})
+        if not self.smc_max_repeats >= self.smc_min_repeats:
+            raise ValueError(f"smc_max_repeats ({self.smc_max_repeats}) must be at least "
+                             f"smc_min_repeats ({self.smc_min_repeats})")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive; got {self.learning_rate!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparePlan:
+    """The sizes of every route, fixed at a comparison's first call.
+
+    Attributes:
+      transition_seconds: one HMC transition of ``mbar_chains`` chains, measured.
+      step_seconds: one training step, measured.
+      train_steps: planned training steps; train_seconds: the training's share (s).
+      mbar_samples_per_state: MBAR's saved samples per state over all chains.
+      smc_seconds: SMC's share (s): runs are added until it is spent (within the bounds).
+      target_samples: HMC target samples for LBAR; flow_samples: flow samples for both.
+    """
+
+    system: str
+    system_fingerprint: str
+    config: dict
+    transition_seconds: float
+    step_seconds: float
+    train_steps: int
+    train_seconds: float
+    mbar_samples_per_state: int
+    smc_seconds: float
+    target_samples: int
+    flow_samples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The routes' results of one system (``results[route]``, the finished ones), the plan,
+    and the published value ``(value, stderr)`` if there is one."""
+
+    system: str
+    plan: ComparePlan
+    results: dict
+    published: tuple | None
+    out: Path
+
+    def deviation(self, route: str, other: str = "mbar") -> float | None:
+        """``(a - b) / sqrt(sa^2 + sb^2)``: ``route`` against ``other`` in combined standard
+        errors, or ``None`` where either is missing."""
+        a, b = self.results.get(route), self.results.get(other)
+        if a is None or b is None or route == other:
+            return None
+        return _sigmas((a.value, a.stderr), (b.value, b.stderr))
+
+    def rows(self) -> list[dict]:
+        """One plain dict per finished route, in ``ROUTES`` order: the ``FreeEnergy`` fields
+        that matter for the comparison (``beta_f_per_particle``, ``stderr``,
+        ``effective_samples``, ``wall_time`` s, ``energy_evaluations``), the deviation from
+        MBAR and from the published value in combined standard errors, and the verdict."""
+        rows = []
+        for route in ROUTES:
+            result = self.results.get(route)
+            if result is None:
+                continue
+            rows.append({
+                "system": self.system, "route": route, "label": ROUTE_LABELS[route],
+                "beta_f_per_particle": result.value, "stderr": result.stderr,
+                "effective_samples": result.effective_samples,
+                "wall_time": result.wall_time, "energy_evaluations": result.energy_evaluations,
+                "sigmas_from_mbar": self.deviation(route),
+                "published": None if self.published is None else self.published[0],
+                "published_stderr": (None if self.published is None
+                                     else self.published[1]),
+                "sigmas_from_published": self.deviation_from_published(route),
+                "trustworthy": result.trustworthy,
+                "untrustworthy_because": list(result.untrustworthy_because()),
+            })
+        return rows
+
+    @property
+    def unfinished(self) -> tuple[str, ...]:
+        """The routes not run yet."""
+        return tuple(route for route in ROUTES if route not in self.results)
+
+    def deviation_from_published(self, route: str) -> float | None:
+        """``route`` against the published value in combined standard errors, or ``None``."""
+        a = self.results.get(route)
+        if a is None or self.published is None:
+            return None
+        return _sigmas((a.value, a.stderr), self.published)
+
+
+def _sigmas(a, b) -> float:
+    combined = math.hypot(a[1], b[1])
+    return (a[0] - b[0]) / combined if combined > 0 else math.nan
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+def _transition_seconds(system: System, num_chains: int) -> float:
+    """Seconds of one HMC transition of ``num_chains`` chains: ``L + 1`` energy gradients of
+    the chains together (median of 5 after compiling)."""
+    energy = system.energy_fn(strays="nan")
+    grad = jax.jit(jax.vmap(jax.value_and_grad(energy)))
+    noise = 0.01 * np.random.default_rng(0).standard_normal((num_chains, *system.lattice.shape))
+    x = jnp.asarray(system.lattice[None] + noise, jnp.float32)
+    jax.block_until_ready(grad(x))
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        jax.block_until_ready(grad(x))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * (_INTEGRATION_STEPS + 1)
+
+
+def _flow_configs(system: System, config: CompareConfig, steps: int):
+    model_config, training = presets("cpu", system)
+    model_config = config.model or dataclasses.replace(model_config, **BASES["harmonic"])
+    training = dataclasses.replace(training, learning_rate=config.learning_rate,
+                                   gradient_estimator=config.gradient, seed=config.seed)
+    return model_config, scheduled_over(training, steps)
+
+
+def _step_seconds(system: System, config: CompareConfig) -> float:
+    """Seconds of one training step: steps 6-15 of a throwaway 15-step run."""
+    model_config, training = _flow_configs(system, config, 15)
+    stamps = []
+    train(system, None, model_config=model_config,
+          training=dataclasses.replace(training, eval_every=0), progress=False,
+          callback=lambda step, record: stamps.append(time.perf_counter()))
+    return (stamps[-1] - stamps[4]) / 10
+
+
+def split_budget(system: System, config: CompareConfig, transition_seconds: float,
+                 step_seconds: float, spent: float = 0.0) -> ComparePlan:
+    """The plan that splits ``config.budget`` over the routes (``SHARES``), given one HMC
+    transition's and one training step's seconds on this machine and the seconds already
+    ``spent`` on measuring them (taken from the training's share).
+
+    MBAR: ``samples_per_state`` such that its ``K`` states fill their share (``thin``
+    transitions per saved sample per chain, plus warm-up). Training: the steps that fill its
+    share. Target samples: half the flow estimates' share (a transition of
+    ``target_chains`` chains costs at most one of ``mbar_chains``: both are one vectorised
+    gradient); flow samples: five per target sample, at least 10^4 and at most 10^6.
+    """
+    budget = config.budget
+    k, chains = config.mbar_states, config.mbar_chains
+    warmup = _MBAR_WARMUP + (k - 2) * _MBAR_LATER_WARMUP
+    per_chain = (SHARES["mbar"] * budget / transition_seconds - warmup) / ((k - 1) * _MBAR_THIN)
+    target_transitions = SHARES["flow_estimates"] * budget / 2 / transition_seconds
+    target_samples = config.target_chains * max(
+        16, int((target_transitions - _TARGET_WARMUP) / _TARGET_THIN))
+    train_seconds = max(0.0, SHARES["train"] * budget - spent)
+    return ComparePlan(
+        system=system.name, system_fingerprint=system_fingerprint(system),
+        config=json.loads(json.dumps(dataclasses.asdict(config))),
+        transition_seconds=transition_seconds, step_seconds=step_seconds,
+        train_steps=max(20, int(train_seconds / step_seconds)), train_seconds=train_seconds,
+        mbar_samples_per_state=chains * max(4, int(per_chain)),
+        smc_seconds=SHARES["smc"] * budget, target_samples=target_samples,
+        flow_samples=int(min(1_000_000, max(10_000, 5 * target_samples))))
+
+
+def plan_comparison(system: System, config: CompareConfig, say=lambda text: None) -> ComparePlan:
+    """``split_budget`` from timings of this machine: one HMC transition of the system and a
+    few steps of the flow's training."""
+    started = time.perf_counter()
+    say(f"compare {system.name}: timing one HMC transition and a few training steps")
+    transition = _transition_seconds(system, config.mbar_chains)
+    step = _step_seconds(system, config)
+    return split_budget(system, config, transition, step, time.perf_counter() - started)
+
+
+def _read_plan(out: Path, system: System, config: CompareConfig) -> ComparePlan | None:
+    """The plan saved in ``out``, or ``None``; refuses one made for other settings."""
+    path = out / "plan.json"
+    if not path.is_file():
+        return None
+    try:
+        saved = ComparePlan(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ValueError(f"{path} is not a comparison plan ({error}); remove it or use "
+                         "another --out") from None
+    wanted = json.loads(json.dumps(dataclasses.asdict(config)))
+    if saved.system_fingerprint != system_fingerprint(system) or saved.config != wanted:
+        differ = sorted(k for k in wanted if saved.config.get(k) != wanted[k])
+        what = (", ".join(f"{k} {saved.config.get(k)!r} there, {wanted[k]!r} here"
+                          for k in differ) if differ else
+                f"system {saved.system} there, {system.name} here")
+        raise ValueError(f"{out} holds a comparison with other settings ({what}); use the "
+                         "same settings to continue it, or another --out")
+    return saved
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+
+def _route_file(out: Path, route: str) -> Path:
+    return out / "results" / f"{route}.json"
+
+
+def _finished(out: Path, route: str) -> FreeEnergy | None:
+    path = _route_file(out, route)
+    if not path.is_file():
+        return None
+    return FreeEnergy.from_dict(json.loads(path.read_text()))
+
+
+def _keep(out: Path, result: FreeEnergy) -> FreeEnergy:
+    (out / "results").mkdir(exist_ok=True)
+    row = json.loads(json.dumps(result.to_dict(), default=_plain))
+    rundir.write_json(_route_file(out, result.method), row)
+    return result
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _run_mbar(system, plan: ComparePlan, config: CompareConfig, out: Path) -> FreeEnergy:
+    path = PathConfig(num_states=config.mbar_states,
+                      samples_per_state=plan.mbar_samples_per_state,
+                      num_chains=config.mbar_chains)
+    return mbar_free_energy(system, path, workdir=out / "mbar", seed=config.seed,
+                            counting=config.counting)
+
+
+def _run_smc(system, plan: ComparePlan, config: CompareConfig, out: Path, say) -> FreeEnergy:
+    """SMC runs, one at a time into ``OUT/smc``, until its share is spent (within the
+    bounds); the count is decided after the first ``smc_min_repeats`` runs, from their
+    time, and saved, so a resumed comparison runs the same ones."""
+    count_file = out / "smc_repeats.json"
+
+    def runs(repeats):
+        return smc_free_energy(system=system, base="harmonic",
+                               config=SMCConfig(particles=config.smc_particles,
+                                                repeats=repeats, group_size=1),
+                               seed=config.seed, counting=config.counting,
+                               workdir=out / "smc")
+
+    if count_file.is_file():
+        return runs(int(json.loads(count_file.read_text())["repeats"]))
+    first = runs(config.smc_min_repeats)
+    per_run = first.details["sampling_wall_time"] / config.smc_min_repeats
+    repeats = int(min(config.smc_max_repeats,
+                      max(config.smc_min_repeats, plan.smc_seconds // max(per_run, 1e-9))))
+    rundir.write_json(count_file, {"repeats": repeats, "seconds_per_run": per_run})
+    if repeats == config.smc_min_repeats:
+        return first
+    say(f"compare {system.name}: {repeats} SMC runs fill the share ({per_run:.0f} s each)")
+    return runs(repeats)
+
+
+def _train_flow(system, plan: ComparePlan, config: CompareConfig, out: Path):
+    """The flow in ``OUT/flow``: trained for the planned steps or until its share is spent,
+    whichever comes first; ``OUT/results/train.json`` records that it is done, so a resumed
+    comparison does not train on."""
+    done = out / "results" / "train.json"
+    model_config, training = _flow_configs(system, config, plan.train_steps)
+    if not done.is_file():
+        train(system, out / "flow", model_config=model_config, training=training,
+              max_wall_time=plan.train_seconds)
+        step, wall, evaluations = rundir.training_cost(out / "flow")
+        (out / "results").mkdir(exist_ok=True)
+        rundir.write_json(done, {"steps": step, "planned_steps": plan.train_steps,
+                                 "wall_time": wall, "energy_evaluations": evaluations})
+    cost = json.loads(done.read_text())
+    loaded_system, model, params, _ = rundir.load_run(out / "flow")
+    return model, params, cost
+
+
+def _run_flow_routes(system, plan, config, out: Path, say) -> list[FreeEnergy]:
+    model, params, cost = _train_flow(system, plan, config, out)
+    say(f"compare {system.name}: {plan.target_samples} HMC target samples for LBAR")
+    sampled = sample_to_file(system, out / "target.npz", num_samples=plan.target_samples,
+                             num_chains=config.target_chains, num_warmup=_TARGET_WARMUP,
+                             thin=_TARGET_THIN, seed=config.seed)
+    positions, _, _ = rundir.load_samples(out / "target.npz")
+    say(f"compare {system.name}: LFEP and LBAR from {plan.flow_samples} flow samples")
+    by_lfep, by_lbar = lfep_and_lbar(
+        model, params, system, positions, num_chains=config.target_chains,
+        energy_tau=sampled["tau"], num_samples=plan.flow_samples,
+        key=jax.random.PRNGKey(config.seed + 1), counting=config.counting)
+    training = {"train_steps": cost["steps"], "train_wall_time": cost["wall_time"],
+                "train_energy_evaluations": cost["energy_evaluations"]}
+    # The flow's routes carry the cost of training; LBAR also that of its target samples.
+    lfep_row = _with_cost(by_lfep, cost["wall_time"], cost["energy_evaluations"], training)
+    lbar_row = _with_cost(by_lbar, cost["wall_time"] + sampled["wall_time"],
+                          cost["energy_evaluations"] + sampled["energy_evaluations"],
+                          dict(training, target_wall_time=sampled["wall_time"],
+                               target_energy_evaluations=sampled["energy_evaluations"]))
+    return [lfep_row, lbar_row]
+
+
+def _with_cost(result: FreeEnergy, seconds: float, evaluations: int, details: dict):
+    return dataclasses.replace(
+        result, wall_time=(result.wall_time or 0.0) + seconds,
+        energy_evaluations=(result.energy_evaluations or 0) + int(evaluations),
+        details=dict(result.details, **details))
+
+
+# -- the whole comparison --------------------------------------------------------------------
+
+
+def compare(system, out, config: CompareConfig = CompareConfig(),
+            timings: tuple[float, float] | None = None) -> Comparison:
+    """Run (or continue) every route of ``ROUTES`` for ``system`` in directory ``out``.
+
+    Args:
+      system: a ``System``, a named system or a ``.toml`` file.
+      out: the output directory (created; resumed when it holds a comparison with the same
+        system and settings, refused when it holds one with others).
+      config: ``CompareConfig``.
+      timings: ``(seconds of one HMC transition, seconds of one training step)`` to plan
+        with instead of measuring them (``ComparePlan.transition_seconds`` and
+        ``step_seconds`` of an earlier plan on this machine, say); ignored when ``out``
+        holds a plan.
+
+    Returns:
+      ``Comparison``. Progress goes to stderr and, stage by stage, to ``OUT/compare.log``.
+    """
+    if not isinstance(system, System):
+        system = load_system(system)
+    out = rundir.check_writable_dir(out)
+    log = open(out / "compare.log", "a")
+
+    def say(text):
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
+        print(text, file=sys.stderr, flush=True)
+        log.write(line + "\n")
+        log.flush()
+
+    with log, rundir.DirectoryLock(out):
+        plan = _read_plan(out, system, config)
+        if plan is None:
+            plan = (plan_comparison(system, config, say) if timings is None
+                    else split_budget(system, config, *timings))
+            rundir.write_json(out / "plan.json", dataclasses.asdict(plan))
+        say(f"compare {system.name}: plan {_describe(plan, config)}")
+        results = {route: _finished(out, route) for route in ROUTES}
+        stages = ((("mbar",), lambda: [_run_mbar(system, plan, config, out)]),
+                  (("smc",), lambda: [_run_smc(system, plan, config, out, say)]),
+                  (("lfep", "lbar"), lambda: _run_flow_routes(system, plan, config, out, say)))
+        for routes, run in stages:
+            if all(results[route] is not None for route in routes):
+                continue
+            say(f"compare {system.name}: {' and '.join(ROUTE_LABELS[r] for r in routes)}")
+            for result in run():
+                results[result.method] = _keep(out, result)
+                say(f"compare {system.name}: {result.method} beta F / N = "
+                    f"{result.value:.6f} +- {result.stderr:.6f} in "
+                    f"{result.wall_time:.0f} s")
+    return Comparison(system=system.name, plan=plan,
+                      results={r: v for r, v in results.items() if v is not None},
+                      published=PUBLISHED.get(system.name), out=out)
+
+
+def _describe(plan: ComparePlan, config: CompareConfig) -> str:
+    return (f"MBAR {config.mbar_states} states x {plan.mbar_samples_per_state} samples; SMC "
+            f"runs of {config.smc_particles} particles for {plan.smc_seconds:.0f} s; "
+            f"{plan.train_steps} training steps (at most {plan.train_seconds:.0f} s); "
+            f"{plan.target_samples} target and {plan.flow_samples} flow samples")
