@@ -239,13 +239,18 @@ def describe_run(record: dict) -> str:
             f"{model.get('base')} base")
 
 
-def save_checkpoint(run_dir: str | os.PathLike, state, record: dict | None = None):
-    """Write the pytree ``state`` (parameters, optimiser state, step) atomically, stamped with
-    the identity of the run's ``run.json`` ``record`` (``checkpoint_identity``) and its
-    one-line description (``describe_run``) when given."""
+def checkpoint_stamp(record: dict) -> dict[str, str]:
+    """What every checkpoint of a run is stamped with: the identity of its ``run.json``
+    ``record`` (``checkpoint_identity``) and its one-line description (``describe_run``).
+    Both rebuild the system, so a run computes its stamp once, not at every checkpoint."""
+    return {"identity": checkpoint_identity(record), "describes": describe_run(record)}
+
+
+def save_checkpoint(run_dir: str | os.PathLike, state, stamp: dict[str, str] | None = None):
+    """Write the pytree ``state`` (parameters, optimiser state, step) atomically, with the
+    run's ``stamp`` (``checkpoint_stamp``) when given."""
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
-    stamp = {} if record is None else {"identity": np.asarray(checkpoint_identity(record)),
-                                       "describes": np.asarray(describe_run(record))}
+    stamp = {key: np.asarray(value) for key, value in (stamp or {}).items()}
     atomic_write_bytes(checkpoint_path(run_dir),
                        _npz_bytes(num_leaves=np.asarray(len(leaves)), **stamp,
                                   **{f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}))

@@ -36,6 +36,6 @@ def write_tiny_run(run):
     params = freeflow.FlowModel(system, tiny).init(jax.random.PRNGKey(training.seed))
     rundir.save_checkpoint(run, TrainState(params, optimizer(training).init(params),
                                            jnp.asarray(2, jnp.int32)),
-                           record)
+                           rundir.checkpoint_stamp(record))
     rundir.write_metrics(run, synthetic_metrics(2))
     return run

@@ -168,9 +168,10 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
     """The body of ``train`` once the run directory (if any) is locked."""
     state = init_state(model, training, optimizer(training))
     metrics_log: list[dict] = []
-    spec = None  # the run.json record, which stamps every checkpoint
+    stamp = None  # computed once from the run.json record; every checkpoint carries it
     if run_dir is not None:
         spec = rundir.run_record(system, model_config, training)
+        stamp = rundir.checkpoint_stamp(spec)
         rundir.check_writable_dir(run_dir)
         saved = rundir.read_run_record(run_dir)
         if saved is not None:
@@ -191,7 +192,7 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         if writes:
             rundir.append_metrics(run_dir, record)
             if done % training.checkpoint_every == 0 or done == training.num_steps:
-                rundir.save_checkpoint(run_dir, new_state, spec)
+                rundir.save_checkpoint(run_dir, new_state, stamp)
                 last_saved = done
         if callback is not None:
             callback(done, record)
@@ -206,6 +207,6 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         raise TrainingDiverged(f"{error}; {where}. Lower the learning rate or check the "
                                "energy function.") from None
     if writes and last_saved != int(state.step):
-        rundir.save_checkpoint(run_dir, state, spec)  # stopped early by max_wall_time
+        rundir.save_checkpoint(run_dir, state, stamp)  # stopped early by max_wall_time
     return TrainResult(model=model, params=state.params, metrics=metrics_log, run_dir=run_dir,
                        system=system)
