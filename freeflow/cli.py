@@ -169,8 +169,8 @@ def _baseline(args) -> int:
     config = PathConfig(reference=args.reference, num_states=args.states,
                         samples_per_state=args.samples_per_state, num_chains=args.chains,
                         num_warmup=args.warmup, width=args.width)
-    result = mbar_free_energy(system, config, workdir=args.workdir, seed=args.seed,
-                              counting=args.counting)
+    result = mbar_free_energy(system, config, workdir=args.workdir,
+                              seed=args.seed).recounted(args.counting)
     row = result.to_dict()
     if args.json:
         print(_strict_json(row))

@@ -34,14 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freeflow.estimators.conventions import DEFAULT_COUNTING, convert_counting
+from freeflow.estimators.conventions import DEFAULT_COUNTING
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
 from freeflow.physics.system import (
     System,
     describe_system,
-    load_system,
     system_fingerprint,
     system_from_definition,
     system_from_dict,
@@ -730,8 +729,7 @@ def read_baseline(path: str | os.PathLike,
                              "freeflow 0.1 or by hand); re-run the estimate that made it")
         n, m = int(r["num_particles"]), int(r["lattice_multiplicity"])
         out[r["system"]] = FreeEnergy(
-            value=convert_counting(value, n, m, r["counting"], counting),
-            stderr=stderr, method=method,
+            value=value, stderr=stderr, method=method,
             system=r["system"], num_samples=r.get("num_samples"),
             num_states=r.get("num_states"),
             # The importance-sampling ESS of LFEP; other methods' "ess" mean other things.
@@ -744,6 +742,6 @@ def read_baseline(path: str | os.PathLike,
                                        "repeats", "base", "preset", "train_steps",
                                        "train_wall_time", "target_samples", "pareto_k")
                      if k in r}
-            | {"source": str(path), "counting": counting, "num_particles": n,
-               "lattice_multiplicity": m})
+            | {"source": str(path), "counting": r["counting"], "num_particles": n,
+               "lattice_multiplicity": m}).recounted(counting)
     return out

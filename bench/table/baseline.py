@@ -79,8 +79,8 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         config = PathConfig(reference=args.reference, num_states=states,
                             samples_per_state=samples, num_chains=chains, num_warmup=warmup)
-        res = mbar_free_energy(system, config, workdir=workdir, seed=args.seed,
-                               counting=args.counting)
+        res = mbar_free_energy(system, config, workdir=workdir,
+                               seed=args.seed).recounted(args.counting)
         row = res.to_dict()
         row.pop("states", None)
         row.pop("lambdas", None)

@@ -12,6 +12,8 @@ import dataclasses
 import math
 from typing import Any
 
+from freeflow.estimators.conventions import convert_counting
+
 __all__ = ["FreeEnergy", "FreeEnergyDifference", "MIN_EFFECTIVE_SAMPLES", "PARETO_K_LIMIT",
            "ReducedFreeEnergy", "delta_f"]
 
@@ -27,6 +29,10 @@ MIN_EFFECTIVE_SAMPLES = 100
 #: Methods whose value is an importance-weighted average of one set of samples, so that the
 #: effective sample count and the weights' tail decide whether it can be trusted.
 IMPORTANCE_METHODS = ("lfep",)
+#: Entries of ``details`` that a change of counting moves as it moves the value (other
+#: ``beta F / N``) or as it moves ``log_z`` (other ``ln Z``): ``FreeEnergy.recounted``.
+_COUNTED_VALUES = ("reference_beta_f_per_particle",)
+_COUNTED_LOG_Z = ("ln_z",)
 #: Keys ``to_dict`` derives from the other fields; ``from_dict`` recomputes them.
 _DERIVED = ("trustworthy", "untrustworthy_because", "effective_samples")
 
@@ -97,6 +103,34 @@ class FreeEnergy:
                 reasons.append(f"the weights have a heavy tail (Pareto k {k:.2f} > "
                                f"{PARETO_K_LIMIT})")
         return tuple(reasons)
+
+    def recounted(self, counting: str) -> "FreeEnergy":
+        """This estimate under another counting of the crystal's regions (``"bravais"`` or
+        ``"exact"``; ``freeflow.estimators.conventions``): ``exact = bravais - ln(m) / N``.
+
+        The estimate must record its own counting, ``num_particles`` and
+        ``lattice_multiplicity`` (``m``, the lattice's sites per primitive cell) in
+        ``details``, as every workflow's result does. The standard error is unchanged.
+        """
+        missing = [k for k in ("counting", "num_particles", "lattice_multiplicity")
+                   if self.details.get(k) is None]
+        if missing:
+            raise ValueError(f"this {self.method} estimate does not record its "
+                             f"{', '.join(missing)}, so it cannot be recounted")
+        n, m = int(self.details["num_particles"]), int(self.details["lattice_multiplicity"])
+        value = convert_counting(self.value, n, m, self.details["counting"], counting)
+        change = value - self.value  # beta F / N = -(ln Z - ...) / N: ln Z moves by -N change
+        details = dict(self.details, counting=counting,
+                       multiplicity=m if counting == "exact" else 1)
+        for key in _COUNTED_VALUES:
+            if details.get(key) is not None:
+                details[key] += change
+        for key in _COUNTED_LOG_Z:
+            if details.get(key) is not None:
+                details[key] -= n * change
+        return dataclasses.replace(
+            self, value=value, details=details,
+            log_z=None if self.log_z is None else self.log_z - n * change)
 
     @property
     def trustworthy(self) -> bool:

@@ -471,8 +471,8 @@ def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int, coun
     if row.mbar is None and compute_baseline:
         say(f"{name}: MBAR baseline (long)")
         workdir = Path(baseline_workdir) / name if baseline_workdir is not None else None
-        result = mbar_free_energy(system, workdir=workdir, seed=seed, counting=counting,
-                                  progress=progress or None)
+        result = mbar_free_energy(system, workdir=workdir, seed=seed,
+                                  progress=progress or None).recounted(counting)
         row.mbar = dataclasses.replace(
             result, details={k: v for k, v in result.details.items()
                              if k not in ("states", "lambdas")})

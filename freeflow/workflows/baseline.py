@@ -53,10 +53,8 @@ import numpy as np
 
 from freeflow.checks import check_whole_numbers
 from freeflow.estimators.conventions import (
-    DEFAULT_COUNTING,
     beta_f_from_ln_z_fixed,
     log_z_from_fixed_particle,
-    multiplicity,
     translation_multiplicity,
 )
 from freeflow.estimators.mbar import mbar, pymbar_guard
@@ -442,7 +440,7 @@ class PathConfig:
 
 
 def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, seed: int = 0,
-                     workdir: str | Path | None = None, counting: str = DEFAULT_COUNTING,
+                     workdir: str | Path | None = None,
                      progress: bool | None = None) -> FreeEnergy:
     """Absolute ``beta F / N`` of ``system`` by MBAR from a Gaussian crystal, particle 0 held.
 
@@ -454,12 +452,10 @@ def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, see
         finished state). Re-running with the same settings skips finished states; a larger
         ``samples_per_state`` extends them (the chains continue where they stopped); other
         changed settings raise ``ValueError``.
-      counting: ``"bravais"`` (the literature's) or ``"exact"``; see
-        ``freeflow.estimators.conventions``. It changes only the reported numbers, not the
-        sampling, so one work directory serves both.
 
     Returns:
-      ``FreeEnergy`` with ``method="mbar"``; ``details`` holds ``ln_z_fixed``, the reference
+      ``FreeEnergy`` with ``method="mbar"``, in the ``"bravais"`` counting
+      (``FreeEnergy.recounted`` gives the other); ``details`` holds ``ln_z_fixed``, the reference
       (and for Einstein its spring constant and width), the lambdas and per-state diagnostics.
     """
     start = time.perf_counter()
@@ -468,7 +464,6 @@ def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, see
     num_warmup, thin = config.num_warmup, config.thin
     num_integration_steps, width = config.num_integration_steps, config.width
     schedule_power = config.schedule_power
-    m = multiplicity(system, counting)  # refuses an unknown counting before any sampling
     system.check_batch_memory(num_chains, f"MBAR's HMC of {num_chains} chains")
     key = jax.random.key(seed) if key is None else key
     store = MbarWorkdir(workdir) if workdir is not None else None
@@ -510,7 +505,8 @@ def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, see
         ln_z_fixed = crystal.ln_z_fixed - out.delta_f - system.beta * shift
         lam_ref = system.units.reference_length
         states = out.details["states"]
-        details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "counting": counting,
+        m = 1  # the "bravais" counting; FreeEnergy.recounted gives the other
+        details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "counting": "bravais",
                    "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
                    "num_particles": n,
                    "ln_z": log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m),

@@ -6,8 +6,8 @@
   (``freeflow.workflows.baseline.mbar_free_energy``);
 * ``smc``: annealed SMC from the harmonic crystal, no training
   (``freeflow.workflows.smc.smc_free_energy``);
-* ``lfep`` and ``lbar``: a flow trained by reverse KL on the harmonic-crystal base, then LFEP
-  from its samples and LBAR between its samples and HMC samples of the target.
+* ``lfep`` and ``lbar``: a flow trained by reverse KL on the effective-harmonic-crystal base,
+  then LFEP from its samples and LBAR between its samples and HMC samples of the target.
 
 The budget is split once, at the first call, into shares (``SHARES``) sized from timings of
 this machine (one HMC transition of the system, a few training steps) and written to
@@ -33,7 +33,8 @@ import numpy as np
 
 from freeflow import rundir
 from freeflow.checks import check_whole_numbers
-from freeflow.estimators.conventions import COUNTINGS, DEFAULT_COUNTING
+from freeflow.estimators.conventions import (COUNTINGS, DEFAULT_COUNTING, convert_counting,
+                                             translation_multiplicity)
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import BASES, ModelConfig
 from freeflow.physics.system import System, load_system, system_fingerprint
@@ -84,14 +85,17 @@ class CompareConfig:
         from timings, and training stops at its share).
       seed: PRNG seed of every route.
       counting: ``"bravais"`` (the literature's) or ``"exact"``
-        (``freeflow.estimators.conventions``).
+        (``freeflow.estimators.conventions``): how the results are reported. Every route
+        estimates in the ``"bravais"`` counting and is recounted at the end, so one output
+        directory serves both (the counting is no part of the plan's identity).
       mbar_states, mbar_chains: MBAR's states (reference and target included) and HMC chains.
       smc_particles: particles per SMC run; smc_min_repeats, smc_max_repeats: bounds on the
         independent runs (their spread is SMC's error bar).
       target_chains: HMC chains of LBAR's target samples.
       learning_rate, gradient: the flow's training (its schedule is the ``cpu`` preset's,
         stretched over the planned steps).
-      model: the flow (default: the ``cpu`` preset's model on the harmonic-crystal base).
+      model: the flow (default: the ``cpu`` preset's model on the effective-harmonic-crystal
+        base, ``freeflow.flows.bases.effective_temperature_factor``).
     """
 
     budget: float = 1200.0
@@ -216,23 +220,37 @@ def _sigmas(a, b) -> float:
 
 def _transition_seconds(system: System, num_chains: int) -> float:
     """Seconds of one HMC transition of ``num_chains`` chains: ``L + 1`` energy gradients of
-    the chains together (median of 5 after compiling)."""
+    the chains together, chained inside one compiled loop as the samplers run them (median
+    of 7 calls after compiling)."""
     energy = system.energy_fn(strays="nan")
-    grad = jax.jit(jax.vmap(jax.value_and_grad(energy)))
+    grad = jax.vmap(jax.value_and_grad(energy))
+
+    @jax.jit
+    def transition(x):
+        def leapfrog(_, x):
+            _, g = grad(x)
+            return x - 1e-6 * jnp.clip(g, -1.0, 1.0)
+        return jax.lax.fori_loop(0, _INTEGRATION_STEPS + 1, leapfrog, x)
+
     noise = 0.01 * np.random.default_rng(0).standard_normal((num_chains, *system.lattice.shape))
     x = jnp.asarray(system.lattice[None] + noise, jnp.float32)
-    jax.block_until_ready(grad(x))
+    jax.block_until_ready(transition(x))
     times = []
-    for _ in range(5):
+    for _ in range(7):
         start = time.perf_counter()
-        jax.block_until_ready(grad(x))
+        jax.block_until_ready(transition(x))
         times.append(time.perf_counter() - start)
-    return float(np.median(times)) * (_INTEGRATION_STEPS + 1)
+    return float(np.median(times))
 
 
 def _flow_configs(system: System, config: CompareConfig, steps: int):
     model_config, training = presets("cpu", system)
-    model_config = config.model or dataclasses.replace(model_config, **BASES["harmonic"])
+    # The effective harmonic crystal (the harmonic crystal at the temperature that minimises
+    # its KL divergence to the target) is the better start: untrained, its LFEP on
+    # mw_cubic_64 had Pareto k 0.63 and 800-1700 effective samples of 50 000, against 0.70-0.72
+    # and 300-750 for the harmonic crystal (docs/benchmarks.md, "The flow's base in compare").
+    model_config = config.model or dataclasses.replace(model_config,
+                                                       **BASES["effective_harmonic"])
     training = dataclasses.replace(training, learning_rate=config.learning_rate,
                                    gradient_estimator=config.gradient, seed=config.seed)
     return model_config, scheduled_over(training, steps)
@@ -256,26 +274,33 @@ def split_budget(system: System, config: CompareConfig, transition_seconds: floa
 
     MBAR: ``samples_per_state`` such that its ``K`` states fill their share (``thin``
     transitions per saved sample per chain, plus warm-up). Training: the steps that fill its
-    share. Target samples: half the flow estimates' share (a transition of
-    ``target_chains`` chains costs at most one of ``mbar_chains``: both are one vectorised
-    gradient); flow samples: five per target sample, at least 10^4 and at most 10^6.
+    share. The flow's estimates: a third of their share for the target samples (a
+    transition's cost taken as proportional to the chains, ``target_chains`` against
+    ``mbar_chains``), two thirds for the flow samples, each costing a third of a training
+    step's per-sample cost (a training step draws a batch, evaluates the energy and
+    differentiates both), at least 10^4 and at most 10^6.
     """
     budget = config.budget
     k, chains = config.mbar_states, config.mbar_chains
     warmup = _MBAR_WARMUP + (k - 2) * _MBAR_LATER_WARMUP
     per_chain = (SHARES["mbar"] * budget / transition_seconds - warmup) / ((k - 1) * _MBAR_THIN)
-    target_transitions = SHARES["flow_estimates"] * budget / 2 / transition_seconds
+    estimates = SHARES["flow_estimates"] * budget
+    target_transition = transition_seconds * min(1.0, config.target_chains / chains)
+    target_transitions = estimates / 3 / target_transition
     target_samples = config.target_chains * max(
         16, int((target_transitions - _TARGET_WARMUP) / _TARGET_THIN))
+    batch_size = _flow_configs(system, config, 1)[1].batch_size
+    flow_sample_seconds = step_seconds / (3 * batch_size)
+    flow_samples = int(min(1_000_000, max(10_000, 2 * estimates / 3 / flow_sample_seconds)))
     train_seconds = max(0.0, SHARES["train"] * budget - spent)
     return ComparePlan(
         system=system.name, system_fingerprint=system_fingerprint(system),
-        config=json.loads(json.dumps(dataclasses.asdict(config))),
+        config=_identity(config),
         transition_seconds=transition_seconds, step_seconds=step_seconds,
         train_steps=max(20, int(train_seconds / step_seconds)), train_seconds=train_seconds,
         mbar_samples_per_state=chains * max(4, int(per_chain)),
         smc_seconds=SHARES["smc"] * budget, target_samples=target_samples,
-        flow_samples=int(min(1_000_000, max(10_000, 5 * target_samples))))
+        flow_samples=flow_samples)
 
 
 def plan_comparison(system: System, config: CompareConfig, say=lambda text: None) -> ComparePlan:
@@ -298,7 +323,7 @@ def _read_plan(out: Path, system: System, config: CompareConfig) -> ComparePlan 
     except (json.JSONDecodeError, TypeError) as error:
         raise ValueError(f"{path} is not a comparison plan ({error}); remove it or use "
                          "another --out") from None
-    wanted = json.loads(json.dumps(dataclasses.asdict(config)))
+    wanted = _identity(config)
     if saved.system_fingerprint != system_fingerprint(system) or saved.config != wanted:
         differ = sorted(k for k in wanted if saved.config.get(k) != wanted[k])
         what = (", ".join(f"{k} {saved.config.get(k)!r} there, {wanted[k]!r} here"
@@ -342,8 +367,7 @@ def _run_mbar(system, plan: ComparePlan, config: CompareConfig, out: Path) -> Fr
     path = PathConfig(num_states=config.mbar_states,
                       samples_per_state=plan.mbar_samples_per_state,
                       num_chains=config.mbar_chains)
-    return mbar_free_energy(system, path, workdir=out / "mbar", seed=config.seed,
-                            counting=config.counting)
+    return mbar_free_energy(system, path, workdir=out / "mbar", seed=config.seed)
 
 
 def _run_smc(system, plan: ComparePlan, config: CompareConfig, out: Path, say) -> FreeEnergy:
@@ -356,7 +380,7 @@ def _run_smc(system, plan: ComparePlan, config: CompareConfig, out: Path, say) -
         return smc_free_energy(system=system, base="harmonic",
                                config=SMCConfig(particles=config.smc_particles,
                                                 repeats=repeats, group_size=1),
-                               seed=config.seed, counting=config.counting,
+                               seed=config.seed,
                                workdir=out / "smc")
 
     if count_file.is_file():
@@ -401,7 +425,7 @@ def _run_flow_routes(system, plan, config, out: Path, say) -> list[FreeEnergy]:
     by_lfep, by_lbar = lfep_and_lbar(
         model, params, system, positions, num_chains=config.target_chains,
         energy_tau=sampled["tau"], num_samples=plan.flow_samples,
-        key=jax.random.PRNGKey(config.seed + 1), counting=config.counting)
+        key=jax.random.PRNGKey(config.seed + 1))
     training = {"train_steps": cost["steps"], "train_wall_time": cost["wall_time"],
                 "train_energy_evaluations": cost["energy_evaluations"]}
     # The flow's routes carry the cost of training; LBAR also that of its target samples.
@@ -468,12 +492,29 @@ def compare(system, out, config: CompareConfig = CompareConfig(),
             say(f"compare {system.name}: {' and '.join(ROUTE_LABELS[r] for r in routes)}")
             for result in run():
                 results[result.method] = _keep(out, result)
+                shown = result.recounted(config.counting)
                 say(f"compare {system.name}: {result.method} beta F / N = "
-                    f"{result.value:.6f} +- {result.stderr:.6f} in "
-                    f"{result.wall_time:.0f} s")
+                    f"{shown.value:.6f} +- {shown.stderr:.6f} in {shown.wall_time:.0f} s")
     return Comparison(system=system.name, plan=plan,
-                      results={r: v for r, v in results.items() if v is not None},
-                      published=PUBLISHED.get(system.name), out=out)
+                      results={r: v.recounted(config.counting)
+                               for r, v in results.items() if v is not None},
+                      published=_published(system, config.counting), out=out)
+
+
+def _identity(config: CompareConfig) -> dict:
+    """The settings a plan is made for: all but the counting, which only the report uses."""
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))
+    settings.pop("counting")
+    return settings
+
+
+def _published(system: System, counting: str) -> tuple | None:
+    """``PUBLISHED``'s value for ``system`` (the literature's counting) in ``counting``."""
+    if system.name not in PUBLISHED:
+        return None
+    value, stderr = PUBLISHED[system.name]
+    m = translation_multiplicity(system.lattice, system.box)
+    return (convert_counting(value, system.num_particles, m, "bravais", counting), stderr)
 
 
 def _describe(plan: ComparePlan, config: CompareConfig) -> str:

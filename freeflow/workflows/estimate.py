@@ -22,7 +22,7 @@ import numpy as np
 from freeflow import rundir
 from freeflow.checks import check_whole_numbers
 from freeflow.estimators.bar import lbar
-from freeflow.estimators.conventions import (DEFAULT_COUNTING, multiplicity,
+from freeflow.estimators.conventions import (COUNTINGS, DEFAULT_COUNTING,
                                              translation_multiplicity)
 from freeflow.estimators.lfep import lfep
 from freeflow.estimators.result import FreeEnergy
@@ -38,51 +38,50 @@ __all__ = ["FromBase", "METHODS", "WorksConfig", "counted", "estimate", "lbar_fr
            "lfep_and_lbar", "lfep_from_model", "reference_stride"]
 
 
-def counted(result: FreeEnergy, system, counting: str, wall_time: float) -> FreeEnergy:
-    """``result`` with its counting, the lattice's sites per primitive cell, N and the wall
-    time (s) of drawing and evaluating its samples recorded."""
-    details = dict(result.details, counting=counting, num_particles=system.num_particles,
+def counted(result: FreeEnergy, system, wall_time: float) -> FreeEnergy:
+    """``result`` of an estimator run with ``multiplicity = 1`` (the ``"bravais"`` counting),
+    with that counting, the lattice's sites per primitive cell and N recorded, so that
+    ``FreeEnergy.recounted`` can give it in the other, and the wall time (s) of drawing and
+    evaluating its samples."""
+    details = dict(result.details, counting="bravais", num_particles=system.num_particles,
                    lattice_multiplicity=translation_multiplicity(system.lattice, system.box))
     return dataclasses.replace(result, wall_time=wall_time, details=details)
 
 
 def lfep_from_model(model, params, system, key, num_samples: int = 100_000,
-                    batch_size: int = 256, progress: bool = True, bootstrap: int = 200,
-                    counting: str = DEFAULT_COUNTING) -> FreeEnergy:
+                    batch_size: int = 256, progress: bool = True,
+                    bootstrap: int = 200) -> FreeEnergy:
     """LFEP ``beta F / N`` of ``system`` from ``num_samples`` samples of a flow (exact energy).
 
-    See ``freeflow.estimators.lfep.lfep`` for the estimator and when to trust it, and
-    ``freeflow.estimators.conventions`` for ``counting``.
+    See ``freeflow.estimators.lfep.lfep`` for the estimator and when to trust it. The value
+    is in the default counting (``FreeEnergy.recounted`` gives the other).
     """
     start = time.perf_counter()
-    m = multiplicity(system, counting)
     work = model_works(model, params, system, key, num_samples, batch_size, progress)
     result = lfep(work, system.num_particles, reference_length=system.units.reference_length,
-                  multiplicity=m, system=system.name, bootstrap=bootstrap)
-    return counted(result, system, counting, time.perf_counter() - start)
+                  system=system.name, bootstrap=bootstrap)
+    return counted(result, system, time.perf_counter() - start)
 
 
 def lbar_from_model(model, params, system, key, num_model_samples: int, target_positions,
-                    batch_size: int = 256, progress: bool = True,
-                    counting: str = DEFAULT_COUNTING) -> FreeEnergy:
+                    batch_size: int = 256, progress: bool = True) -> FreeEnergy:
     """LBAR for a flow ``model`` (interface: ``sample_and_log_prob(params, key, n) -> (x [n,
     N, 3], log_q [n])`` and ``log_prob(params, y [m, N, 3]) -> [m]``).
 
     ``target_positions`` ``[m, N, 3]`` are decorrelated equilibrium samples of ``system``
     (e.g. ``freeflow.sampling.hmc.sample_system`` thinned by its autocorrelation time). The
     exact (not softened) energy is used. ``energy_evaluations`` counts n + m target energies.
+    The value is in the default counting (``FreeEnergy.recounted`` gives the other).
     """
     start = time.perf_counter()
-    m = multiplicity(system, counting)
     # Model samples are drawn and evaluated batch by batch, so 10^5-10^6 fit in memory.
     forward = model_works(model, params, system, key, int(num_model_samples), batch_size,
                           progress)
     reverse = reverse_works(model, params, system, np.asarray(target_positions), batch_size,
                             progress)
     result = lbar(forward, reverse, system.num_particles, system.units.reference_length,
-                  multiplicity=m, system=system.name,
-                  energy_evaluations=len(forward) + len(reverse))
-    return counted(result, system, counting, time.perf_counter() - start)
+                  system=system.name, energy_evaluations=len(forward) + len(reverse))
+    return counted(result, system, time.perf_counter() - start)
 
 
 def reference_stride(reverse_work, energy_tau: float) -> tuple[int, float]:
@@ -103,8 +102,7 @@ def reference_stride(reverse_work, energy_tau: float) -> tuple[int, float]:
 
 
 def lfep_and_lbar(model, params, system, target_positions, *, num_chains: int,
-                  energy_tau: float, num_samples: int, key,
-                  counting: str = DEFAULT_COUNTING) -> tuple[FreeEnergy, FreeEnergy]:
+                  energy_tau: float, num_samples: int, key) -> tuple[FreeEnergy, FreeEnergy]:
     """LFEP and LBAR of one flow from one set of ``num_samples`` model works.
 
     ``target_positions`` ``[num_chains x per chain, N, 3]`` (chain-major, as
@@ -112,9 +110,9 @@ def lfep_and_lbar(model, params, system, target_positions, *, num_chains: int,
     autocorrelation time ``energy_tau`` (saved samples); their reverse works are computed
     once, to measure their correlation (``reference_stride``), then thinned for LBAR. Each
     result's wall time and energy evaluations are those of the works it needed (LBAR's
-    include every target sample evaluated, not the sampling).
+    include every target sample evaluated, not the sampling). Both values are in the default
+    counting (``FreeEnergy.recounted`` gives the other).
     """
-    m = multiplicity(system, counting)
     n, length = system.num_particles, system.units.reference_length
     start = time.perf_counter()
     forward = model_works(model, params, system, key, int(num_samples))
@@ -126,13 +124,12 @@ def lfep_and_lbar(model, params, system, target_positions, *, num_chains: int,
     stride, work_tau = reference_stride(reverse, energy_tau)
     kept = reverse[:, ::stride].ravel()
     start = time.perf_counter()
-    by_lfep = lfep(forward, n, reference_length=length, multiplicity=m, system=system.name)
-    by_lfep = counted(by_lfep, system, counting, forward_s + time.perf_counter() - start)
+    by_lfep = lfep(forward, n, reference_length=length, system=system.name)
+    by_lfep = counted(by_lfep, system, forward_s + time.perf_counter() - start)
     start = time.perf_counter()
-    by_lbar = lbar(forward, kept, n, length, multiplicity=m, system=system.name,
+    by_lbar = lbar(forward, kept, n, length, system=system.name,
                    energy_evaluations=len(forward) + reverse.size)
-    by_lbar = counted(by_lbar, system, counting,
-                      forward_s + reverse_s + time.perf_counter() - start)
+    by_lbar = counted(by_lbar, system, forward_s + reverse_s + time.perf_counter() - start)
     by_lbar = dataclasses.replace(by_lbar, details=dict(
         by_lbar.details, target_samples=len(kept), target_stride=stride,
         target_work_tau=work_tau, target_energy_tau=float(energy_tau)))
@@ -190,10 +187,18 @@ def estimate(start, method: str = "lfep", config=None, *, target_samples=None,
       workdir: SMC and MBAR: a directory that keeps finished work, so that the same call
         continues an interrupted estimate.
       counting: ``"bravais"`` (the literature's) or ``"exact"``; see
-        ``freeflow.estimators.conventions``.
+        ``freeflow.estimators.conventions``. Every method estimates in the default counting;
+        the result is recounted once, at the end (``FreeEnergy.recounted``).
       progress: progress on stderr: ``None`` a bar on a terminal and plain lines in a log
         file, ``False`` none.
     """
+    if counting not in COUNTINGS:
+        raise ValueError(f"unknown counting {counting!r}; use one of {', '.join(COUNTINGS)}")
+    return _estimate(start, method, config, target_samples, seed, workdir,
+                     progress).recounted(counting)
+
+
+def _estimate(start, method, config, target_samples, seed, workdir, progress) -> FreeEnergy:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     wanted = {"lfep": WorksConfig, "lbar": WorksConfig, "smc": SMCConfig,
@@ -203,19 +208,17 @@ def estimate(start, method: str = "lfep", config=None, *, target_samples=None,
         raise ValueError(f"{method} takes a {wanted.__name__}; got a "
                          f"{type(config).__name__}")
     if method == "mbar":
-        return _mbar(start, config, seed, workdir, counting, progress)
+        return _mbar(start, config, seed, workdir, progress)
     if method == "smc":
         run, system, base = _smc_start(start)
         return smc_free_energy(run, system=system, base=base, config=config, seed=seed,
-                               counting=counting, workdir=workdir,
-                               progress=progress)
+                               workdir=workdir, progress=progress)
     system, model, params = _flow_start(start)
-    multiplicity(system, counting)  # refuses an unknown counting before any sampling
     key = jax.random.PRNGKey(seed)
     progress = progress is not False  # the works show a bar on a terminal, lines in a log
     if method == "lfep":
         return lfep_from_model(model, params, system, key, config.samples, config.batch_size,
-                               progress, counting=counting)
+                               progress)
     if target_samples is None:
         raise ValueError("LBAR needs target samples: pass --target-samples FILE (made with "
                          "'freeflow sample SYSTEM --out FILE')")
@@ -224,8 +227,7 @@ def estimate(start, method: str = "lfep", config=None, *, target_samples=None,
         target_samples, sampled, _ = rundir.load_samples(path)
         check_same_system(system, sampled, f"target sample file {path}")
     return lbar_from_model(model, params, system, key, config.samples,
-                           np.asarray(target_samples), config.batch_size, progress,
-                           counting=counting)
+                           np.asarray(target_samples), config.batch_size, progress)
 
 
 def _flow_start(start):
@@ -255,7 +257,7 @@ def _smc_start(start):
     return start, None, None
 
 
-def _mbar(start, config: PathConfig, seed: int, workdir, counting: str, progress):
+def _mbar(start, config: PathConfig, seed: int, workdir, progress):
     if isinstance(start, FromBase):
         if start.base != "harmonic":
             raise ValueError(f"MBAR starts from the harmonic crystal (or an Einstein crystal, "
@@ -266,8 +268,7 @@ def _mbar(start, config: PathConfig, seed: int, workdir, counting: str, progress
             start = rundir.load_run(start)[0]  # a run directory: MBAR of its system
         else:
             start = load_system(start)
-    return mbar_free_energy(start, config, seed=seed, workdir=workdir, counting=counting,
-                            progress=progress)
+    return mbar_free_energy(start, config, seed=seed, workdir=workdir, progress=progress)
 
 
 def _base_start(system, base: str):

@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow import rundir
-from freeflow.estimators.conventions import (DEFAULT_COUNTING, beta_f_from_ln_z_fixed,
-                                             log_z_from_fixed_particle, multiplicity,
+from freeflow.estimators.conventions import (beta_f_from_ln_z_fixed,
+                                             log_z_from_fixed_particle,
                                              translation_multiplicity)
 from freeflow.estimators.result import FreeEnergy
 from freeflow.estimators.smc import combine_log_z
@@ -279,7 +279,7 @@ class SMCConfig:
 
 
 def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMCConfig(),
-                    seed: int = 0, counting: str = DEFAULT_COUNTING, workdir=None,
+                    seed: int = 0, workdir=None,
                     progress: bool | None = None) -> FreeEnergy:
     """``beta F / N`` by annealed SMC from a flow (``run``) or a base (``system``, ``base``).
 
@@ -291,15 +291,14 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
         (``harmonic_base(system, temperature_factor=1.5)``, say).
       config: ``SMCConfig`` (particles per run, runs, grouping, annealing).
       seed: PRNG seed.
-      counting: ``"bravais"`` (the literature's) or ``"exact"``
-        (``freeflow.estimators.conventions``).
       workdir: a directory where every finished group of runs is saved
         (``freeflow.rundir.SmcWorkdir``); calling again with the same settings reuses them,
         so an interrupted estimate continues where it stopped, and more ``repeats`` extend it.
       progress: a bar over the annealing parameter; ``None``: on a terminal.
 
     Returns:
-      ``FreeEnergy`` with ``method="smc"``; ``num_samples = repeats * particles``, ``ess``
+      ``FreeEnergy`` with ``method="smc"``, in the ``"bravais"`` counting
+      (``FreeEnergy.recounted`` gives the other); ``num_samples = repeats * particles``, ``ess``
       the mean final ESS fraction, ``num_states`` the largest number of temperatures of a run;
       ``details`` holds ``smc_particles`` (per run), the per-run ``ln Z_fixed``, the
       temperatures, the acceptance and the evaluations of the target energy and of the start
@@ -317,7 +316,6 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
 
     system, sites, sample, log_start, start, distribution, leaves = _resolve_start(
         run, system, base, say)
-    m = multiplicity(system, counting)  # refuses an unknown counting before any work
     system.check_batch_memory(group_size * particles, f"SMC of {group_size} runs of "
                               f"{particles} particles at once (group_size)")
     frame = _SiteFrame.of(system, sites)
@@ -364,12 +362,13 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
             # Over all runs, so that a log shows how far a long estimate got (one run's own
             # bar may end before it prints a line).
             bar.update(size)
-    return _result(system, start, m, counting, groups, settings, start_time)
+    return _result(system, start, groups, settings, start_time)
 
 
-def _result(system, start: str, m: int, counting: str, groups, settings: dict,
-            start_time: float) -> FreeEnergy:
-    """The ``FreeEnergy`` of finished groups ``(log_z, positions, info)``."""
+def _result(system, start: str, groups, settings: dict, start_time: float) -> FreeEnergy:
+    """The ``FreeEnergy`` of finished groups ``(log_z, positions, info)``, in the
+    ``"bravais"`` counting (``m = 1``)."""
+    m = 1
     log_z = np.concatenate([g[0] for g in groups])
     infos = [g[2] for g in groups]
     temperatures = [t for info in infos for t in info["temperatures"]]
@@ -390,7 +389,7 @@ def _result(system, start: str, m: int, counting: str, groups, settings: dict,
         "ln_z_fixed_runs": log_z.tolist(), **evaluations,
         "sampling_wall_time": float(sum(info["wall_time"] for info in infos)),
         **settings,
-        "counting": counting, "num_particles": n,
+        "counting": "bravais", "num_particles": n,
         "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
     }
     return FreeEnergy(

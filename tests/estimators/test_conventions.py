@@ -8,7 +8,6 @@ import pytest
 
 import freeflow
 from freeflow.estimators.conventions import (
-    COUNTINGS,
     beta_f_per_particle,
     convert_counting,
     translation_multiplicity,
@@ -44,32 +43,43 @@ def test_every_method_agrees_with_the_analytic_value_and_shifts_by_ln_m_over_n()
     model = freeflow.FlowModel(system, TINY)
     params = model.init(jax.random.PRNGKey(0))
     target_samples = model.sample_and_log_prob(params, jax.random.PRNGKey(5), 512)[0]
-    results = {}
-    for counting in COUNTINGS:
-        results[counting] = [
-            lfep_from_model(model, params, system, jax.random.PRNGKey(1), 2048,
-                            progress=False, counting=counting),
-            lbar_from_model(model, params, system, jax.random.PRNGKey(2), 512,
-                            np.asarray(target_samples), counting=counting),
-            mbar_free_energy(system, PathConfig(num_states=3, samples_per_state=512,
-                                                num_chains=8),
-                             counting=counting, progress=False),
-        ]
-    for result in results["bravais"]:
+    # Every method estimates in the Bravais counting; the exact one is the same result
+    # recounted (FreeEnergy.recounted).
+    results = [
+        lfep_from_model(model, params, system, jax.random.PRNGKey(1), 2048, progress=False),
+        lbar_from_model(model, params, system, jax.random.PRNGKey(2), 512,
+                        np.asarray(target_samples)),
+        mbar_free_energy(system, PathConfig(num_states=3, samples_per_state=512, num_chains=8),
+                         progress=False),
+    ]
+    for bravais in results:
         # float32 works of size ~20 round at ~1e-6 per particle; add that to 3 sigma.
-        assert abs(result.value - analytic) <= 3 * result.stderr + 1e-5, result
-        assert result.details["counting"] == "bravais"
-    for bravais, exact in zip(results["bravais"], results["exact"]):
+        assert abs(bravais.value - analytic) <= 3 * bravais.stderr + 1e-5, bravais
+        assert bravais.details["counting"] == "bravais"
+        assert bravais.details["multiplicity"] == 1
+        exact = bravais.recounted("exact")
         assert exact.value - bravais.value == pytest.approx(-math.log(2) / n, abs=1e-12)
-        assert exact.details["counting"] == "exact"
+        assert exact.stderr == bravais.stderr
+        assert exact.details["counting"] == "exact" and exact.details["multiplicity"] == 2
+        # ln Z gains ln m wherever the result carries it.
+        for before, after in ((bravais.log_z, exact.log_z),
+                              (bravais.details.get("ln_z"), exact.details.get("ln_z"))):
+            if before is not None:
+                assert after - before == pytest.approx(math.log(2), abs=1e-9)
+        assert exact.recounted("bravais").value == pytest.approx(bravais.value, abs=1e-12)
+    assert results[2].details["reference_beta_f_per_particle"] - results[2].recounted(
+        "exact").details["reference_beta_f_per_particle"] == pytest.approx(math.log(2) / n)
 
 
 def test_unknown_counting_is_refused_before_any_work():
     system, _ = harmonic_diamond()
     with pytest.raises(ValueError, match="unknown counting 'cubic'"):
-        mbar_free_energy(system, counting="cubic", progress=False)
+        freeflow.estimate(system, "mbar", counting="cubic", progress=False)
     with pytest.raises(ValueError, match="unknown counting"):
         convert_counting(1.0, 8, 2, "exact", "cubic")
+    with pytest.raises(ValueError, match="does not record its counting"):
+        freeflow.FreeEnergy(value=1.0, stderr=0.1, method="mbar", system="x",
+                            num_samples=10).recounted("exact")
 
 
 def test_conversion_is_ln_m_over_n_and_round_trips():

@@ -37,11 +37,14 @@ def test_split_budget_fills_each_share():
     assert plan.train_seconds == pytest.approx(cmp.SHARES["train"] * 1200 - 30.0)
     assert plan.train_steps == int((cmp.SHARES["train"] * 1200 - 30.0) / 0.5)
     assert plan.smc_seconds == pytest.approx(cmp.SHARES["smc"] * 1200)
-    # Target samples: half the flow estimates' share, in transitions of 4 per sample after a
-    # warm-up of 150.
-    assert plan.target_samples == 32 * int(
-        (cmp.SHARES["flow_estimates"] * 1200 / 2 / 0.01 - 150) / 4)
-    assert plan.flow_samples == min(1_000_000, 5 * plan.target_samples)
+    # Target samples: a third of the flow estimates' share, in transitions of 4 per sample
+    # after a warm-up of 150, a transition of 32 chains costing half one of 64.
+    estimates = cmp.SHARES["flow_estimates"] * 1200
+    assert plan.target_samples == 32 * int((estimates / 3 / (0.01 * 32 / 64) - 150) / 4)
+    # Flow samples: the other two thirds, one costing a third of a training step's per-sample
+    # cost (the cpu preset's batch of 128).
+    assert plan.flow_samples == int(2 * estimates / 3 / (0.5 / (3 * 128)))
+    assert 10_000 < plan.flow_samples < 1_000_000
 
 
 def test_split_budget_floors_on_a_slow_machine():
