@@ -17,8 +17,9 @@ Conventions (the same as the flow model's, ``freeflow.flows.model``):
 Step size: during warm-up ``log(step)`` follows a Robbins-Monro recursion driven by the
 acceptance probability averaged over chains, towards ``target_acceptance``; the final step size
 is the average of ``log(step)`` over the last quarter of warm-up. It is then frozen (up to an
-independent random jitter of +-10 % per transition, which keeps detailed balance and prevents
-periodic HMC trajectories) so that production is a fixed, exact Markov kernel.
+independent random jitter per transition, ``freeflow.sampling.kernel.jittered``) so that
+production is a fixed, exact Markov kernel. The transition itself is
+``freeflow.sampling.kernel.hmc_transition``, the one SMC uses too.
 """
 
 from __future__ import annotations
@@ -34,14 +35,13 @@ import numpy as np
 
 from freeflow.parallel import batch_mesh, batch_sharding
 from freeflow.progress import progress_bar
+from freeflow.sampling.kernel import hmc_init, hmc_transition, jittered
 
 __all__ = ["SampleResult", "sample", "sample_system", "integrated_autocorrelation_time"]
 
 #: Warm-up recursion: log(step) += gain_t * (acceptance_t - target), gain_t = 1.5 / sqrt(1 + t),
 #: but never below this floor so late warm-up can still follow a drifting optimum.
 _MIN_GAIN = 0.02
-#: Relative jitter of the step size in each production transition (uniform in 1 +- this).
-_STEP_JITTER = 0.1
 #: Only show a progress bar when a run is expected to take more than a few transitions.
 _PROGRESS_MIN_STEPS = 200
 
@@ -155,10 +155,8 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
     Everything that changes between calls (beta, box, step size, energy arguments, fixed
     particles' positions) is a traced argument, so a whole MBAR path of states compiles once.
     """
-    import blackjax
-
     mobile_idx = np.asarray(mobile, dtype=np.int32)
-    kernel = blackjax.hmc.build_kernel()
+    hmc = hmc_transition(num_integration_steps, periodic=has_box)
 
     def full(q, template):
         # Insert the mobile particles into the per-chain template holding the fixed ones.
@@ -169,18 +167,8 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
             return -beta * energy_fn(full(q, template), *args)
         return logdensity
 
-    def wrap(q, box):
-        return jnp.mod(q, box) if has_box else q
-
     def one_step(key, state, template, step_size, beta, box, args):
-        logdensity = make_logdensity(template, beta, args)
-        state, info = kernel(key, state, logdensity, step_size,
-                             jnp.ones(state.position.size, state.position.dtype),
-                             num_integration_steps)
-        # The energy is periodic, so wrapping changes neither the density nor its gradient;
-        # it only keeps coordinates small (float32 resolution).
-        state = state._replace(position=wrap(state.position, box))
-        return state, info.acceptance_rate
+        return hmc(key, state, make_logdensity(template, beta, args), step_size, box)
 
     def step_all(key, states, templates, step_size, beta, box, args):
         keys = jax.random.split(key, templates.shape[0])
@@ -192,7 +180,7 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
         q = positions[:, mobile_idx]
 
         def one(q, template):
-            return blackjax.hmc.init(q, make_logdensity(template, beta, args))
+            return hmc_init(q, make_logdensity(template, beta, args))
 
         return jax.vmap(one)(q, templates)
 
@@ -201,8 +189,7 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
         def body(carry, key):
             states, log_step, t = carry
             states, acc = step_all(key, states, templates, jnp.exp(log_step), beta, box, args)
-            # NaN acceptance (e.g. an overflowing neighbour list) counts as a rejection.
-            mean_acc = jnp.mean(jnp.where(jnp.isfinite(acc), acc, 0.0))
+            mean_acc = jnp.mean(acc)
             gain = jnp.maximum(1.5 / jnp.sqrt(1.0 + t), _MIN_GAIN)
             log_step = log_step + gain * (mean_acc - target)
             return (states, log_step, t + 1.0), (log_step, mean_acc)
@@ -216,11 +203,9 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
                          keep_positions):
         def transition(states, key):
             key_jitter, key_step = jax.random.split(key)
-            jitter = jax.random.uniform(key_jitter, (), minval=1.0 - _STEP_JITTER,
-                                        maxval=1.0 + _STEP_JITTER)
-            states, acc = step_all(key_step, states, templates, step_size * jitter, beta, box,
-                                   args)
-            return states, jnp.mean(jnp.where(jnp.isfinite(acc), acc, 0.0))
+            states, acc = step_all(key_step, states, templates, jittered(key_jitter, step_size),
+                                   beta, box, args)
+            return states, jnp.mean(acc)
 
         def saved(states, key):
             states, accs = jax.lax.scan(transition, states, jax.random.split(key, thin))

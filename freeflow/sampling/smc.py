@@ -47,15 +47,13 @@ import numpy as np
 from freeflow.checks import check_whole_numbers
 from freeflow.parallel import batch_mesh, batch_sharding
 from freeflow.progress import progress_bar
+from freeflow.sampling.kernel import STEP_JITTER, hmc_init, hmc_transition
 
 __all__ = ["AnnealConfig", "AnnealResult", "anneal"]
 
 #: Gain of the leapfrog step's update from one transition's mean acceptance to the next:
 #: ``ln step += gain (acceptance - target)``.
 _STEP_GAIN = 1.0
-#: Relative jitter of the leapfrog step per transition (uniform in 1 +- this): it breaks the
-#: periodic trajectories of a fixed step and keeps each transition exact.
-_STEP_JITTER = 0.1
 #: Resolution of the progress bar in the annealing parameter.
 _PROGRESS_UNITS = 1000
 
@@ -135,10 +133,9 @@ def _kernels(log_start: Callable, log_target: Callable, has_box: bool,
     # blackjax runs a JAX computation when it is imported, which starts JAX's backends and so
     # fixes the number of CPU devices; loading it here keeps ``import freeflow`` from doing
     # that (``freeflow.parallel.split_cpu`` must come first).
-    import blackjax
     from blackjax.smc.resampling import systematic
 
-    hmc = blackjax.hmc.build_kernel()
+    hmc = hmc_transition(num_integration_steps, periodic=has_box)
 
     def log_target_safe(y):
         value = log_target(y)
@@ -154,21 +151,11 @@ def _kernels(log_start: Callable, log_target: Callable, has_box: bool,
             return jnp.where(t < 1.0, (1.0 - t) * ls, 0.0) + jnp.where(t > 0.0, t * lt, 0.0)
         return logdensity
 
-    def wrap(y, box):
-        return jnp.mod(y, box) if has_box else y
-
     def init_one(y, t):
-        return blackjax.hmc.init(y, tempered(t))
+        return hmc_init(y, tempered(t))
 
     def transition_one(key, state, t, step_size, box):
-        logdensity = tempered(t)
-        ones = jnp.ones(state.position.size, state.position.dtype)
-        state, info = hmc(key, state, logdensity, step_size, ones, num_integration_steps)
-        # Both densities are periodic; wrapping only keeps coordinates small.
-        state = state._replace(position=wrap(state.position, box))
-        # A proposal of density zero (or NaN) is a rejection.
-        accepted = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
-        return state, accepted
+        return hmc(key, state, tempered(t), step_size, box)
 
     def map_particles(fn, *args):
         if batch_size is None:
@@ -379,8 +366,10 @@ def _move_adapting(kernels, key, y, t, log_w, log_step, box, num_steps: int,
     accs = []
     for s in range(num_steps):
         k_step, k_jitter = jax.random.split(jax.random.fold_in(key, s))
-        jitter = np.asarray(jax.random.uniform(k_jitter, (runs,), minval=1 - _STEP_JITTER,
-                                               maxval=1 + _STEP_JITTER))
+        # One factor per run, drawn as freeflow.sampling.kernel.jittered does, applied on the
+        # host in float64 like the rest of the step's adaptation.
+        jitter = np.asarray(jax.random.uniform(k_jitter, (runs,), minval=1 - STEP_JITTER,
+                                               maxval=1 + STEP_JITTER))
         steps = jnp.asarray(np.repeat(np.exp(log_step) * jitter, n), jnp.float32)
         states, acc = transition(k_step, states, t_flat, steps, box)
         acc = np.asarray(acc, np.float64)
