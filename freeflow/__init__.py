@@ -62,7 +62,7 @@ from freeflow.physics.system import (
 )
 from freeflow.physics.units import Units
 from freeflow.rundir import load_run, load_samples, save_samples
-from freeflow.sampling.hmc import SampleResult, sample, sample_system
+from freeflow.sampling.hmc import Boltzmann, HMCConfig, SampleResult, sample, sample_system
 from freeflow.training.config import TrainingConfig
 from freeflow.training.trainer import TrainingDiverged
 from freeflow.sampling.smc import AnnealConfig
@@ -83,6 +83,6 @@ __all__ = [
     "load_samples", "mbar_free_energy", "sample", "sample_system", "save_samples",
     "FreeEnergy", "FreeEnergyDifference", "TrainResult", "TrainingConfig", "TrainingDiverged",
     "delta_f", "estimate", "lfep", "load_run", "smc_free_energy", "train",
-    "AnnealConfig", "CompareConfig", "FromBase", "PathConfig", "SMCConfig", "WorksConfig",
-    "compare",
+    "AnnealConfig", "Boltzmann", "CompareConfig", "FromBase", "HMCConfig", "PathConfig",
+    "SMCConfig", "WorksConfig", "compare",
 ]

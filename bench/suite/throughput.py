@@ -35,8 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from freeflow import FlowModel, load_system, model_preset, sample_system  # noqa: E402
+from freeflow.sampling.hmc import HMCConfig  # noqa: E402
 from freeflow.flows.works import model_works  # noqa: E402
-from freeflow.workflows.baseline import linear_path_mbar  # noqa: E402
+from freeflow.estimators.mbar import linear_path_mbar  # noqa: E402
 
 SYSTEMS = ["lj_32", "mw_cubic_64"]
 
@@ -65,14 +66,15 @@ def sampler_throughput(name: str, num_chains: int, num_samples: int,
     energy = system.energy_fn(neighbors=neighbors, strays="nan")
     key = jax.random.PRNGKey(0)
     # A first short run compiles the kernels (cached on the energy function) and equilibrates.
-    warm = sample_system(system, key, energy_fn=energy, num_chains=num_chains, num_samples=10,
-                         num_warmup=200, progress=False)
+    warm = sample_system(system, key, HMCConfig(num_chains=num_chains, num_samples=10,
+                                                num_warmup=200, thin=2),
+                         energy_fn=energy, progress=False)
     start = time.perf_counter()
-    result = sample_system(system, jax.random.fold_in(key, 1), energy_fn=energy,
-                           num_chains=num_chains,
-                           num_samples=num_samples, num_warmup=0, step_size=warm.step_size,
-                           initial_positions=warm.final_positions, keep_positions=False,
-                           progress=False)
+    result = sample_system(system, jax.random.fold_in(key, 1),
+                           HMCConfig(num_chains=num_chains, num_samples=num_samples,
+                                     num_warmup=0, thin=2, step_size=warm.step_size),
+                           energy_fn=energy, initial_positions=warm.final_positions,
+                           keep_positions=False, progress=False)
     seconds = time.perf_counter() - start
     effective = num_chains * num_samples / result.tau
     return {"bench": "sampler_throughput", "system": name, "chains": num_chains,

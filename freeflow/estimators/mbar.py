@@ -21,7 +21,7 @@ import numpy as np
 
 from freeflow.estimators.result import ReducedFreeEnergy
 
-__all__ = ["mbar", "pymbar_guard"]
+__all__ = ["linear_path_mbar", "mbar", "pymbar_guard", "uncorrelated_indices"]
 
 
 @contextlib.contextmanager
@@ -78,3 +78,45 @@ def mbar(u_kn, n_k) -> ReducedFreeEnergy:
                              stderr=float(out["dDelta_f"][0, -1]), num_samples=int(n_k.sum()),
                              details={"f_k": [float(f) for f in out["Delta_f"][0]],
                                       "min_neighbour_overlap": neighbour})
+
+
+def linear_path_mbar(components: list[np.ndarray], lambdas, beta: float) -> ReducedFreeEnergy:
+    """MBAR on the linear path ``U_l = (1 - l) U_ref + l U_tgt``.
+
+    Args:
+      components: per state ``[n_k, 2]`` energies (reference, target) of its (decorrelated)
+        samples, energy unit.
+      lambdas: ``[K]``, from 0 (the reference) to 1 (the target). beta: inverse energy unit.
+
+    Returns:
+      ``delta_f = f_target - f_reference = -ln(Z_target / Z_reference)`` (reduced units). A
+      NaN target component (a configuration the target's states exclude) is allowed in the
+      reference state's samples only.
+    """
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    all_c = np.concatenate(components).astype(np.float64)  # [n, 2]
+    n_k = np.array([len(c) for c in components])
+    # A NaN target energy marks a configuration outside the target's region (a crystal's
+    # stray, see System.energy_fn): every state with lambda > 0 excludes it (its HMC chains
+    # reject such moves), so its reduced energy there is +inf, and only the reference counts it.
+    target = np.where(np.isnan(all_c[:, 1]), np.inf, all_c[:, 1])
+    with np.errstate(invalid="ignore"):
+        target_part = np.where(lambdas[:, None] > 0, lambdas[:, None] * target[None, :], 0.0)
+    u_kn = beta * ((1.0 - lambdas)[:, None] * all_c[None, :, 0] + target_part)
+    return mbar(u_kn, n_k)
+
+
+def uncorrelated_indices(du) -> tuple[list[np.ndarray], float]:
+    """Indices of an uncorrelated subsample of each chain of ``du [C, S]`` (the derivative of
+    the reduced energy along the path, what MBAR needs), and the statistical inefficiency
+    ``g`` (pymbar's, over all chains) that spaces them. A constant series is kept whole
+    (``g = 1``)."""
+    du = np.asarray(du)
+    s = du.shape[1]
+    if np.allclose(du, du[:, :1]):
+        return [np.arange(s) for _ in range(du.shape[0])], 1.0
+    with pymbar_guard() as pymbar:
+        timeseries = pymbar.timeseries
+        g = float(timeseries.statistical_inefficiency_multiple([row for row in du]))
+        # pymbar picks indices spaced by about g (not ceil(g)), keeping ~S/g samples per chain.
+        return [np.asarray(timeseries.subsample_correlated_data(row, g=g)) for row in du], g

@@ -40,10 +40,11 @@ import numpy as np
 from freeflow.estimators.bar import bar
 from freeflow.estimators.mbar import mbar
 from freeflow.estimators.smc import combine_log_z
-from freeflow.sampling.hmc import integrated_autocorrelation_time, sample
+from freeflow.sampling.hmc import (Boltzmann, HMCConfig, integrated_autocorrelation_time,
+                                   sample)
 from freeflow.sampling.smc import AnnealConfig, anneal
 
-__all__ = ["FieldLogZ", "HMCSettings", "Phi4", "action", "action_terms", "bar_log_z",
+__all__ = ["FIELD_HMC", "FieldLogZ", "Phi4", "action", "action_terms", "bar_log_z",
            "free_frequencies", "free_log_density", "free_log_z", "mbar_log_z", "sample_free",
            "smc_log_z"]
 
@@ -98,17 +99,10 @@ class FieldLogZ:
     details: dict = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
-class HMCSettings:
-    """HMC chains of one state (``freeflow.sampling.hmc.sample``): ``num_chains`` chains, each
-    ``num_warmup`` transitions of warm-up, then ``num_samples`` saved samples one every
-    ``thin`` transitions of ``num_integration_steps`` leapfrog steps."""
-
-    num_chains: int = 16
-    num_samples: int = 200
-    num_warmup: int = 200
-    thin: int = 2
-    num_integration_steps: int = 8
+#: HMC of one state of a ladder (``freeflow.sampling.hmc.HMCConfig``): 16 chains of 200 warm-up
+#: transitions, then 200 samples saved every 2 transitions of 8 leapfrog steps.
+FIELD_HMC = HMCConfig(num_chains=16, num_samples=200, num_warmup=200, thin=2,
+                      num_integration_steps=8)
 
 
 # -- the action --------------------------------------------------------------------------------
@@ -215,7 +209,7 @@ def smc_log_z(model: Phi4, key, *, base_mass_squared: float | None = None,
 # -- HMC states, BAR and MBAR ------------------------------------------------------------------
 
 
-def _hmc_terms(mass_squared: float, coupling: float, start, key, hmc: HMCSettings,
+def _hmc_terms(mass_squared: float, coupling: float, start, key, hmc: HMCConfig,
                step_size: float | None):
     """Decorrelated ``action_terms [n, 3]`` (float64) of HMC samples of the state ``(m^2,
     lambda)``, with the chains' final fields ``[C, L, L]``, their step and ``tau``.
@@ -224,11 +218,10 @@ def _hmc_terms(mass_squared: float, coupling: float, start, key, hmc: HMCSetting
     autocorrelation time of the three terms: every reduced energy of a ladder is a linear
     combination of them, so none is sampled more densely than it decorrelates.
     """
-    res = sample(action, start, key, beta=1.0, num_chains=hmc.num_chains,
-                 num_samples=hmc.num_samples, num_warmup=hmc.num_warmup, thin=hmc.thin,
-                 energy_args=(mass_squared, coupling), observables=_terms_observable,
-                 step_size=step_size, num_integration_steps=hmc.num_integration_steps,
-                 keep_positions=False, progress=False, desc="phi4 HMC")
+    res = sample(Boltzmann(action, 1.0, energy_args=(mass_squared, coupling)), start, key,
+                 dataclasses.replace(hmc, step_size=step_size),
+                 observables=_terms_observable, keep_positions=False, progress=False,
+                 desc="phi4 HMC")
     terms = res.by_chain(res.observables).astype(np.float64)  # [C, S, 3]
     tau = max(integrated_autocorrelation_time(terms[..., j]) for j in range(3))
     kept = terms[:, ::math.ceil(tau)].reshape(-1, 3)
@@ -242,7 +235,7 @@ def _free_terms(key, size: int, mass_squared: float, num: int) -> np.ndarray:
 
 
 def bar_log_z(model: Phi4, key, *, base_mass_squared: float | None = None,
-              num_samples: int = 2000, hmc: HMCSettings = HMCSettings()) -> FieldLogZ:
+              num_samples: int = 2000, hmc: HMCConfig = FIELD_HMC) -> FieldLogZ:
     """``ln Z`` of ``model`` by ``freeflow.estimators.bar.bar`` between the free field of mass
     ``base_mass_squared`` (state 0, normalised, ``num_samples`` exact draws) and the model.
 
@@ -276,7 +269,7 @@ def bar_log_z(model: Phi4, key, *, base_mass_squared: float | None = None,
 
 
 def mbar_log_z(model: Phi4, key, *, num_states: int = 6,
-               hmc: HMCSettings = HMCSettings()) -> FieldLogZ:
+               hmc: HMCConfig = FIELD_HMC) -> FieldLogZ:
     """``ln Z`` of ``model`` by ``freeflow.estimators.mbar.mbar`` on the ladder of
     ``num_states`` evenly spaced couplings ``lambda_k`` from 0 to the model's, at its ``m^2``.
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from typing import Any, Callable
 
@@ -33,11 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from freeflow.checks import check_whole_numbers
 from freeflow.parallel import batch_mesh, batch_sharding
 from freeflow.progress import progress_bar
 from freeflow.sampling.kernel import hmc_init, hmc_transition, jittered
 
-__all__ = ["SampleResult", "sample", "sample_system", "integrated_autocorrelation_time"]
+__all__ = ["Boltzmann", "HMCConfig", "SampleResult", "sample", "sample_system",
+           "integrated_autocorrelation_time"]
 
 #: Warm-up recursion: log(step) += gain_t * (acceptance_t - target), gain_t = 1.5 / sqrt(1 + t),
 #: but never below this floor so late warm-up can still follow a drifting optimum.
@@ -226,43 +229,85 @@ def _progress(total, desc, enabled):
     return progress_bar(total, desc, "step", enabled, leave=False, dynamic_ncols=True)
 
 
-def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
-           num_chains: int = 16, num_samples: int = 100, num_warmup: int = 200, thin: int = 1,
-           box=None, fixed=None, energy_args: tuple = (), observables: Callable | None = None,
-           step_size: float | None = None, target_acceptance: float = 0.7,
-           num_integration_steps: int = 8, keep_positions: bool = True,
-           block_size: int = 50, progress: bool | None = None,
-           desc: str = "sampling") -> SampleResult:
-    """Sample ``p(x) ~ exp(-beta U(x))`` with ``num_chains`` Metropolis-corrected HMC chains.
+@dataclasses.dataclass(frozen=True)
+class HMCConfig:
+    """How HMC chains run; checked on construction.
 
-    Args:
+    Attributes:
+      num_chains: independent chains, run in lock step.
+      num_samples: samples saved per chain, one every ``thin`` transitions.
+      num_warmup: transitions per chain before production (step-size adaptation, burn-in).
+      thin: transitions per saved sample.
+      num_integration_steps: leapfrog steps per transition.
+      step_size: initial leapfrog step (length unit); ``None``: a hundredth of the mean
+        interparticle spacing in a periodic box, else 0.1. Warm-up adapts it; with no warm-up
+        it is the step production uses.
+      target_acceptance: mean Metropolis acceptance probability warm-up aims at.
+      block_size: saved samples (or warm-up transitions) per compiled block; only the
+        progress reporting's granularity.
+    """
+
+    num_chains: int = 16
+    num_samples: int = 100
+    num_warmup: int = 200
+    thin: int = 1
+    num_integration_steps: int = 8
+    step_size: float | None = None
+    target_acceptance: float = 0.7
+    block_size: int = 50
+
+    def __post_init__(self):
+        check_whole_numbers(self, {"num_chains": 1, "num_samples": 1, "num_warmup": 0,
+                                   "thin": 1, "num_integration_steps": 1, "block_size": 1})
+        if self.step_size is not None and not (math.isfinite(self.step_size)
+                                               and self.step_size > 0):
+            raise ValueError(f"step_size must be a positive length; got {self.step_size!r}")
+        if not 0.0 < self.target_acceptance < 1.0:
+            raise ValueError(f"target_acceptance must be in (0, 1); got "
+                             f"{self.target_acceptance!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Boltzmann:
+    """The density ``exp(-beta U(x, *energy_args))`` that HMC samples.
+
+    Attributes:
       energy_fn: pure ``U(positions [P, D], *energy_args) -> scalar`` (energy unit); a
-        configuration it returns NaN for is a rejected proposal. It is used as a cache key
-        for the compiled kernels (by identity): pass the same function object to reuse them
+        configuration it returns NaN for is a rejected proposal. It is a cache key of the
+        compiled kernels (by identity): pass the same function object to reuse them
         (``System.energy_fn`` returns the same object for the same arguments). For a crystal
         pass ``System.energy_fn(strays="nan")``: the chains run under ``vmap``, where an
         energy that recomputes strays would evaluate its fallback for every proposal.
-      initial_positions: ``[P, D]`` (all chains start there) or ``[num_chains, P, D]``.
-        For a crystal, ``P = N`` particles and ``D = 3``.
-      key: a ``jax.random`` key.
       beta: inverse temperature (inverse energy unit).
-      num_samples: samples saved per chain, one every ``thin`` transitions.
-      num_warmup: transitions per chain before production (step-size adaptation, burn-in).
-      box: ``[D]`` edge lengths of a periodic box; positions are wrapped into ``[0, L)``.
+      box: ``[D]`` edge lengths of a periodic box (positions are wrapped into ``[0, L)``), or
         ``None``: no periodicity.
       fixed: boolean ``[P]``; fixed rows keep their initial positions (particle 0 of a
         crystal, say). ``None``: everything moves.
-      energy_args: extra (traced) arguments of ``energy_fn`` and ``observables``, e.g. the
-        coupling parameter of an intermediate state; changing them does not recompile.
+      energy_args: extra (traced) arguments of ``energy_fn`` (and of the observables), the
+        coupling parameter of an intermediate state, say; changing them does not recompile.
+    """
+
+    energy_fn: Callable
+    beta: float
+    box: Any = None
+    fixed: Any = None
+    energy_args: tuple = ()
+
+
+def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCConfig(), *,
+           observables: Callable | None = None, keep_positions: bool = True,
+           progress: bool | None = None, desc: str = "sampling") -> SampleResult:
+    """Sample ``density`` with ``config.num_chains`` Metropolis-corrected HMC chains.
+
+    Args:
+      density: ``Boltzmann`` (energy, beta, box, fixed rows, energy arguments).
+      initial_positions: ``[P, D]`` (all chains start there) or ``[num_chains, P, D]``.
+        For a crystal, ``P = N`` particles and ``D = 3``.
+      key: a ``jax.random`` key.
+      config: ``HMCConfig``.
       observables: optional pure ``f(positions [P, D], *energy_args) -> array`` recorded at
         every saved sample (e.g. the components of an interpolated energy).
-      step_size: initial leapfrog step (length unit); default a hundredth of the mean
-        interparticle spacing (periodic box) or 0.1. Warm-up adapts it.
-      target_acceptance: mean Metropolis acceptance probability aimed at during warm-up.
-      num_integration_steps: leapfrog steps per HMC transition.
       keep_positions: return all sample positions (``[C * S, P, D]``, memory!).
-      block_size: saved samples (or warm-up transitions) per compiled block; only affects
-        progress reporting granularity.
       progress: tqdm bar on stderr; ``None`` shows it on a terminal for long runs.
 
     The chains are split over every device of ``freeflow.parallel.batch_mesh`` when their
@@ -272,38 +317,39 @@ def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
       ``SampleResult``.
     """
     start = time.perf_counter()
-    if min(num_chains, num_samples, thin, num_integration_steps) < 1 or num_warmup < 0:
-        raise ValueError("num_chains, num_samples, thin and num_integration_steps must be "
-                         ">= 1 and num_warmup >= 0")
-    x0, mobile = _initial_chains(initial_positions, num_chains, fixed, box)
+    c = config
+    box = density.box
+    x0, mobile = _initial_chains(initial_positions, c.num_chains, density.fixed, box)
     mesh = batch_mesh()
-    if mesh.size > 1 and num_chains % mesh.size == 0:
+    if mesh.size > 1 and c.num_chains % mesh.size == 0:
         # The chains are independent: split them over the devices, as training splits its
         # batch; every later array of the chains inherits this sharding.
         x0 = jax.device_put(x0, batch_sharding(mesh))
     has_box = box is not None
     box_arr = jnp.asarray(box if has_box else np.ones(x0.shape[-1]), jnp.float32)
+    step_size = c.step_size
     if step_size is None:
         step_size = _default_step_size(box, x0.shape[1], x0.shape[-1])
-    beta_arr = jnp.float32(beta)
-    args = tuple(jnp.asarray(a) for a in energy_args)
+    beta_arr = jnp.float32(density.beta)
+    args = tuple(jnp.asarray(a) for a in density.energy_args)
 
-    init, warmup_block, production_block = _kernels(energy_fn, observables, mobile, has_box,
-                                                    int(num_integration_steps))
+    init, warmup_block, production_block = _kernels(density.energy_fn, observables, mobile,
+                                                    has_box, int(c.num_integration_steps))
     states = init(x0, x0, beta_arr, args)
     if not np.all(np.isfinite(np.asarray(states.logdensity))):
         raise FloatingPointError("the energy is not finite at the initial positions")
 
-    total_steps = num_warmup + num_samples * thin
+    total_steps = c.num_warmup + c.num_samples * c.thin
     show = progress if progress is not None else (None if total_steps >= _PROGRESS_MIN_STEPS
                                                   else False)
     key_warm, key_prod = jax.random.split(key)
     fixed_args = (x0, beta_arr, box_arr, args)
     with _progress(total_steps, desc, show) as bar:
         states, frozen = _warm_up(warmup_block, states, key_warm, fixed_args, step_size,
-                                  num_warmup, float(target_acceptance), block_size, bar)
+                                  c.num_warmup, float(c.target_acceptance), c.block_size, bar)
         states, out = _produce(production_block, states, key_prod, fixed_args, frozen,
-                               num_samples, int(thin), bool(keep_positions), block_size, bar)
+                               c.num_samples, int(c.thin), bool(keep_positions), c.block_size,
+                               bar)
 
     def chain_major(a):
         # scan stacks [S, C, ...]; store chain-major [C * S, ...].
@@ -318,10 +364,11 @@ def sample(energy_fn: Callable, initial_positions, key, *, beta: float,
         acceptance=float(np.mean(out["acceptance"])),
         tau=integrated_autocorrelation_time(energies_cs),
         step_size=float(frozen),
-        energy_evaluations=int(num_chains * (1 + total_steps * num_integration_steps)),
-        observable_evaluations=int(num_chains * num_samples) if observables is not None else 0,
-        num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup, thin=thin,
-        num_integration_steps=num_integration_steps,
+        energy_evaluations=int(c.num_chains * (1 + total_steps * c.num_integration_steps)),
+        observable_evaluations=(int(c.num_chains * c.num_samples)
+                                if observables is not None else 0),
+        num_chains=c.num_chains, num_samples=c.num_samples, num_warmup=c.num_warmup,
+        thin=c.thin, num_integration_steps=c.num_integration_steps,
         final_positions=np.asarray(jax.vmap(lambda q, tpl: tpl.at[np.asarray(mobile)].set(q))(
             states.position, x0)),
         wall_time=time.perf_counter() - start)
@@ -399,10 +446,9 @@ def _produce(production_block, states, key, fixed_args, step, num_samples: int, 
     return states, {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
-def sample_system(system, key, *, energy_fn: Callable | None = None, num_chains: int = 16,
-                  num_samples: int = 100, num_warmup: int = 200, thin: int = 2,
-                  initial_positions=None, fixed_particle: int | None = 0,
-                  **kwargs: Any) -> SampleResult:
+def sample_system(system, key, config: HMCConfig = HMCConfig(thin=2), *,
+                  energy_fn: Callable | None = None, initial_positions=None,
+                  fixed_particle: int | None = 0, **kwargs: Any) -> SampleResult:
     """Sample a ``freeflow`` system's Boltzmann density at its temperature.
 
     Particle ``fixed_particle`` (default 0, the one at the box corner) stays on its lattice
@@ -410,17 +456,18 @@ def sample_system(system, key, *, energy_fn: Callable | None = None, num_chains:
     ``system.energy_fn(strays="nan")``: a proposal that takes a particle off its site (further
     than half the nearest-neighbour distance, where the site list stops being exact) is
     rejected, which confines the chains to the crystal; any pure ``[N, 3] -> scalar`` of the
-    same system (an intermediate state of a path, say) can be passed instead. Chains start on the lattice unless
-    ``initial_positions`` (``[N, 3]`` or ``[num_chains, N, 3]``) is given. Other keyword
-    arguments go to ``sample``.
+    same system (an intermediate state of a path, say) can be passed instead. Chains start on
+    the lattice unless ``initial_positions`` (``[N, 3]`` or ``[num_chains, N, 3]``) is given.
+    ``config``: ``HMCConfig`` (default: thinned by 2). Other keyword arguments go to
+    ``sample``.
     """
-    system.check_batch_memory(num_chains, f"HMC of {num_chains} chains")
+    system.check_batch_memory(config.num_chains, f"HMC of {config.num_chains} chains")
     fixed = None
     if fixed_particle is not None:
         fixed = np.zeros(system.num_particles, bool)
         fixed[fixed_particle] = True
     x0 = system.lattice if initial_positions is None else initial_positions
-    return sample(energy_fn or system.energy_fn(strays="nan"), x0, key, beta=system.beta,
-                  num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup,
-                  thin=thin, box=system.box, fixed=fixed,
+    density = Boltzmann(energy_fn or system.energy_fn(strays="nan"), system.beta,
+                        box=system.box, fixed=fixed)
+    return sample(density, x0, key, config,
                   desc=kwargs.pop("desc", f"sampling {system.name}"), **kwargs)

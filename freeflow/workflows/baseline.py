@@ -31,9 +31,10 @@ coordinate, which makes the reference's fluctuations match the target's.
 Resumption
 ----------
 With a work directory (``freeflow.rundir.MbarWorkdir``) every finished state is saved; a
-re-run skips it, and a larger ``samples_per_state`` continues its saved chains. The sampling of
-one state (``sample_state``) knows nothing of files: ``path_free_energy`` reads what is saved,
-asks for what is missing and saves the result.
+re-run skips it, and a larger ``samples_per_state`` continues its saved chains. The ladder of
+states (``freeflow.sampling.ladder.path_free_energy``) and MBAR on its arrays
+(``freeflow.estimators.mbar.linear_path_mbar``) know nothing of crystals or files: this module
+builds the crystal's path and hands the ladder the work directory as its store.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from pathlib import Path
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from freeflow.checks import check_whole_numbers
@@ -57,44 +57,16 @@ from freeflow.estimators.conventions import (
     log_z_from_fixed_particle,
     translation_multiplicity,
 )
-from freeflow.estimators.mbar import mbar, pymbar_guard
-from freeflow.estimators.result import FreeEnergy, ReducedFreeEnergy
+from freeflow.estimators.result import FreeEnergy
 from freeflow.physics.harmonic import einstein_crystal, harmonic_crystal
 from freeflow.physics.potentials import EinsteinCrystal
-from freeflow.progress import progress_bar
 from freeflow.physics.system import system_fingerprint
 from freeflow.rundir import DirectoryLock, MbarWorkdir
-from freeflow.sampling.hmc import integrated_autocorrelation_time, sample, sample_system
+from freeflow.sampling.hmc import HMCConfig, sample_system
+from freeflow.sampling.ladder import (LinearPath, lambda_schedule, path_free_energy,
+                                      samples_per_chain)
 
-__all__ = ["PathConfig", "REFERENCES", "mbar_free_energy", "path_free_energy", "lambda_schedule",
-           "linear_path_mbar", "sample_state", "sample_reference_state"]
-
-
-def lambda_schedule(num_states: int, power: float = 2.0) -> np.ndarray:
-    """``lambda_k = (k / (K - 1))^power``, k = 0..K-1 (0 = reference, 1 = target)."""
-    if num_states < 2:
-        raise ValueError("an MBAR path needs at least 2 states")
-    return (np.arange(num_states) / (num_states - 1)) ** power
-
-
-# -- interpolated energies ---------------------------------------------------------------------
-
-
-# Cached by the two functions' identity, so that every state of a path (and a re-run with the
-# same System, whose energy functions are cached too) reuses one compiled sampler.
-@functools.lru_cache(maxsize=16)
-def _path_functions(reference_fn: Callable, target_fn: Callable):
-    """Interpolated energy and its two components."""
-
-    def energy(x, lam, ref_scale, shift):
-        # Reference part times its scale (the spring constant) and the shifted target.
-        return (1.0 - lam) * ref_scale * reference_fn(x) + lam * (target_fn(x) - shift)
-
-    def components(x, lam, ref_scale, shift):
-        del lam
-        return jnp.stack([ref_scale * reference_fn(x), target_fn(x) - shift])
-
-    return energy, components
+__all__ = ["PathConfig", "REFERENCES", "mbar_free_energy", "unit_einstein_energy_fn"]
 
 
 # Cached by value (box and sites), so equal systems share one reference function.
@@ -110,236 +82,11 @@ def unit_einstein_energy_fn(system) -> Callable:
     return _unit_einstein(tuple(float(b) for b in system.box), sites.tobytes(), len(sites))
 
 
-# -- MBAR over a path --------------------------------------------------------------------------
-
-
-def _decorrelate(timeseries, du):
-    """Indices ``[C][...]`` of an uncorrelated subsample of each chain of ``du [C, S]``."""
-    s = du.shape[1]
-    if np.allclose(du, du[:, :1]):
-        return [np.arange(s) for _ in range(du.shape[0])], 1.0
-    g = float(timeseries.statistical_inefficiency_multiple([row for row in du]))
-    # pymbar picks indices spaced by about g (not ceil(g)), keeping ~S/g samples per chain.
-    return [np.asarray(timeseries.subsample_correlated_data(row, g=g)) for row in du], g
-
-
-def linear_path_mbar(components: list[np.ndarray], lambdas, beta: float) -> ReducedFreeEnergy:
-    """MBAR on the linear path ``U_l = (1 - l) U_ref + l U_tgt``.
-
-    Args:
-      components: per state ``[n_k, 2]`` energies (reference, shifted target) of its
-        (decorrelated) samples, energy unit.
-      lambdas: ``[K]``. beta: inverse energy unit.
-
-    Returns:
-      ``delta_f = f_target - f_reference = -ln(Z_target / Z_reference)`` (reduced units). A
-      NaN target component (a configuration the target's states exclude) is allowed in the
-      reference state's samples only.
-    """
-    lambdas = np.asarray(lambdas, dtype=np.float64)
-    all_c = np.concatenate(components).astype(np.float64)  # [n, 2]
-    n_k = np.array([len(c) for c in components])
-    # A NaN target energy marks a configuration outside the crystal's region (a stray, see
-    # System.energy_fn): every state with lambda > 0 excludes it (its HMC chains reject such
-    # moves), so its reduced energy there is +inf, and only the reference counts it.
-    target = np.where(np.isnan(all_c[:, 1]), np.inf, all_c[:, 1])
-    with np.errstate(invalid="ignore"):
-        target_part = np.where(lambdas[:, None] > 0, lambdas[:, None] * target[None, :], 0.0)
-    u_kn = beta * ((1.0 - lambdas)[:, None] * all_c[None, :, 0] + target_part)
-    return mbar(u_kn, n_k)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Chains:
-    """The sampler's settings shared by every state of a path."""
-
-    energy: Callable
-    components: Callable
-    beta: float
-    box: np.ndarray
-    fixed: np.ndarray | None
-    reference_scale: float
-    target_shift: float
-    num_chains: int
-    thin: int
-    num_integration_steps: int
-    progress: bool | None
-
-
-def sample_state(chains: _Chains, lam: float, positions, key, *, num_samples: int,
-                 num_warmup: int, step_size: float | None, desc: str):
-    """Sample one state of the path: ``(components [C, S, 2], final positions, info)``.
-
-    The chains start at ``positions`` (``[C, P, 3]`` or ``[P, 3]``) with ``step_size`` (tuned
-    in a warm-up of ``num_warmup`` transitions; 0 keeps it frozen).
-    """
-    res = sample(chains.energy, positions, key, beta=chains.beta,
-                 num_chains=chains.num_chains, num_samples=num_samples, step_size=step_size,
-                 num_warmup=num_warmup, thin=chains.thin, box=chains.box, fixed=chains.fixed,
-                 energy_args=(lam, chains.reference_scale, chains.target_shift),
-                 observables=chains.components, keep_positions=False,
-                 num_integration_steps=chains.num_integration_steps, progress=chains.progress,
-                 desc=desc)
-    c = res.by_chain(res.observables).astype(np.float64)  # [C, S, 2]
-    # Each interpolated-energy evaluation evaluates the target and the reference.
-    info = {"lambda": float(lam), "acceptance": res.acceptance, "tau": res.tau,
-            "step_size": res.step_size,
-            "energy_evaluations": 2 * (res.energy_evaluations + res.observable_evaluations),
-            "wall_time": res.wall_time}
-    return c, res.final_positions, info
-
-
-def sample_reference_state(chains: _Chains, reference_sampler: Callable, key, *,
-                           num_samples: int):
-    """The lambda = 0 state drawn exactly: ``num_samples`` independent configurations per
-    chain from ``reference_sampler(key, n) -> [n, P, 3]``, as ``sample_state`` returns them.
-
-    Every chain's final position is its last draw the target allows (finite target energy), so
-    the next state's HMC chains start inside the crystal."""
-    start = time.perf_counter()
-    n = chains.num_chains * num_samples
-    x = reference_sampler(key, n)
-    components = np.asarray(jax.jit(jax.vmap(lambda y: chains.components(
-        y, 0.0, chains.reference_scale, chains.target_shift)))(jnp.asarray(x)), np.float64)
-    c = components.reshape(chains.num_chains, num_samples, 2)
-    x = x.reshape(chains.num_chains, num_samples, *x.shape[1:])
-    final = []
-    for chain in range(chains.num_chains):
-        allowed = np.flatnonzero(np.isfinite(c[chain, :, 1]))
-        if len(allowed) == 0:
-            raise FloatingPointError("no draw of the reference is inside the crystal's region; "
-                                     "the reference is far too wide for this target")
-        final.append(x[chain, allowed[-1]])
-    info = {"lambda": 0.0, "acceptance": 1.0, "tau": 1.0, "step_size": None,
-            "exact_draws": True, "strays": int(np.sum(~np.isfinite(c[..., 1]))),
-            # Each draw evaluates the reference and the target, as an interpolated energy does.
-            "energy_evaluations": 2 * n, "wall_time": time.perf_counter() - start}
-    return c, np.stack(final), info
-
-
-def _extended(saved_c, saved_info, c, info, lam, per_chain):
-    """Saved chains continued by ``c``: the combined components and diagnostics."""
-    done = saved_c.shape[1]
-    w = done / per_chain
-    c = np.concatenate([saved_c, c], axis=1)
-    info = dict(info, acceptance=w * saved_info["acceptance"] + (1 - w) * info["acceptance"],
-                # The interpolated energy of the whole (continued) chains.
-                tau=integrated_autocorrelation_time((1.0 - lam) * c[..., 0] + lam * c[..., 1]),
-                energy_evaluations=info["energy_evaluations"]
-                + int(saved_info["energy_evaluations"]),
-                wall_time=info["wall_time"] + float(saved_info["wall_time"]))
-    return c, info
-
-
-def _plan_state(saved, per_chain: int, drawn: bool) -> str:
-    """What to do with one state, given what its work directory holds: ``"reuse"`` enough
-    saved samples, ``"draw"`` the exact reference again (a larger sample is drawn anew),
-    ``"sample"`` from scratch, or ``"extend"`` the saved chains."""
-    if saved is not None and saved[0].shape[1] >= per_chain:
-        return "reuse"
-    if drawn:
-        return "draw"
-    return "sample" if saved is None else "extend"
-
-
-def path_free_energy(reference_fn: Callable, target_fn: Callable, initial_positions, key, *,
-                     beta: float, box, lambdas, reference_scale: float = 1.0,
-                     target_shift: float = 0.0, fixed=None, num_chains: int = 16,
-                     samples_per_state: int = 512, num_warmup: int = 200, thin: int = 2,
-                     num_integration_steps: int = 8, workdir: str | Path | None = None,
-                     progress: bool | None = None, label: str = "mbar",
-                     reference_sampler: Callable | None = None) -> ReducedFreeEnergy:
-    """``-ln(Z_target / Z_reference)`` by MBAR along ``U_l = (1-l) s U_ref + l (U_tgt - c)``.
-
-    Args:
-      reference_fn, target_fn: pure energies ``[P, 3] -> scalar`` (energy unit).
-      initial_positions: ``[P, 3]`` start of the first state's chains; each later state
-        starts from the previous state's final positions.
-      beta: inverse energy unit. box: ``[3]`` periodic box. lambdas: ``[K]`` from 0 to 1.
-      reference_scale: ``s`` multiplying ``reference_fn`` (a spring constant, say).
-      target_shift: ``c`` subtracted from the target (its lattice energy, say).
-      fixed: boolean ``[P]`` of fixed particles.
-      samples_per_state: saved samples per state over all chains (before decorrelation).
-      workdir: if given, each finished state's energies are saved there and reused on re-run;
-        a larger ``samples_per_state`` than saved continues the saved chains (same
-        ``num_chains`` and ``thin``), a smaller one uses the first samples of each chain.
-      reference_sampler: ``(key, n) -> [n, P, 3]`` exact draws of the reference at ``beta``
-        (a Gaussian crystal, say): the lambda = 0 state is then drawn, not simulated, and its
-        samples are independent. Without it every state, the reference included, is sampled
-        by HMC. ``target_fn`` may return NaN where the target's states exclude a
-        configuration (strays, see ``System.energy_fn``): their HMC chains reject it, and a
-        drawn reference sample there counts with reduced energy +inf in every other state,
-        which keeps the estimate exact for the target restricted to the crystal's region.
-
-    Returns:
-      ``ReducedFreeEnergy`` of ``delta_f`` (= ``-ln(Z_tgt / Z_ref)``; the target's shift
-      ``c`` is part of ``U_tgt - c``), with ``num_samples`` after decorrelation,
-      ``energy_evaluations`` (target + reference) and ``details["states"]`` (per-state
-      diagnostics) and ``details["min_neighbour_overlap"]``.
-    """
-    lambdas = np.asarray(lambdas, dtype=np.float64)
-    if lambdas[0] != 0.0 or lambdas[-1] != 1.0 or np.any(np.diff(lambdas) <= 0):
-        raise ValueError("lambdas must increase from 0 to 1")
-    energy, components = _path_functions(reference_fn, target_fn)
-    chains = _Chains(energy, components, beta, box, fixed, reference_scale, target_shift,
-                     num_chains, thin, num_integration_steps, progress)
-    per_chain = max(1, math.ceil(samples_per_state / num_chains))
-    store = MbarWorkdir(workdir) if workdir is not None else None
-    with pymbar_guard() as pymbar:
-        timeseries = pymbar.timeseries
-    x = np.asarray(initial_positions, np.float32)
-    comps, states = [], []
-    evaluations = 0
-    step = None
-    with progress_bar(len(lambdas), label, "state", progress, leave=False) as bar:
-        for k, lam in enumerate(lambdas):
-            saved = store.read_state(k, lam, num_chains) if store is not None else None
-            action = _plan_state(saved, per_chain, drawn=k == 0 and reference_sampler is not None)
-            desc = f"{label} state {k + 1}/{len(lambdas)} lambda={lam:.4f}"
-            if action == "reuse":
-                c, x, info = saved[0][:, :per_chain], saved[1], saved[2]
-            elif action == "draw":
-                c, x, info = sample_reference_state(chains, reference_sampler,
-                                                    jax.random.fold_in(key, 0),
-                                                    num_samples=per_chain)
-            elif action == "sample":
-                # Later states start from the previous state's chains and step size, so they
-                # need only a short re-equilibration and step-size re-tuning.
-                warm = num_warmup if step is None else max(50, num_warmup // 4)
-                c, x, info = sample_state(chains, lam, x, jax.random.fold_in(key, k),
-                                          num_samples=per_chain, num_warmup=warm,
-                                          step_size=step, desc=desc)
-            else:  # "extend": the saved chains continue with their frozen step, no warm-up
-                saved_c, x, saved_info = saved
-                done = saved_c.shape[1]
-                c, x, info = sample_state(
-                    chains, lam, x, jax.random.fold_in(jax.random.fold_in(key, k), done),
-                    num_samples=per_chain - done, num_warmup=0,
-                    step_size=float(saved_info["step_size"]), desc=desc)
-                c, info = _extended(saved_c, saved_info, c, info, lam, per_chain)
-            if store is not None and action != "reuse":
-                store.write_state(k, lam, c, x, info)
-            evaluations += int(info["energy_evaluations"])
-            step = float(info["step_size"]) if info["step_size"] is not None else None
-            if info.get("exact_draws"):
-                idx, g = [np.arange(c.shape[1]) for _ in range(c.shape[0])], 1.0
-            else:
-                du = beta * (c[..., 1] - c[..., 0])  # d u_lambda / d lambda, what MBAR needs
-                idx, g = _decorrelate(timeseries, du)
-            comps.append(np.concatenate([c[i, j] for i, j in enumerate(idx)]))
-            states.append(dict(info, statistical_inefficiency=g,
-                               num_uncorrelated=len(comps[-1])))
-            bar.update(1)
-            bar.set_postfix(acc=f"{info['acceptance']:.2f}", g=f"{g:.1f}")
-    result = linear_path_mbar(comps, lambdas, beta)
-    return dataclasses.replace(result, energy_evaluations=evaluations,
-                               details=dict(result.details, states=states))
-
-
 def _pilot_width(system, key, num_chains: int, progress) -> tuple[float, int]:
     """Root-mean-square displacement per coordinate of the mobile particles in the target."""
-    res = sample_system(system, key, num_chains=num_chains, num_samples=32, num_warmup=150,
-                        thin=2, progress=progress, desc=f"pilot {system.name}")
+    res = sample_system(system, key, HMCConfig(num_chains=num_chains, num_samples=32,
+                                               num_warmup=150, thin=2),
+                        progress=progress, desc=f"pilot {system.name}")
     d = res.positions[:, 1:] - system.lattice[None, 1:]
     d = d - system.box * np.round(d / system.box)
     # The pilot only evaluates the target (value and gradient).
@@ -493,14 +240,15 @@ def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, see
         n = system.num_particles
         fixed = np.zeros(n, bool)
         fixed[0] = True
-        out = path_free_energy(crystal.energy_fn, system.energy_fn(strays="nan"),
-                               system.lattice, key, beta=system.beta, box=system.box,
-                               lambdas=lambdas, reference_scale=1.0, target_shift=shift,
-                               fixed=fixed, num_chains=num_chains,
-                               samples_per_state=samples_per_state, num_warmup=num_warmup,
-                               thin=thin, num_integration_steps=num_integration_steps,
-                               workdir=workdir, progress=progress, label=f"mbar {system.name}",
-                               reference_sampler=crystal.sample)
+        path = LinearPath(crystal.energy_fn, system.energy_fn(strays="nan"), system.beta,
+                          lambdas, box=system.box, target_shift=shift, fixed=fixed,
+                          reference_sampler=crystal.sample)
+        sampling = HMCConfig(num_chains=num_chains,
+                             num_samples=samples_per_chain(samples_per_state, num_chains),
+                             num_warmup=num_warmup, thin=thin,
+                             num_integration_steps=num_integration_steps)
+        out = path_free_energy(path, system.lattice, key, sampling, store=store,
+                               progress=progress, label=f"mbar {system.name}")
         # ln Z_fixed(target) = ln Z_ref - Delta f - beta U_lattice (the shift comes back here).
         ln_z_fixed = crystal.ln_z_fixed - out.delta_f - system.beta * shift
         lam_ref = system.units.reference_length

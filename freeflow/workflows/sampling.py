@@ -17,7 +17,7 @@ import numpy as np
 from freeflow import rundir
 from freeflow.physics.system import check_same_system
 from freeflow.progress import progress_bar
-from freeflow.sampling.hmc import integrated_autocorrelation_time, sample_system
+from freeflow.sampling.hmc import HMCConfig, integrated_autocorrelation_time, sample_system
 
 __all__ = ["sample_to_file"]
 
@@ -49,11 +49,12 @@ def sample_to_file(system, path, *, num_samples: int, num_chains: int, num_warmu
         while have < per_chain:
             n = min(chunk, per_chain - have)
             warm = chains is None
-            result = sample_system(
-                system, jax.random.fold_in(key, have), num_chains=num_chains, num_samples=n,
-                num_warmup=num_warmup if warm else 0, thin=thin, progress=False,
-                initial_positions=None if warm else chains["positions"],
-                step_size=None if warm else chains["step_size"])
+            config = HMCConfig(num_chains=num_chains, num_samples=n,
+                               num_warmup=num_warmup if warm else 0, thin=thin,
+                               step_size=None if warm else chains["step_size"])
+            result = sample_system(system, jax.random.fold_in(key, have), config,
+                                   progress=False,
+                                   initial_positions=None if warm else chains["positions"])
             new = result.by_chain(result.positions)
             new_u = result.by_chain(result.energies)
             saved = new if saved is None else np.concatenate([saved, new], axis=1)

@@ -184,8 +184,9 @@ def test_a_batch_too_large_for_memory_is_refused_before_sampling():
     import jax
 
     from freeflow import sample_system
+    from freeflow.sampling.hmc import HMCConfig
 
     system = load_system("mw_cubic_8")
     with pytest.raises(ValueError, match=r"mw_cubic_8: HMC of 1000000000000 chains \(N = 8, "
                                          r".*\) needs about .* more than the .* available"):
-        sample_system(system, jax.random.key(0), num_chains=10**12, num_samples=1)
+        sample_system(system, jax.random.key(0), HMCConfig(num_chains=10**12, num_samples=1))

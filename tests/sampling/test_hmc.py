@@ -6,7 +6,8 @@ import numpy as np
 from scipy import integrate
 
 from freeflow.physics.potentials import EinsteinCrystal
-from freeflow.sampling.hmc import integrated_autocorrelation_time, sample, sample_system
+from freeflow.sampling.hmc import (Boltzmann, HMCConfig, integrated_autocorrelation_time,
+                                   sample, sample_system)
 
 # Means are compared within this many standard errors, the errors carrying the measured
 # integrated autocorrelation time (a correct sampler fails a test ~1 time in 10^4).
@@ -19,8 +20,9 @@ def test_einstein_crystal_mean_energy(systems):
     system = systems("lj_32")
     k = 400.0
     ec = EinsteinCrystal(k).energy_fn(system.box, system.lattice)
-    res = sample_system(system, jax.random.key(1), energy_fn=ec, num_chains=32,
-                        num_samples=150, num_warmup=150, thin=2, progress=False)
+    res = sample_system(system, jax.random.key(1),
+                        HMCConfig(num_chains=32, num_samples=150, num_warmup=150, thin=2),
+                        energy_fn=ec, progress=False)
     exact = 1.5 * (system.num_particles - 1) / system.beta
     mean, err = res.mean_and_stderr()
     assert abs(mean - exact) < Z_TOL * err, (mean, exact, err)
@@ -51,9 +53,9 @@ def test_double_well_mean_energy():
 
     z = integrate.quad(boltzmann, -4, 4, args=(0,))[0]
     exact = integrate.quad(boltzmann, -4, 4, args=(1,))[0] / z
-    res = sample(double_well, np.zeros((1, 1)), jax.random.key(2), beta=1.0, num_chains=64,
-                 num_samples=300, num_warmup=200, thin=1, num_integration_steps=4,
-                 progress=False)
+    res = sample(Boltzmann(double_well, 1.0), np.zeros((1, 1)), jax.random.key(2),
+                 HMCConfig(num_chains=64, num_samples=300, num_warmup=200, thin=1,
+                           num_integration_steps=4), progress=False)
     mean, err = res.mean_and_stderr()
     assert abs(mean - exact) < Z_TOL * err, (mean, exact, err)
     # Able to fail: the error bar is a small fraction of k_B T / 2 (the scale of <U>).

@@ -15,18 +15,18 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 
 import freeflow
 
 TRANSITIONS = textwrap.dedent("""
     import sys, jax, numpy as np
     from freeflow import load_system
-    from freeflow.sampling.hmc import sample_system
+    from freeflow.sampling.hmc import HMCConfig, sample_system
     assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
     system = load_system("mw_cubic_8")
-    result = sample_system(system, jax.random.key(3), num_chains=8, num_samples=3,
-                           num_warmup=0, thin=1, step_size=0.02, progress=False)
+    result = sample_system(system, jax.random.key(3),
+                           HMCConfig(num_chains=8, num_samples=3, num_warmup=0, thin=1,
+                                     step_size=0.02), progress=False)
     np.save(sys.argv[1], np.asarray(result.positions))
 """)
 
