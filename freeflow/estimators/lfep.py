@@ -121,3 +121,34 @@ def lfep(work, num_particles: int, *, reference_length: float = 1.0, multiplicit
                       num_samples=len(work), ess=ess, log_z=log_z, work=work,
                       energy_evaluations=len(work), wall_time=time.perf_counter() - start,
                       details={"multiplicity": int(multiplicity), "pareto_k": pareto_k(log_w)})
+
+
+def running_lfep(work, num_particles: int, beta_f_offset: float = 0.0):
+    """LFEP ``beta F / N`` from the first n works, for every n = 1..len(work).
+
+    ``beta F / N (n) = beta_f_offset - ln((1/n) sum_{i<=n} exp(-beta Phi_i)) / N``; its
+    delta-method standard error is ``sqrt((1 / ESS_n - 1) / n) / N`` with ``ESS_n`` the
+    effective sample size as a fraction of n.
+
+    Args:
+      work: ``[n]`` works ``beta Phi`` in sampling order (NaN entries are dropped; ``+inf``
+        means zero weight).
+      num_particles: N.
+      beta_f_offset: ``beta_f_from_flow_log_z(system, 0)``; 0 gives ``-ln Z_flow / N``.
+
+    Returns:
+      ``(n [K] int, estimate [K], stderr [K], ess_fraction [K])`` float64 arrays.
+    """
+    w = np.asarray(work, dtype=np.float64).reshape(-1)
+    w = w[~np.isnan(w)]
+    if len(w) == 0:
+        raise ValueError("no works to estimate from")
+    log_w = -w
+    n = np.arange(1, len(w) + 1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        cum = np.logaddexp.accumulate(log_w)
+        cum2 = np.logaddexp.accumulate(2.0 * log_w)
+        ess = np.exp(2.0 * cum - cum2) / n
+        estimate = beta_f_offset - (cum - np.log(n)) / num_particles
+        stderr = np.sqrt(np.maximum(1.0 / ess - 1.0, 0.0) / n) / num_particles
+    return n.astype(np.int64), estimate, stderr, ess

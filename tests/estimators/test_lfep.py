@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
-from freeflow.estimators.lfep import effective_sample_size, pareto_k
+from freeflow.estimators.lfep import effective_sample_size, pareto_k, running_lfep
 from freeflow.estimators.result import PARETO_K_LIMIT
 
 
@@ -29,3 +30,11 @@ def test_pareto_k_separates_light_and_heavy_works():
     assert pareto_k(heavy) > PARETO_K_LIMIT
     assert effective_sample_size(light) > 0.9
     assert np.isnan(pareto_k(light[:10]))
+
+
+def test_running_lfep_matches_direct_estimate():
+    work = np.random.default_rng(0).normal(10.0, 1.0, 1000)
+    n, est, err, ess = running_lfep(work, 10, beta_f_offset=0.5)
+    direct = 0.5 - (logsumexp(-work[:100]) - np.log(100)) / 10
+    assert est[99] == pytest.approx(direct)
+    assert 0 < ess[-1] < 1 and err[-1] > 0
