@@ -283,7 +283,7 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
     box_arr = jnp.asarray(box if has_box else np.ones(y.shape[-1]), jnp.float32)
     kernels = _kernels(log_start, log_target, has_box, config.integration_steps,
                        config.batch_size)
-    evaluate, _, reweight, _ = kernels
+    evaluate = kernels[0]
     flat_shape = (runs * n,) + tuple(y.shape[2:])
     y = y.reshape(flat_shape)
     mesh = batch_mesh()
@@ -291,65 +291,98 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
         y = jax.device_put(y, batch_sharding(mesh))
 
     ls, lt = evaluate(y)
-    loglik = (lt - ls).reshape(runs, n)
-    log_w = jnp.full((runs, n), -math.log(n), jnp.float32)
-    t = jnp.zeros(runs, jnp.float32)
-    log_z = np.zeros(runs)  # accumulated on the host in float64
-    log_step = np.full(runs, math.log(step_size))
-    temperatures: list[list[float]] = [[] for _ in range(runs)]
+    state = _Population(y=y, loglik=(lt - ls).reshape(runs, n),
+                        log_w=jnp.full((runs, n), -math.log(n), jnp.float32),
+                        t=jnp.zeros(runs, jnp.float32), log_z=np.zeros(runs),
+                        log_step=np.full(runs, math.log(step_size)),
+                        temperatures=[[] for _ in range(runs)], final_ess=np.ones(runs))
     accept_sum, accept_count, evaluations = 0.0, 0, runs * n
-    final_ess = np.ones(runs)
 
     with progress_bar(_PROGRESS_UNITS, desc, "t/1000", progress, leave=False) as bar:
         shown = 0
-        while not bool(jnp.all(t >= 1.0)):
-            if len(temperatures[0]) >= config.max_temperatures:
+        while not bool(jnp.all(state.t >= 1.0)):
+            if len(state.temperatures[0]) >= config.max_temperatures:
                 raise RuntimeError(f"{desc}: {config.max_temperatures} temperatures and t = "
-                                   f"{float(jnp.min(t)):.3g} < 1: the start is too far from "
-                                   f"the target for this number of particles; train the flow "
-                                   f"longer or use more particles")
+                                   f"{float(jnp.min(state.t)):.3g} < 1: the start is too far "
+                                   f"from the target for this number of particles; train the "
+                                   f"flow longer or use more particles")
             key, k_weight, k_move = jax.random.split(key, 3)
-            index, log_w, t, step_log_z, ess = reweight(k_weight, log_w, loglik, t,
-                                                        config.target_ess, config.resample_ess)
-            log_z += np.asarray(step_log_z, np.float64)
-            if not np.all(np.isfinite(log_z)):
-                raise FloatingPointError(f"{desc}: every particle of a run left the target's "
-                                         f"support (all weights zero)")
-            t_host = np.asarray(t)
-            final_ess = np.asarray(ess, np.float64)
-            for r in range(runs):
-                if not temperatures[r] or temperatures[r][-1] < 1.0:
-                    temperatures[r].append(float(t_host[r]))
-            flat_index = (np.asarray(index) + n * np.arange(runs)[:, None]).reshape(-1)
-            y = y[flat_index]
-            y, acc = _move_adapting(kernels, k_move, y, t, log_w, log_step, box_arr,
-                                    config.mcmc_steps, config.target_acceptance)
-            ls, lt = evaluate(y)
-            loglik = (lt - ls).reshape(runs, n)
+            acc = _advance(kernels, (k_weight, k_move), state, box_arr, config, desc)
             accept_sum += float(np.sum(acc))
             accept_count += int(acc.size)
             # Per particle: the HMC initialisation, the leapfrog steps, the final evaluation.
             evaluations += runs * n * (2 + config.mcmc_steps * config.integration_steps)
-            done_units = int(_PROGRESS_UNITS * float(np.min(t_host)))
+            done_units = int(_PROGRESS_UNITS * float(np.min(np.asarray(state.t))))
             bar.update(done_units - shown)
             shown = done_units
-            bar.set_postfix(temps=len(temperatures[0]), ess=f"{float(np.mean(ess)):.2f}",
+            bar.set_postfix(temps=len(state.temperatures[0]),
+                            ess=f"{float(np.mean(state.final_ess)):.2f}",
                             acc=f"{float(np.mean(acc)):.2f}")
 
-    # Equal-weight target samples: one last systematic resampling of every run.
-    from blackjax.smc.resampling import systematic
-
-    keys = jax.random.split(key, runs)
-    index = np.asarray(jax.vmap(lambda k, lw: systematic(k, jnp.exp(lw), n))(keys, log_w))
-    positions = np.asarray(y).reshape((runs, n) + flat_shape[1:])
-    index = index.reshape(index.shape + (1,) * (positions.ndim - 2))
-    positions = np.take_along_axis(positions, index, axis=1)
+    positions = _equal_weights(key, state, (runs, n) + flat_shape[1:])
     return AnnealResult(
-        log_z=log_z, temperatures=[np.asarray(t) for t in temperatures],
-        final_ess=final_ess, positions=positions,
-        acceptance=accept_sum / max(accept_count, 1), step_sizes=np.exp(log_step),
+        log_z=state.log_z, temperatures=[np.asarray(t) for t in state.temperatures],
+        final_ess=state.final_ess, positions=positions,
+        acceptance=accept_sum / max(accept_count, 1), step_sizes=np.exp(state.log_step),
         num_particles=n, target_evaluations=int(evaluations),
         start_evaluations=int(evaluations), wall_time=time.perf_counter() - start)
+
+
+@dataclasses.dataclass
+class _Population:
+    """The particles of every run between two annealing steps (updated in place): positions
+    ``y [R n, ...]``, ``loglik = ln p - ln q`` and normalised weights ``log_w`` ``[R, n]``,
+    each run's ``t`` ``[R]``, its accumulated ``ln Z`` (float64, host), leapfrog step, the
+    temperatures so far and the ESS fraction of the last weights."""
+
+    y: jax.Array
+    loglik: jax.Array
+    log_w: jax.Array
+    t: jax.Array
+    log_z: np.ndarray
+    log_step: np.ndarray
+    temperatures: list
+    final_ess: np.ndarray
+
+
+def _advance(kernels, keys, state: _Population, box, config: AnnealConfig, desc: str):
+    """One annealing step of every run: reweight to the next ``t`` (adding to ``ln Z``),
+    resample where the ESS fell, move every particle by HMC at its run's ``t``. ``keys``: the
+    reweighting's and the move's. Returns the acceptance ``[R n, mcmc_steps]``."""
+    evaluate, _, reweight, _ = kernels
+    runs, n = state.log_w.shape
+    k_weight, k_move = keys
+    index, state.log_w, state.t, step_log_z, ess = reweight(
+        k_weight, state.log_w, state.loglik, state.t, config.target_ess, config.resample_ess)
+    state.log_z += np.asarray(step_log_z, np.float64)
+    if not np.all(np.isfinite(state.log_z)):
+        raise FloatingPointError(f"{desc}: every particle of a run left the target's "
+                                 f"support (all weights zero)")
+    t_host = np.asarray(state.t)
+    state.final_ess = np.asarray(ess, np.float64)
+    for r in range(runs):
+        if not state.temperatures[r] or state.temperatures[r][-1] < 1.0:
+            state.temperatures[r].append(float(t_host[r]))
+    flat_index = (np.asarray(index) + n * np.arange(runs)[:, None]).reshape(-1)
+    state.y, acc = _move_adapting(kernels, k_move, state.y[flat_index], state.t, state.log_w,
+                                  state.log_step, box, config.mcmc_steps,
+                                  config.target_acceptance)
+    ls, lt = evaluate(state.y)
+    state.loglik = (lt - ls).reshape(runs, n)
+    return acc
+
+
+def _equal_weights(key, state: _Population, shape) -> np.ndarray:
+    """The final particles ``shape = [R, n, ...]`` after one last systematic resampling of
+    every run: equal-weight samples of the target."""
+    from blackjax.smc.resampling import systematic
+
+    runs, n = shape[:2]
+    keys = jax.random.split(key, runs)
+    index = np.asarray(jax.vmap(lambda k, lw: systematic(k, jnp.exp(lw), n))(keys, state.log_w))
+    positions = np.asarray(state.y).reshape(shape)
+    index = index.reshape(index.shape + (1,) * (positions.ndim - 2))
+    return np.take_along_axis(positions, index, axis=1)
 
 
 def _move_adapting(kernels, key, y, t, log_w, log_step, box, num_steps: int,
