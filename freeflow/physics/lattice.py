@@ -14,28 +14,37 @@ from ase import Atoms
 from ase.build import bulk
 
 
+#: hcp's ideal axial ratio c / a = sqrt(8/3) (touching hard spheres).
+IDEAL_C_OVER_A = math.sqrt(8.0 / 3.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class LatticeKind:
+    """A crystal structure in its orthorhombic conventional cell of ``sites_per_cell`` sites
+    and edges ``a * edge_ratios`` (hcp: ``(1, sqrt(3), c/a)``)."""
+
     name: str
     sites_per_cell: int
     description: str
+    edge_ratios: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
-    def cell_edges(self, number_density: float) -> np.ndarray:
+    def cell_edges(self, number_density: float, c_over_a: float | None = None) -> np.ndarray:
         """Edges of one orthorhombic conventional cell at the given number density."""
-        if self.name in ("fcc", "diamond"):
-            a = (self.sites_per_cell / number_density) ** (1.0 / 3.0)
-            return np.array([a, a, a])
-        # Hexagonal ice: 8 sites in a cell of edges a : sqrt(3) a : sqrt(8/3) a.
-        ratios = np.array([1.0, math.sqrt(3.0), math.sqrt(8.0 / 3.0)])
+        ratios = np.array(self.edge_ratios)
+        if self.name == "hcp":
+            ratios[2] = IDEAL_C_OVER_A if c_over_a is None else c_over_a
         a = (self.sites_per_cell / (number_density * np.prod(ratios))) ** (1.0 / 3.0)
         return a * ratios
 
-    def unit_cell(self, number_density: float, symbol: str) -> Atoms:
-        edges = self.cell_edges(number_density)
-        if self.name == "fcc":
-            return bulk(symbol, "fcc", a=edges[0], cubic=True)
-        if self.name == "diamond":
-            return bulk(symbol, "diamond", a=edges[0], cubic=True)
+    def unit_cell(self, number_density: float, symbol: str,
+                  c_over_a: float | None = None) -> Atoms:
+        edges = self.cell_edges(number_density, c_over_a)
+        if self.name in ("fcc", "diamond", "bcc"):
+            return bulk(symbol, self.name, a=edges[0], cubic=True)
+        if self.name == "hcp":
+            # ASE's orthorhombic setting: A sites at (0, 0, 0) and (1/2, 1/2, 0), B sites at
+            # (1/2, 1/6, 1/2) and (0, 2/3, 1/2) of the edges (a, sqrt(3) a, c).
+            return bulk(symbol, "hcp", a=edges[0], c=edges[2], orthorhombic=True)
         # Ideal hexagonal diamond (the oxygen sublattice of ice Ih): wurtzite with equal
         # species, u = 3/8 and c/a = sqrt(8/3), in its orthorhombic 8-site setting.
         atoms = bulk(symbol + symbol, "wurtzite", a=edges[0], c=edges[2], u=3.0 / 8.0,
@@ -50,34 +59,81 @@ class LatticeKind:
 LATTICES = {
     "fcc": LatticeKind("fcc", 4, "face-centred cubic, cubic box, N = 4 n^3"),
     "diamond": LatticeKind("diamond", 8, "diamond cubic (ice Ic), cubic box, N = 8 n^3"),
+    "bcc": LatticeKind("bcc", 2, "body-centred cubic, cubic box, N = 2 n^3"),
+    "hcp": LatticeKind(
+        "hcp", 4, "hexagonal close-packed, orthorhombic box 1 : sqrt(3) : c/a, N = 4 n^3",
+        (1.0, math.sqrt(3.0), IDEAL_C_OVER_A)),
     "hexagonal_ice": LatticeKind(
         "hexagonal_ice", 8,
-        "hexagonal diamond (ice Ih), orthorhombic box 1 : sqrt(3) : sqrt(8/3), N = 8 n^3"),
+        "hexagonal diamond (ice Ih), orthorhombic box 1 : sqrt(3) : sqrt(8/3), N = 8 n^3",
+        (1.0, math.sqrt(3.0), IDEAL_C_OVER_A)),
 }
 
 
-def build_lattice(kind: str, num_particles: int, number_density: float,
-                  symbol: str = "X") -> Atoms:
+def build_lattice(kind: str, num_particles: int | None, number_density: float,
+                  symbol: str = "X", *, repeat=None, c_over_a: float | None = None) -> Atoms:
     """The perfect crystal of ``num_particles`` sites at ``number_density``.
 
     Args:
-      kind: ``"fcc"``, ``"diamond"`` or ``"hexagonal_ice"``.
-      num_particles: must be ``sites_per_cell * n^3`` (the box is n x n x n conventional cells).
+      kind: a key of ``LATTICES``: ``"fcc"``, ``"bcc"``, ``"diamond"``, ``"hcp"`` or
+        ``"hexagonal_ice"``.
+      num_particles: ``sites_per_cell * n^3`` (the box is n x n x n conventional cells), or
+        ``None`` with ``repeat``.
       number_density: particles per unit volume, in the system's length unit.
       symbol: chemical symbol given to every atom (it only labels them).
+      repeat: ``(n1, n2, n3)`` conventional cells along x, y, z instead of ``n^3`` (box shapes
+        other than cubes); with ``num_particles`` too, the two must agree.
+      c_over_a: hcp's axial ratio (default: the ideal sqrt(8/3)); other lattices refuse it.
     """
     if kind not in LATTICES:
         raise ValueError(f"unknown lattice {kind!r}; known lattices: {sorted(LATTICES)}")
     lattice = LATTICES[kind]
     if not number_density > 0:
         raise ValueError(f"number density must be positive; got {number_density}")
-    n = round((num_particles / lattice.sites_per_cell) ** (1.0 / 3.0)) if num_particles > 0 else 0
-    if n < 1 or lattice.sites_per_cell * n**3 != num_particles:
-        raise ValueError(
-            f"a {kind} lattice cannot hold N = {num_particles}: it needs "
-            f"N = {lattice.sites_per_cell} n^3 ({lattice.description}); accepted N: "
-            f"{', '.join(map(str, lattice.accepted_sizes()))}, ...")
-    atoms = lattice.unit_cell(number_density, symbol).repeat((n, n, n))
+    if c_over_a is not None and (kind != "hcp" or not 0 < c_over_a < math.inf):
+        raise ValueError(f"c_over_a must be a positive number and is for hcp only; got "
+                         f"c_over_a = {c_over_a!r} for a {kind} lattice")
+    if repeat is not None:
+        repeat = checked_repeat(repeat)
+        held = lattice.sites_per_cell * math.prod(repeat)
+        if num_particles is not None and num_particles != held:
+            raise ValueError(
+                f"a {kind} lattice of repeat = {list(repeat)} cells holds N = {held} "
+                f"({lattice.sites_per_cell} per cell), not num_particles = {num_particles}; "
+                f"give one of the two, or both agreeing")
+    else:
+        count = num_particles if num_particles is not None else 0
+        n = round((count / lattice.sites_per_cell) ** (1.0 / 3.0)) if count > 0 else 0
+        if n < 1 or lattice.sites_per_cell * n**3 != count:
+            raise ValueError(
+                f"a {kind} lattice cannot hold N = {num_particles}: it needs "
+                f"N = {lattice.sites_per_cell} n^3 ({lattice.description}); accepted N: "
+                f"{', '.join(map(str, lattice.accepted_sizes()))}, ...; or give repeat = "
+                f"[n1, n2, n3] for N = {lattice.sites_per_cell} n1 n2 n3")
+        repeat = (n, n, n)
+    return repeat_cell(lattice.unit_cell(number_density, symbol, c_over_a), repeat)
+
+
+def checked_repeat(repeat) -> tuple[int, int, int]:
+    """``repeat`` as three positive whole numbers, or one line saying what is wrong."""
+    ok = (isinstance(repeat, (list, tuple)) and len(repeat) == 3
+          and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
+                  for n in repeat))
+    if not ok:
+        raise ValueError(f"repeat must be three positive whole numbers [n1, n2, n3] (cells "
+                         f"along x, y, z); got {repeat!r}")
+    return tuple(int(n) for n in repeat)
+
+
+def repeat_cell(atoms: Atoms, repeat) -> Atoms:
+    """``n1 x n2 x n3`` copies of an orthorhombic periodic cell (any ``ase.Atoms``), with its
+    first site moved to the box corner (the origin) and every site wrapped into the box.
+
+    A non-orthorhombic cell is refused (``check_orthorhombic``, which says how to make an
+    orthorhombic one).
+    """
+    check_orthorhombic(atoms)
+    atoms = atoms.repeat(checked_repeat(repeat))
     atoms.translate(-atoms.positions[0])
     atoms.wrap(eps=1e-9)
     atoms.positions[np.abs(atoms.positions) < 1e-9] = 0.0

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import sys
 import tomllib
@@ -24,8 +25,10 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from freeflow.physics.lattice import (
+    LATTICES,
     build_lattice,
     check_orthorhombic,
+    checked_repeat,
     nearest_neighbour_distance,
 )
 from freeflow.physics.memory import check_memory, estimated_memory
@@ -306,7 +309,7 @@ class System:
 DEFINITION_KEYS = {
     "the system definition": ("name", "description", "potential", "state", "lattice"),
     "[state]": ("temperature", "number_density"),
-    "[lattice]": ("kind", "num_particles", "symbol"),
+    "[lattice]": ("kind", "num_particles", "symbol", "repeat", "c_over_a"),
 }
 
 
@@ -319,10 +322,10 @@ def system_from_definition(definition: dict, source: str | None = None) -> Syste
     """
     name = definition.get("name") if isinstance(definition, dict) else None
     with errors_about(source or (name if isinstance(name, str) and name else "system")):
-        return _system_from_definition(definition)
+        return _system_from_definition(definition, source)
 
 
-def _system_from_definition(definition) -> System:
+def _system_from_definition(definition, source: str | None = None) -> System:
     top = check_table(definition, "the system definition",
                       DEFINITION_KEYS["the system definition"])
     missing = [key for key in ("name", "potential", "state", "lattice") if key not in top]
@@ -335,13 +338,19 @@ def _system_from_definition(definition) -> System:
     if not (isinstance(name, str) and name) or not isinstance(description, str):
         raise ValueError(f"name must be a non-empty string and description a string; got "
                          f"name = {name!r}, description = {description!r}")
-    potential = potential_from_config(top["potential"], require_all=True)
+    potential = potential_from_config(files_relative_to(top["potential"], source),
+                                      require_all=True)
     density = _entry(state, "number_density", "[state]")
     temperature = _entry(state, "temperature", "[state]")
     count, kind, symbol = (lattice.get(key) for key in ("num_particles", "kind", "symbol"))
+    repeat, c_over_a = lattice.get("repeat"), lattice.get("c_over_a")
+    if c_over_a is not None:
+        c_over_a = check_number(c_over_a, "c_over_a", POSITIVE, "[lattice]")
+    if count is None and repeat is not None and kind in LATTICES:  # N from the repeats
+        count = LATTICES[kind].sites_per_cell * math.prod(checked_repeat(repeat))
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"[lattice] num_particles must be a positive whole number; "
-                         f"got {count!r}")
+        raise ValueError(f"[lattice] num_particles must be a positive whole number (or give "
+                         f"repeat = [n1, n2, n3] cells); got {count!r}")
     if kind is None:
         raise ValueError("[lattice] lacks kind (fcc, diamond, hexagonal_ice, ...)")
     symbol = UNLABELLED if symbol is None else symbol
@@ -352,9 +361,21 @@ def _system_from_definition(definition) -> System:
     box = np.full(3, (count / density) ** (1.0 / 3.0))
     check_box(box, potential.units.length)
     check_energy_memory(count, box, potential)
-    atoms = build_lattice(kind, count, density, symbol)
+    atoms = build_lattice(kind, count, density, symbol, repeat=repeat, c_over_a=c_over_a)
     return System(name=name, atoms=atoms, potential=potential, temperature=temperature,
                   description=description, definition=definition)
+
+
+def files_relative_to(potential: Any, source: str | None) -> Any:
+    """``[potential]`` with a relative ``file`` (an EAM table) taken relative to the folder of
+    the system file ``source`` (without one: to the working directory), made absolute so that
+    a run's record finds it from anywhere."""
+    if not (isinstance(potential, dict) and isinstance(potential.get("file"), str)):
+        return potential
+    path = Path(potential["file"]).expanduser()
+    if source and not path.is_absolute():
+        path = Path(source).parent / path
+    return {**potential, "file": os.path.abspath(path)}
 
 
 def _entry(table: dict, key: str, where: str) -> float:

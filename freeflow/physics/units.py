@@ -3,6 +3,10 @@
 ``reference_length`` is the fixed length Lambda in the free-energy convention
 ``beta F / N = -(ln Z - ln N!) / N + 3 ln(Lambda)`` (see ``freeflow.estimators.conventions``),
 expressed in the length unit of positions.
+
+Physical potentials take lengths in Angstrom, temperatures in kelvin and energies in one of
+``ENERGY_UNITS`` (eV, kcal/mol, kJ/mol), each with its own k_B; reduced (Lennard-Jones) units
+measure energies in epsilon and temperatures in epsilon / k_B, so k_B = 1.
 """
 
 from __future__ import annotations
@@ -11,6 +15,15 @@ import dataclasses
 
 #: Boltzmann constant in kcal / (mol K).
 BOLTZMANN_KCAL_PER_MOL_K = 0.0019872067
+
+#: Boltzmann constant in each physical energy unit per kelvin: eV / K (CODATA 2018, exact
+#: since the 2019 SI), kcal / (mol K) (the value LAMMPS's ``units real`` uses) and kJ / (mol K)
+#: (R = 8.314462618 J / (mol K)).
+ENERGY_UNITS = {
+    "eV": 8.617333262e-5,
+    "kcal/mol": BOLTZMANN_KCAL_PER_MOL_K,
+    "kJ/mol": 8.314462618e-3,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +45,15 @@ def reduced_units(sigma: float = 1.0) -> Units:
                  boltzmann_constant=1.0, reference_length=sigma)
 
 
+def physical_units(energy: str, reference_length: float) -> Units:
+    """Angstrom, kelvin and ``energy`` (one of ``ENERGY_UNITS``), with that unit's k_B."""
+    if energy not in ENERGY_UNITS:
+        raise ValueError(f"unknown energy unit {energy!r}; give one of "
+                         f"{', '.join(ENERGY_UNITS)} (or use reduced units)")
+    return Units(length="Angstrom", energy=energy, temperature="K",
+                 boltzmann_constant=ENERGY_UNITS[energy], reference_length=reference_length)
+
+
 def molar_units(reference_length: float) -> Units:
     """Angstrom, kcal/mol and kelvin."""
-    return Units(length="Angstrom", energy="kcal/mol", temperature="K",
-                 boltzmann_constant=BOLTZMANN_KCAL_PER_MOL_K, reference_length=reference_length)
+    return physical_units("kcal/mol", reference_length)

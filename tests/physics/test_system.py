@@ -86,7 +86,8 @@ def test_ase_optimiser_runs_on_freeflow_calculator():
     (lambda: system_from_atoms(build_lattice("fcc", 32, 1.28), LennardJones(), -1.0),
      "temperature must be positive"),
     (lambda: load_system("lj_33"), "unknown system 'lj_33'"),
-    (lambda: build_lattice("bcc", 16, 1.0), "unknown lattice"),
+    (lambda: build_lattice("sc", 16, 1.0),
+     "unknown lattice 'sc'; known lattices: .'bcc', 'diamond', 'fcc', 'hcp'"),
     (lambda: system_from_atoms("/no/such/file.xyz", LennardJones(), 1.0), "does not exist"),
 ])
 def test_bad_input_gives_clear_errors(bad, message):

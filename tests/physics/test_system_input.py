@@ -13,11 +13,15 @@ import freeflow
 from freeflow import build_lattice, load_system, system_from_atoms
 from freeflow.physics.potentials import (
     POTENTIALS,
+    Buckingham,
     EinsteinCrystal,
     LennardJones,
     MonatomicWater,
+    Morse,
+    StillingerWeber,
     SymmetricEinsteinCrystal,
 )
+from freeflow.physics.potentials.stillinger_weber import PARAMETER_SETS
 from freeflow.physics.system import read_structure, systems_directory
 
 
@@ -49,9 +53,9 @@ TOP_KEYS = "accepted keys: description, lattice, name, potential, state"
      f"the system definition has unknown key 'units'; {TOP_KEYS}"),
     ('name = "lj_32"', 'name = "lj_32"\ntemperature_unit = "K"',
      f"the system definition has unknown key 'temperature_unit'; {TOP_KEYS}"),
-    ('symbol = "Ar"', 'symbol = "Ar"\nspacing = 1.5\nrepeat = 2',
-     "[lattice] has unknown keys 'repeat', 'spacing'; accepted keys: kind, num_particles, "
-     "symbol"),
+    ('symbol = "Ar"', 'symbol = "Ar"\nspacing = 1.5\nstacking = 2',
+     "[lattice] has unknown keys 'spacing', 'stacking'; accepted keys: c_over_a, kind, "
+     "num_particles, repeat, symbol"),
     ("cutoff = 2.7", "cutoff = 2.7\nrc = 2.5",
      "potential 'lennard_jones' has unknown key 'rc'; accepted keys: cutoff, epsilon, kind, "
      "shift, sigma"),
@@ -78,7 +82,10 @@ BAD_VALUES = {"positive and finite": -1.0, "zero or positive and finite": -0.5,
 
 def _parameter_cases():
     defaults = {EinsteinCrystal: {"spring_constant": 1.0},
-                SymmetricEinsteinCrystal: {"spring_constant": 1.0}}
+                SymmetricEinsteinCrystal: {"spring_constant": 1.0},
+                StillingerWeber: PARAMETER_SETS["silicon"],
+                Morse: {"D0": 0.3429, "alpha": 1.3588, "r0": 2.866, "cutoff": 6.0},
+                Buckingham: {"A": 2000.0, "rho": 0.27, "C": 60.0, "cutoff": 8.0}}
     for cls in POTENTIALS.values():
         for name, domain in cls.parameter_domains:
             for bad in (BAD_VALUES[domain.description], math.nan, math.inf):

@@ -8,16 +8,36 @@ with pairs inside a ``cutoff`` also has ``neighbor_plan(box, sites, ...)`` (see
 
 import dataclasses
 
+from freeflow.physics.potentials.eam import EAM
 from freeflow.physics.potentials.einstein import (
     EinsteinCrystal,
     SymmetricEinsteinCrystal,
 )
 from freeflow.physics.potentials.lennard_jones import LennardJones
+from freeflow.physics.potentials.function import FunctionPotential
 from freeflow.physics.potentials.monatomic_water import MonatomicWater
+from freeflow.physics.potentials.pair import Buckingham, Morse, PairPotential
+from freeflow.physics.potentials.stillinger_weber import StillingerWeber
 from freeflow.physics.validation import check_known_keys
 
 POTENTIALS = {cls.kind: cls for cls in (LennardJones, MonatomicWater, EinsteinCrystal,
-                                  SymmetricEinsteinCrystal)}
+                                  SymmetricEinsteinCrystal, StillingerWeber, Morse, Buckingham,
+                                  EAM)}
+
+
+def register_potential(cls):
+    """Make a user's potential class (a frozen dataclass of numbers with a ``kind``, see
+    docs/potentials.md) buildable from a system file's ``[potential]`` table by that kind.
+    Returns ``cls``, so it serves as a class decorator. A kind already registered for another
+    class is refused."""
+    kind = getattr(cls, "kind", None)
+    if not (isinstance(kind, str) and kind) or not dataclasses.is_dataclass(cls):
+        raise ValueError(f"register_potential takes a dataclass with a string kind; got {cls!r}")
+    if POTENTIALS.get(kind, cls) is not cls:
+        raise ValueError(f"potential kind {kind!r} is taken by {POTENTIALS[kind].__name__}; "
+                         f"give {cls.__name__} another kind")
+    POTENTIALS[kind] = cls
+    return cls
 
 
 def potential_from_config(config: dict, require_all: bool = False):
@@ -36,6 +56,8 @@ def potential_from_config(config: dict, require_all: bool = False):
         raise ValueError(f"unknown potential kind {kind!r}; known kinds: {sorted(POTENTIALS)}")
     cls = POTENTIALS[kind]
     where = f"potential {kind!r}"
+    if hasattr(cls, "from_config"):  # a potential with its own keys (a named parameter set)
+        return cls.from_config(config, require_all)
     # ``units`` (a Units object of the Einstein crystals) is no parameter a mapping can give.
     parameters = [f.name for f in dataclasses.fields(cls) if f.name != "units"]
     check_known_keys(config, ["kind", *parameters], where)
@@ -46,5 +68,6 @@ def potential_from_config(config: dict, require_all: bool = False):
     return cls(**config)
 
 
-__all__ = ["EinsteinCrystal", "LennardJones", "MonatomicWater", "POTENTIALS",
-           "SymmetricEinsteinCrystal", "potential_from_config"]
+__all__ = ["Buckingham", "EAM", "EinsteinCrystal", "FunctionPotential", "LennardJones",
+           "MonatomicWater", "Morse", "POTENTIALS", "PairPotential", "register_potential",
+           "StillingerWeber", "SymmetricEinsteinCrystal", "potential_from_config"]

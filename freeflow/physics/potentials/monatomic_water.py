@@ -1,34 +1,23 @@
-"""Monatomic water (mW): the Stillinger-Weber functional form with Molinero's parameters."""
+"""Monatomic water (mW): the Stillinger-Weber form with Molinero's parameters, in kcal/mol.
+
+The energy is ``freeflow.physics.potentials.stillinger_weber.StillingerWeberForm``; this class
+keeps the ``monatomic_water`` kind, its parameter names and its defaults, so system files and
+run directories written for it load unchanged. ``StillingerWeber.named("mw")`` is the same
+parameter set under the general kind.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 
-import jax.numpy as jnp
-
-from freeflow.physics.neighbors import Strategy
-from freeflow.physics.potentials.base import (
-    GRADIENTS,
-    SOFT_MIN_DISTANCE,
-    CheckedParameters,
-    EnergyFn,
-    PairNeighbors,
-    entry_sums,
-    floored,
-    linearised_below,
-    over_configurations,
-    planned_energy,
-    row_scalars,
-    squared_distances,
-    value_and_slope,
-)
+from freeflow.physics.potentials.base import CheckedParameters, PairNeighbors
+from freeflow.physics.potentials.stillinger_weber import FORM_DOMAINS, StillingerWeberForm
 from freeflow.physics.units import Units, molar_units
-from freeflow.physics.validation import COSINE, NON_NEGATIVE, POSITIVE
 
 
 @dataclasses.dataclass(frozen=True)
-class MonatomicWater(CheckedParameters, PairNeighbors):
+class MonatomicWater(StillingerWeberForm, CheckedParameters, PairNeighbors):
     """mW water: two-body ``phi2`` plus three-body ``phi3`` terms, both cut at ``a * sigma``.
 
     ``phi2(r) = A eps [B (sigma/r)^p - (sigma/r)^q] exp(sigma / (r - a sigma))`` (p = 4, q = 0)
@@ -55,123 +44,12 @@ class MonatomicWater(CheckedParameters, PairNeighbors):
 
     #: Parameters a system definition must give (``potential_from_config(require_all=True)``).
     required_parameters = ("epsilon", "sigma", "a", "lam", "gamma", "cos_theta0", "A", "B")
-    parameter_domains = (("epsilon", POSITIVE), ("sigma", POSITIVE), ("a", POSITIVE),
-                         ("lam", NON_NEGATIVE), ("gamma", POSITIVE), ("cos_theta0", COSINE),
-                         ("A", POSITIVE), ("B", POSITIVE), ("p", NON_NEGATIVE),
-                         ("q", NON_NEGATIVE))
+    parameter_domains = FORM_DOMAINS
     species = ("O",)
-    #: Cost of one pair entry relative to the cell list's distance pass (see plan_neighbors).
-    neighbor_pair_cost = 15.0
     kind = "monatomic_water"
     #: Below this distance (Angstrom) the training energy's pair term is linearised.
     soft_linear_below = 1.2
 
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.p > self.q:
-            raise ValueError(f"potential {self.kind!r}: p must exceed q (the repulsive power "
-                             f"over the attractive one); got p = {self.p}, q = {self.q}")
-
-    @property
-    def cutoff(self) -> float:
-        return self.a * self.sigma
-
     @property
     def units(self) -> Units:
         return molar_units(reference_length=self.sigma)
-
-    def pair(self, r):
-        """Two-body energy phi2 at distance ``r < a sigma`` (kcal/mol)."""
-        x = self.sigma / r
-        return (self.A * self.epsilon * (self.B * x**self.p - x**self.q)
-                * jnp.exp(self.sigma / (r - self.cutoff)))
-
-    def energy_fn(self, box, sites, *, max_displacement: float, softened: bool = False,
-                  neighbors: Strategy = "auto", allow_sites: bool | None = None,
-                  gradient: str = "analytic") -> EnergyFn:
-        """Pure function ``positions [..., N, 3] -> U [...]`` in kcal/mol.
-
-        The three-body sum over pairs of neighbours of each atom is evaluated exactly through
-        moments of that atom's neighbour shell: with ``f_j = exp(gamma sigma/(r_ij - a sigma))``
-        and unit vectors ``e_j``, ``O = sum_{j != k} f_j f_k (e_j.e_k - c0)^2 = |T|^2 - 2 c0
-        |v|^2 + c0^2 s^2 - sum_j f_j^2 (|e_j|^2 - c0)^2`` with ``T = sum f e e^T``, ``v = sum f
-        e`` and ``s = sum f``. That costs O(neighbours) per atom instead of O(neighbours^2) and
-        needs no cap on the number of neighbours. Its derivatives follow from the same moments:
-        ``dO/df_j = 2 e_j.T e_j - 4 c0 v.e_j + 2 c0^2 s - 2 f_j q_j^2`` and ``dO/de_j = 4 f_j
-        (T e_j - c0 v - f_j q_j e_j)`` with ``q_j = |e_j|^2 - c0``.
-
-        ``softened=True`` gives the training energy: distances clipped below 0.01 Angstrom and
-        phi2 linearised below 1.2 Angstrom. ``gradient``: ``"analytic"`` (the derivatives
-        above, pulled back by the plan; see ``planned_energy``) or ``"autodiff"``.
-        """
-        if gradient not in GRADIENTS:
-            raise ValueError(f"gradient must be one of {GRADIENTS}, not {gradient!r}")
-        plan = self.neighbor_plan(box, sites, max_displacement=max_displacement,
-                                  softened=softened, neighbors=neighbors, allow_sites=allow_sites)
-        pair = self.pair
-        min_distance = 0.0
-        if softened:
-            pair = linearised_below(self.pair, self.soft_linear_below)
-            min_distance = SOFT_MIN_DISTANCE
-        c0 = self.cos_theta0
-        cutoff = self.cutoff
-        three = 0.5 * self.lam * self.epsilon  # each ordered pair {j, k} appears twice in O
-
-        def entries(r2, mask):
-            """``(phi2, r, f)`` of each entry as functions of its unfloored ``r^2``."""
-            # Compared in r, not r^2: in float32 an r^2 just below cutoff^2 can still round to
-            # r == cutoff, where exp(sigma / (r - cutoff)) is infinite.
-            inside = mask & (jnp.sqrt(floored(r2, min_distance)) < cutoff)
-
-            def fn(raw):
-                # Outside the cutoff the placeholder r = cutoff / 2 keeps every branch finite.
-                r = jnp.where(inside, jnp.sqrt(floored(raw, min_distance)), 0.5 * cutoff)
-                f = jnp.where(inside, jnp.exp(self.gamma * self.sigma / (r - cutoff)), 0.0)
-                return jnp.where(inside, pair(r), 0.0), r, f
-            return fn
-
-        def moments(d, phi2, r, f):
-            e = tuple(a / r for a in d)
-            q = e[0] * e[0] + e[1] * e[1] + e[2] * e[2] - c0
-            # Pair terms are seen from both ends (halved); each three-body term belongs to
-            # its central particle, the row it is computed in. The j == k terms are removed
-            # with |e_j|^2 rather than 1: under the training energy's distance clip,
-            # e_j = d_j / max(r_j, 0.01) is shorter than a unit vector.
-            sums = entry_sums(phi2, f, *(f * a for a in e),
-                              *(f * e[a] * e[b] for a, b in _UPPER), f * f * q * q)
-            two, s, v, t_upper, self_terms = sums[0], sums[1], sums[2:5], sums[5:11], sums[11]
-            tt = sum((1.0 if a == b else 2.0) * t * t for (a, b), t in zip(_UPPER, t_upper))
-            ordered = tt - 2.0 * c0 * sum(x * x for x in v) + c0**2 * s * s - self_terms
-            energy = 0.5 * jnp.sum(two) + three * jnp.sum(ordered)
-            return energy, e, q, s, v, t_upper
-
-        def rows_energy(d, mask):
-            _, raw = squared_distances(d, mask, min_distance)
-            return moments(d, *entries(raw, mask)(raw))[0]
-
-        def rows_gradient(d, mask):
-            _, raw = squared_distances(d, mask, min_distance)
-            (phi2, r, f), (dphi2, dr, df) = value_and_slope(entries(raw, mask), raw)
-            energy, e, q, s, v, t_upper = moments(d, phi2, r, f)
-            s, v = row_scalars(s, f), tuple(row_scalars(x, f) for x in v)
-            t = {ab: row_scalars(x, f) for ab, x in zip(_UPPER, t_upper)}
-            te = tuple(sum(t[tuple(sorted((a, b)))] * e[b] for b in range(3)) for a in range(3))
-            ve = sum(v[a] * e[a] for a in range(3))
-            ete = sum(e[a] * te[a] for a in range(3))
-            d_f = 2.0 * ete - 4.0 * c0 * ve + 2.0 * c0**2 * s - 2.0 * f * q * q
-            d_e = tuple(4.0 * f * (te[a] - c0 * v[a] - f * q * e[a]) for a in range(3))
-            # U = 1/2 sum phi2 + three O(e(d), f(r^2(d))); with e = d / r(r^2):
-            # dU/dd = 2 [phi2'/2 + three (dO/df f' - (dO/de . d) r' / r^2)] d + three/r dO/de.
-            de_d = sum(d_e[a] * d[a] for a in range(3))
-            along = 2.0 * (0.5 * dphi2 + three * (d_f * df - de_d * dr / (r * r)))
-            across = three / r
-            slopes = tuple(along * d[a] + across * d_e[a] for a in range(3))
-            return energy, entry_sums(*slopes), slopes
-
-        return over_configurations(planned_energy(
-            plan, rows_energy, rows_gradient if gradient == "analytic" else None,
-            symmetric=False))
-
-
-#: The independent components of the symmetric 3 x 3 moment T.
-_UPPER = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
