@@ -1,7 +1,22 @@
-import jax
-import numpy as np
-import pytest
-from tiny_runs import write_tiny_run
+import os
+import tempfile
+from pathlib import Path
+
+# One persistent XLA compilation cache for the whole session: the xdist workers, the CLI and
+# notebook subprocesses (which inherit the environment) and the in-process tests compile many
+# identical programs (the same tiny systems, models and samplers); each is compiled once.
+# Set before JAX starts; FREEFLOW_TEST_JAX_CACHE=off compiles everything afresh.
+_CACHE = os.environ.setdefault(
+    "FREEFLOW_TEST_JAX_CACHE", str(Path(tempfile.gettempdir()) / f"freeflow-jax-cache-{os.getuid()}"))
+if _CACHE != "off":
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from tiny_runs import write_tiny_run  # noqa: E402
 
 from freeflow.physics.system import load_system
 
