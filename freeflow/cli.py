@@ -23,8 +23,8 @@ from freeflow.progress import progress_bar
 from freeflow import rundir
 from freeflow.reports import compare as compare_report
 from freeflow.reports.diagnostics import baseline_references, diagnose
-from freeflow.reports.tables import (PUBLISHED_SYSTEMS, SHIPPED_RESULTS, build_table,
-                                     read_results, to_csv, to_markdown)
+from freeflow.reports.tables import (PUBLISHED_SYSTEMS, SHIPPED_RESULTS, TableConfig,
+                                     TableSources, build_table, to_csv, to_markdown)
 from freeflow.rundir import (SAMPLE_SUFFIXES, check_writable_dir, check_writable_file,
                              load_run, read_jsonl, read_run_record, save_samples)
 from freeflow.training.config import GRADIENT_ESTIMATORS, TRAINING_PRESETS, TrainingConfig
@@ -384,17 +384,16 @@ def _table(args) -> int:
         raise ValueError(f"--samples must be at least 2; got {args.samples}")
     if args.out and Path(args.out).suffix.lower() not in (".md", ".csv"):
         raise ValueError(f"--out must end in .md or .csv; got {args.out}")
-    files = read_results(args.results)
-    read = ", ".join(f"{path.name} ({len(read_jsonl(path))} rows)"
-                     for path in files.values() if path is not None)
+    sources = TableSources.from_results(args.results, runs_dir=args.runs,
+                                        reference_dir=args.references, cache_file=args.cache)
+    read = ", ".join(f"{Path(path).name} ({len(read_jsonl(path))} rows)"
+                     for path in (sources.baseline_file, sources.smc_file, sources.flow_file)
+                     if path is not None)
     print(f"freeflow table: results from {Path(args.results).resolve()}: {read}",
           file=sys.stderr)
-    rows = build_table(args.systems, args.preset, runs_dir=args.runs,
-                       baseline_file=files["baseline"], smc_file=files["smc"],
-                       flow_file=files["flows"], reference_dir=args.references,
-                       num_samples=args.samples, seed=args.seed,
-                       compute_baseline=args.compute_baseline, cache_file=args.cache,
-                       counting=args.counting)
+    config = TableConfig(preset=args.preset, num_samples=args.samples, seed=args.seed,
+                         compute_baseline=args.compute_baseline)
+    rows = build_table(args.systems, sources, config, counting=args.counting)
     if args.out and args.out.lower().endswith(".csv"):
         to_csv(rows, args.out)
         print(f"{len(rows)} rows -> {args.out}")

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from freeflow.checks import check_whole_numbers
 from freeflow.estimators.conventions import DEFAULT_COUNTING
 from freeflow.estimators.result import MIN_EFFECTIVE_SAMPLES
 from freeflow.estimators.result import FreeEnergy
@@ -38,9 +39,10 @@ from freeflow.rundir import (
 from freeflow.workflows.baseline import mbar_free_energy
 from freeflow.workflows.estimate import WorksConfig, estimate
 
-__all__ = ["Row", "METHODS", "SHIPPED_RESULTS", "RESULT_FILES", "read_results", "PUBLISHED_SYSTEMS", "format_value_error", "format_duration",
-           "format_count", "agree_within", "ice_differences", "to_markdown", "to_csv",
-           "build_table", "with_training"]
+__all__ = ["Row", "METHODS", "SHIPPED_RESULTS", "RESULT_FILES", "read_results",
+           "PUBLISHED_SYSTEMS", "format_value_error", "format_duration", "format_count",
+           "agree_within", "ice_differences", "to_markdown", "to_csv", "TableConfig",
+           "TableSources", "build_table", "with_training"]
 
 METHODS = ("lfep", "lbar", "smc", "mbar")
 
@@ -482,69 +484,97 @@ def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int, coun
                          "the row to --results DIR/baseline.jsonl)")
 
 
-def build_table(systems: Iterable[str], preset: str = "cpu", *,
-                runs_dir: str | os.PathLike | None = None, baseline_file: str | os.PathLike | None = None,
-                reference_dir: str | os.PathLike | None = None,
-                cache_file: str | os.PathLike | None = None, num_samples: int = 100_000,
-                seed: int = 0, compute_baseline: bool = False,
-                baseline_workdir: str | os.PathLike | None = None,
-                smc_file: str | os.PathLike | None = None,
-                flow_file: str | os.PathLike | None = None,
-                counting: str = DEFAULT_COUNTING,
-                progress: bool = True, check_preset: bool = True) -> list[Row]:
-    """Rows of ``beta F / N`` by LFEP, LBAR, SMC and MBAR for ``systems``, computing what is
-    missing (SMC excepted: it is only read).
+@dataclasses.dataclass(frozen=True)
+class TableSources:
+    """Where a table's numbers come from, per system ``NAME`` (every one optional).
 
-    Sources, per system ``NAME``:
-
-    * LFEP: the run directory ``runs_dir/NAME`` (``freeflow train NAME --preset PRESET --out
-      runs_dir/NAME``). It is used only if
-      its model configuration is the preset's (see ``check_preset``). Runs are never trained
-      here; a missing run leaves LFEP and LBAR empty with a note, an unfinished one gets a
-      note.
-    * LBAR: the same run plus target samples ``reference_dir/NAME.npz`` (or ``.extxyz``),
-      made with ``freeflow sample NAME --out FILE``.
-    * MBAR: the last non-quick row for NAME in ``baseline_file`` (JSONL of ``FreeEnergy``
-      rows, ``freeflow.rundir.read_baseline``). If there is none and ``compute_baseline`` is
-      true, ``freeflow.workflows.baseline.mbar_free_energy`` is run (resumable under
-      ``baseline_workdir/NAME``; this takes long).
-    * SMC: the last row for NAME in ``smc_file`` (JSONL of
-      ``FreeEnergy`` rows with ``method = "smc"``), if given.
-    * Stored LFEP and LBAR: where ``runs_dir`` has no usable run for NAME, the last
-      ``"lfep"`` and ``"lbar"`` rows for NAME in ``flow_file`` (``flows.jsonl``) made with ``preset``, if given; a note names the flow they came from (and, if
-      ``runs_dir/NAME`` holds a run that cannot be used, why not).
-
-    Computed LFEP, LBAR and MBAR entries are appended to ``cache_file`` (default
-    ``runs_dir/table_PRESET.jsonl``) under a key of everything they depend on (system,
-    method, preset, samples, seed, the run's step and settings, the reference file), so
-    re-running recomputes nothing unless the run was trained further or a setting changed.
-
-    Costs: LFEP and LBAR entries carry the training's wall time and energy evaluations added
-    to the estimator's (``details`` has the breakdown); LBAR's exclude the reference samples.
-
-    Args:
-      systems: system names.
-      preset: ``"cpu"`` or ``"paper"``.
-      num_samples: model samples per LFEP / LBAR estimate.
-      seed: PRNG seed of the model samples.
-      counting: ``"bravais"`` (the literature's, default) or ``"exact"``; see
-        ``freeflow.estimators.conventions``. Stored baseline rows are converted to it.
-      progress: progress bars and one status line per computation on stderr.
-      check_preset: use a run only if its model configuration equals the preset's (False:
-        use whatever was trained in ``runs_dir/NAME``; the key then still records the preset
-        name given).
+    Attributes:
+      runs_dir: trained runs ``runs_dir/NAME`` (``freeflow train NAME --preset PRESET --out
+        runs_dir/NAME``) for LFEP and LBAR, used only if their model configuration is the
+        preset's (``TableConfig.check_preset``). Runs are never trained here; a missing run
+        leaves LFEP and LBAR empty with a note, an unfinished one gets a note.
+      reference_dir: target samples ``reference_dir/NAME.npz`` (or ``.extxyz``) for LBAR
+        (``freeflow sample NAME --out FILE``).
+      baseline_file: MBAR rows (JSONL of ``FreeEnergy`` rows, ``freeflow.rundir.read_baseline``;
+        the last non-quick row of a system wins).
+      smc_file: SMC rows (``method = "smc"``).
+      flow_file: stored LFEP and LBAR rows (``flows.jsonl``) of the table's preset, used where
+        ``runs_dir`` has no usable run; a note names the flow they came from.
+      cache_file: where computed LFEP, LBAR and MBAR entries are kept, under a key of
+        everything they depend on (default ``runs_dir/table_PRESET.jsonl``).
+      baseline_workdir: the resumable MBAR runs of ``TableConfig.compute_baseline``.
     """
-    runs_dir = Path(runs_dir) if runs_dir is not None else None
+
+    runs_dir: str | os.PathLike | None = None
+    reference_dir: str | os.PathLike | None = None
+    baseline_file: str | os.PathLike | None = None
+    smc_file: str | os.PathLike | None = None
+    flow_file: str | os.PathLike | None = None
+    cache_file: str | os.PathLike | None = None
+    baseline_workdir: str | os.PathLike | None = None
+
+    @classmethod
+    def from_results(cls, directory: str | os.PathLike, **others) -> "TableSources":
+        """The result files of ``directory`` (``read_results``), plus ``others``."""
+        files = read_results(directory)
+        return cls(baseline_file=files["baseline"], smc_file=files["smc"],
+                   flow_file=files["flows"], **others)
+
+
+@dataclasses.dataclass(frozen=True)
+class TableConfig:
+    """What a table computes where its sources leave a cell empty; checked on construction.
+
+    Attributes:
+      preset: ``"cpu"`` or ``"paper"``: the runs and stored flow rows the table uses.
+      num_samples: model samples per LFEP / LBAR estimate; seed: their PRNG seed.
+      compute_baseline: run MBAR (``freeflow.workflows.baseline.mbar_free_energy``, long)
+        where no MBAR row is stored.
+      check_preset: use a run only if its model configuration equals the preset's (False:
+        whatever was trained in ``runs_dir/NAME``; the cache key still records the preset).
+    """
+
+    preset: str = "cpu"
+    num_samples: int = 100_000
+    seed: int = 0
+    compute_baseline: bool = False
+    check_preset: bool = True
+
+    def __post_init__(self):
+        check_whole_numbers(self, {"num_samples": 2, "seed": 0})
+
+
+def build_table(systems: Iterable[str], sources: TableSources = TableSources(),
+                config: TableConfig = TableConfig(), *, counting: str = DEFAULT_COUNTING,
+                progress: bool = True) -> list[Row]:
+    """Rows of ``beta F / N`` by LFEP, LBAR, SMC and MBAR for ``systems``, from ``sources``
+    (``TableSources``: what each column reads), computing what is missing as ``config``
+    (``TableConfig``) says; SMC is only read.
+
+    Computed LFEP, LBAR and MBAR entries are appended to the cache file under a key of
+    everything they depend on (system, method, preset, samples, seed, the run's step and
+    settings, the reference file), so re-running recomputes nothing unless the run was trained
+    further or a setting changed. LFEP and LBAR entries carry the training's wall time and
+    energy evaluations added to the estimator's (``details`` has the breakdown); LBAR's
+    exclude the reference samples.
+
+    ``counting``: ``"bravais"`` (the literature's, default) or ``"exact"``
+    (``freeflow.estimators.conventions``); stored rows are converted to it. ``progress``:
+    progress bars and one status line per computation on stderr.
+    """
+    src, preset = sources, config.preset
+    runs_dir = Path(src.runs_dir) if src.runs_dir is not None else None
+    cache_file = src.cache_file
     if cache_file is None and runs_dir is not None:
         cache_file = runs_dir / f"table_{preset}.jsonl"
     cache = _Cache(Path(cache_file) if cache_file is not None else None)
-    baseline = read_baseline(baseline_file, counting) if baseline_file is not None else {}
-    smc = read_baseline(smc_file, counting, method="smc") if smc_file is not None else {}
+    baseline = read_baseline(src.baseline_file, counting) if src.baseline_file else {}
+    smc = read_baseline(src.smc_file, counting, method="smc") if src.smc_file else {}
     # Stored flow rows of another preset are not this table's.
-    stored = ({m: {name: entry for name, entry in read_baseline(flow_file, counting,
+    stored = ({m: {name: entry for name, entry in read_baseline(src.flow_file, counting,
                                                                 method=m).items()
                    if entry.details.get("preset", preset) == preset}
-               for m in ("lfep", "lbar")} if flow_file is not None else {})
+               for m in ("lfep", "lbar")} if src.flow_file is not None else {})
 
     def say(text):
         if progress:
@@ -557,19 +587,19 @@ def build_table(systems: Iterable[str], preset: str = "cpu", *,
         run_dir = runs_dir / name if runs_dir is not None else None
         # The paper preset's frequencies depend on the system.
         wanted_model = json.loads(json.dumps(config_to_dict(model_preset(preset, system))))
-        record, note = _usable_run(run_dir, wanted_model, preset, check_preset, name)
+        record, note = _usable_run(run_dir, wanted_model, preset, config.check_preset, name)
         if record is None and any(name in rows_of for rows_of in stored.values()):
             if run_dir is not None and read_run_record(run_dir) is not None:
                 # a run there, but not one to use
                 row.notes.append(note)
-            _stored_flow_entries(row, stored, flow_file)
+            _stored_flow_entries(row, stored, src.flow_file)
         elif record is None:
             row.notes.append(note)
         else:
-            _flow_entries(row, run_dir, record, cache, reference_dir, preset, num_samples,
-                          seed, counting, say, progress)
-        _mbar_entry(row, system, baseline, cache, seed, counting, compute_baseline,
-                    baseline_workdir, say, progress)
+            _flow_entries(row, run_dir, record, cache, src.reference_dir, preset,
+                          config.num_samples, config.seed, counting, say, progress)
+        _mbar_entry(row, system, baseline, cache, config.seed, counting,
+                    config.compute_baseline, src.baseline_workdir, say, progress)
         row.smc = smc.get(name)
         rows.append(row)
     return rows
