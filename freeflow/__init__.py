@@ -71,6 +71,8 @@ from freeflow.workflows.compare import CompareConfig, compare
 from freeflow.workflows.estimate import (FromBase, WorksConfig, estimate, lbar_from_model,
                                          lfep_from_model)
 from freeflow.workflows.smc import SMCConfig, smc_free_energy
+from freeflow.workflows.sweep import SweepConfig, free_energy_curve
+from freeflow.estimators.curve import Curve, DeltaCurve, delta_f_curve
 from freeflow.workflows.train import TrainResult, train
 
 __version__ = "0.1.0"
@@ -85,4 +87,5 @@ __all__ = [
     "delta_f", "estimate", "lfep", "load_run", "smc_free_energy", "train",
     "AnnealConfig", "Boltzmann", "CompareConfig", "FromBase", "HMCConfig", "PathConfig",
     "SMCConfig", "WorksConfig", "compare",
+    "Curve", "DeltaCurve", "SweepConfig", "delta_f_curve", "free_energy_curve",
 ]

@@ -35,6 +35,9 @@ from freeflow.workflows.estimate import FromBase, WorksConfig, estimate
 from freeflow.workflows.sampling import sample_to_file
 from freeflow.sampling.smc import AnnealConfig
 from freeflow.workflows.smc import SMCConfig
+from freeflow.workflows.sweep import SweepConfig, free_energy_curve, parse_temperatures
+from freeflow.estimators.curve import delta_f_curve
+from freeflow.reports import sweep as sweep_report
 from freeflow.workflows.train import train
 
 
@@ -360,6 +363,44 @@ def _compare(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    temperatures = parse_temperatures(args.temperatures)
+    if len(args.systems) > 2:
+        raise ValueError(f"sweep takes one system, or two to compare; got {len(args.systems)}")
+    names = [Path(name).stem for name in args.systems]
+    if len(set(names)) != len(names):
+        raise ValueError(f"give two different systems to compare; got {names[0]} twice")
+    config = SweepConfig(particles=_positive(args.particles, "--particles"),
+                         repeats=args.repeats,
+                         anneal=AnnealConfig(mcmc_steps=args.mcmc_steps,
+                                             integration_steps=args.integration_steps))
+    systems = [load_system(name) for name in args.systems]
+    if len({(s.units.energy, s.units.temperature) for s in systems}) > 1:
+        raise ValueError(f"{names[0]} and {names[1]} are in different units; compare crystals "
+                         "of one potential")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        rundir.check_writable_dir(out)
+    curves = [free_energy_curve(system, temperatures, config, seed=args.seed,
+                                workdir=None if out is None else out / name,
+                                progress=None).recounted(args.counting)
+              for system, name in zip(systems, names)]
+    delta = delta_f_curve(*curves) if len(curves) == 2 else None
+    data = json.loads(_strict_json(sweep_report.record(curves, delta)))
+    if out is not None:
+        rundir.write_json(out / "sweep.json", data)
+        sweep_report.to_csv(curves, out / "sweep.csv", delta)
+        sweep_report.to_png(curves, out, delta)
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(sweep_report.to_text(curves, delta), end="")
+        if out is not None:
+            logs = ", ".join(f"{name}/sweep.log" for name in names)
+            print(f"written: {out}/sweep.json, sweep.csv, sweep_*.png, {logs}")
+    return 0
+
+
 def _diagnose(args) -> int:
     references = None
     if args.baseline:
@@ -589,6 +630,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "shares at the first call from timings of this machine")
     p.set_defaults(run=_compare)
 
+    p = commands.add_parser("sweep",
+                            parents=[shared["seed"], shared["counting"], shared["json"]],
+                            help="beta F / N, U, S and C_v of a crystal (or two) along "
+                                 "temperature in one SMC run (resumable from --out)",
+                            description="Anneal by SMC from the harmonic crystal at the "
+                                        "lowest temperature, then along beta through every "
+                                        "requested temperature with the same particles. "
+                                        "With two systems, also their difference and where "
+                                        "it changes sign.")
+    p.add_argument("systems", nargs="+", metavar="SYSTEM",
+                   help="a named system or a .toml file; a second one to compare")
+    p.add_argument("--temperatures", required=True, metavar="RANGE",
+                   help="START:STOP:STEP (both ends included), e.g. 180:220:20, or a comma "
+                        "list, increasing, in the system's temperature unit")
+    p.add_argument("--particles", type=int, default=256,
+                   help="SMC particles per run (default 256)")
+    p.add_argument("--repeats", type=int, default=8,
+                   help="independent runs, for the errors (default 8)")
+    p.add_argument("--mcmc-steps", type=int, default=5,
+                   help="HMC transitions per particle and temperature step (default 5)")
+    p.add_argument("--integration-steps", type=int, default=8,
+                   help="leapfrog steps per HMC transition (default 8)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="keep every finished stage in DIR/SYSTEM (a rerun continues) and "
+                        "write sweep.json, sweep.csv and sweep_*.png there")
+    p.set_defaults(run=_sweep)
+
     p = commands.add_parser("diagnose", parents=[shared["seed"]],
                             help="g(r), energy and work histograms, training curves and the "
                                  "running LFEP estimate of a run")
@@ -638,6 +706,8 @@ def _keeps_work(args) -> bool:
     """Whether the command keeps finished work on disk, so that running it again continues."""
     if args.command in ("train", "sample", "compare"):
         return True
+    if args.command == "sweep":
+        return args.out is not None
     if args.command == "baseline":
         return args.workdir is not None
     if args.command == "estimate":

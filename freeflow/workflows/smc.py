@@ -47,15 +47,16 @@ from freeflow.physics.system import System, load_system, system_fingerprint
 from freeflow.progress import progress_bar
 from freeflow.sampling.smc import AnnealConfig, anneal
 
-__all__ = ["SMCConfig", "smc_free_energy"]
+__all__ = ["START_STEP_SIZE", "SMCConfig", "SiteFrame", "Whitening", "crystal_densities",
+           "resolve_start", "smc_free_energy", "start_identity"]
 
 #: The first leapfrog step in whitened coordinates (harmonic modes of period 2 pi); later
 #: ones adapt.
-_STEP_SIZE = 0.2
+START_STEP_SIZE = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
-class _SiteFrame:
+class SiteFrame:
     """The labelled frame of a crystal: mobile sites ``[P, 3]`` relative to site 0, the box,
     the crystal region's radius and site 0's absolute position."""
 
@@ -99,7 +100,7 @@ class _SiteFrame:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Whitening:
+class Whitening:
     """Linear coordinates ``u`` of the mobile displacements ``d = y - sites`` (site order):
     ``d = u C`` with ``C`` the colouring of a harmonic crystal
     (``freeflow.physics.harmonic.GaussianCrystal.colour``; ``u`` is standard normal under it,
@@ -138,7 +139,7 @@ class _Whitening:
         return d.reshape(*d.shape[:-2], -1) @ jnp.asarray(self.whiten, d.dtype)
 
 
-def _densities(system, frame: _SiteFrame, whitening: "_Whitening", log_start):
+def crystal_densities(system, frame: SiteFrame, whitening: "Whitening", log_start):
     """``(ln q(u), ln p(u))`` in the whitened coordinates of one configuration ``u [3P]``.
 
     ``ln p = -beta U`` where every particle is within ``R`` of its own site (the displacements
@@ -185,7 +186,7 @@ def _base_start(base):
     return sample, base.labelled_log_prob
 
 
-def _resolve_start(run, system, base, say=lambda text: None):
+def resolve_start(run, system, base, say=lambda text: None):
     """``(system, mobile sites, sample, ln q on the labelled frame, start label, base, the
     arrays that identify the start)``: the flow's parameters, or the base's widths."""
     if (run is None) == (base is None):
@@ -230,8 +231,8 @@ def _group_record(system, start: str, identity: str, settings: dict) -> dict:
             "start": start, "start_fingerprint": identity, **settings}
 
 
-def _start_identity(leaves) -> str:
-    """A short hash of the arrays that identify the start density (``_resolve_start``)."""
+def start_identity(leaves) -> str:
+    """A short hash of the arrays that identify the start density (``resolve_start``)."""
     digest = hashlib.sha256()
     for leaf in leaves:
         digest.update(np.ascontiguousarray(np.asarray(leaf, np.float64)).tobytes())
@@ -314,18 +315,18 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
         if progress is not False:
             print(text, file=sys.stderr, flush=True)
 
-    system, sites, sample, log_start, start, distribution, leaves = _resolve_start(
+    system, sites, sample, log_start, start, distribution, leaves = resolve_start(
         run, system, base, say)
     system.check_batch_memory(group_size * particles, f"SMC of {group_size} runs of "
                               f"{particles} particles at once (group_size)")
-    frame = _SiteFrame.of(system, sites)
-    whitening = _Whitening.of(system, distribution)
-    log_start_u, log_target_u = _densities(system, frame, whitening, log_start)
+    frame = SiteFrame.of(system, sites)
+    whitening = Whitening.of(system, distribution)
+    log_start_u, log_target_u = crystal_densities(system, frame, whitening, log_start)
     settings = config.record(group_size, seed)
     store = None
     if workdir is not None:
         store = rundir.SmcWorkdir(workdir)
-        record = _group_record(system, start, _start_identity(leaves), settings)
+        record = _group_record(system, start, start_identity(leaves), settings)
 
     def run_group(index: int, size: int):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
@@ -333,7 +334,7 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
         y0 = frame.label(jnp.asarray(sample(k_start, size * particles), jnp.float32))
         u0 = whitening.coordinates(frame.offsets(y0)).reshape(size, particles, -1)
         result = anneal(log_start_u, log_target_u, u0, k_anneal, config.anneal, box=None,
-                        step_size=_STEP_SIZE, progress=progress,
+                        step_size=START_STEP_SIZE, progress=progress,
                         desc=f"SMC {system.name} runs {index * group_size + 1}-"
                              f"{index * group_size + size}/{repeats}")
         u = jnp.asarray(result.positions.reshape(size * particles, -1))

@@ -14,7 +14,7 @@ import pytest
 from freeflow.flows.bases import harmonic_base, mobile_sites, place_and_shuffle, site_offsets
 from freeflow.physics.harmonic import GaussianCrystal, einstein_crystal, harmonic_crystal
 from freeflow.physics.space import minimum_image
-from freeflow.workflows.smc import _Whitening
+from freeflow.workflows.smc import Whitening
 
 
 def _random_stiffness(size, seed, width, beta):
@@ -175,7 +175,7 @@ def test_harmonic_base_is_bit_for_bit_the_earlier_one(systems, temperature_facto
     np.testing.assert_array_equal(log_b, log_b_old)
     np.testing.assert_array_equal(base.log_prob(z), jax.jit(old_log_prob)(z))
     # SMC's whitening reads the same matrices.
-    whitening = _Whitening.of(system, base)
+    whitening = Whitening.of(system, base)
     np.testing.assert_array_equal(whitening.colour, colour)
     np.testing.assert_array_equal(whitening.whiten, cholesky)
 

@@ -1,0 +1,308 @@
+"""``beta F / N``, ``U``, ``S`` and ``C_v`` of a crystal along temperature, in one SMC run.
+
+The route, for requested temperatures ``T_1 < T_2 < ... < T_K``:
+
+1. anneal by SMC from the harmonic crystal of ``T_1`` (the lowest temperature, where it is
+   closest to the crystal) to ``exp(-beta_1 U)`` on the crystal region, exactly as
+   ``freeflow.workflows.smc.smc_free_energy`` does (the same frame, whitened coordinates and
+   densities): each run's ``ln Z_fixed(beta_1)``;
+2. carry the **same particles** on along beta: stage ``k`` anneals from ``exp(-beta_{k-1} U)``
+   to ``exp(-beta_k U)``, both on the crystal region. The tempered path ``q^(1-t) p^t`` of
+   ``freeflow.sampling.smc.anneal`` between them is ``exp(-beta(t) U)`` with ``beta(t)``
+   linear from ``beta_{k-1}`` to ``beta_k``, so the adaptive schedule ends exactly on each
+   requested temperature. The start is unnormalised, so each stage estimates
+   ``ln (Z(beta_k) / Z(beta_{k-1}))``; its particles, target samples of the stage before, are
+   its start samples. Summed, ``ln Z_fixed(beta_k)`` per run.
+
+``R`` independent runs advance together; ``freeflow.estimators.curve`` turns their ``ln Z``
+and final energies into the curve with error bars and the covariance across temperatures.
+With a ``workdir`` every finished stage is saved (``stage_###.npz``: each run's ``ln Z``
+increment, the whitened particles, their energies); a rerun continues after the last one,
+with the same key per stage (``fold_in(PRNGKey(seed), k)``), so an interrupted sweep gives
+the numbers of an uninterrupted one, and more temperatures above the last extend it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow import rundir
+from freeflow.estimators.curve import Curve, curve_from_runs
+from freeflow.physics.system import System, load_system, system_fingerprint
+from freeflow.sampling.smc import AnnealConfig, anneal
+from freeflow.workflows.smc import (START_STEP_SIZE, SiteFrame, SMCConfig, Whitening,
+                                    crystal_densities, resolve_start, start_identity)
+
+__all__ = ["SweepConfig", "check_temperatures", "free_energy_curve", "parse_temperatures"]
+
+_CONFIG = "sweep_config.json"
+_LOG = "sweep.log"
+#: Configurations whose energies are evaluated together (memory).
+_ENERGY_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Settings of a temperature sweep; checked on construction.
+
+    Attributes:
+      particles: SMC particles per run (configurations of the whole crystal), >= 2.
+      repeats: independent runs (>= 2), annealed together; their spread gives the errors.
+      base: the start of the first stage, a base of ``freeflow.flows.config.BASES`` built at
+        the lowest temperature (default ``"harmonic"``).
+      anneal: how every stage anneals (``freeflow.sampling.smc.AnnealConfig``).
+    """
+
+    particles: int = 256
+    repeats: int = 8
+    base: str = "harmonic"
+    anneal: AnnealConfig = AnnealConfig()
+
+    def __post_init__(self):
+        SMCConfig(particles=self.particles, repeats=self.repeats)  # the same checks
+
+    def record(self, seed: int) -> dict:
+        a = self.anneal
+        return dict(smc_particles=int(self.particles), repeats=int(self.repeats),
+                    base=self.base, seed=int(seed), target_ess=a.target_ess,
+                    resample_ess=a.resample_ess, mcmc_steps=a.mcmc_steps,
+                    integration_steps=a.integration_steps)
+
+
+def check_temperatures(temperatures) -> tuple[float, ...]:
+    """The temperatures as floats, refused (``ValueError``) unless finite, positive and
+    strictly increasing."""
+    try:
+        values = tuple(float(t) for t in temperatures)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperatures must be numbers; got {temperatures!r}") from None
+    if not values:
+        raise ValueError("give at least one temperature")
+    if not all(math.isfinite(t) and t > 0 for t in values):
+        raise ValueError(f"temperatures must be positive numbers; got {list(values)}")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"temperatures must increase strictly (no repeats); got "
+                         f"{list(values)}: sort them, lowest first")
+    return values
+
+
+def parse_temperatures(text: str) -> tuple[float, ...]:
+    """``START:STOP:STEP`` (both ends included; STOP - START a whole number of STEPs) or a
+    comma list ``100,150,200``, checked by ``check_temperatures``."""
+    text = str(text).strip()
+    if ":" in text:
+        parts = text.split(":")
+        try:
+            start, stop, step = (float(p) for p in parts) if len(parts) == 3 else (None,) * 3
+        except ValueError:
+            start = None
+        if start is None:
+            raise ValueError(f"--temperatures {text!r}: write START:STOP:STEP, e.g. "
+                             "100:260:10, or a comma list")
+        if not (math.isfinite(step) and step > 0) or stop < start:
+            raise ValueError(f"--temperatures {text!r}: STEP must be positive and STOP at "
+                             "least START")
+        count = (stop - start) / step
+        if abs(count - round(count)) > 1e-6 * max(1.0, count):
+            raise ValueError(f"--temperatures {text!r}: STOP - START is not a whole number of "
+                             "STEPs; both ends are included")
+        return check_temperatures(round(start + i * step, 9) for i in range(round(count) + 1))
+    try:
+        values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ValueError(f"--temperatures {text!r}: write START:STOP:STEP, e.g. 100:260:10, "
+                         "or a comma list such as 180,200,220") from None
+    return check_temperatures(values)
+
+
+def _crystal_energy(system, frame, whitening):
+    """``U(u)`` of one whitened configuration ``u [3P]`` inside the crystal region (every
+    particle within ``R`` of its own site, as ``crystal_densities``), ``+inf`` outside."""
+    energy = system.energy_fn(strays="nan")
+    sites = jnp.asarray(frame.sites, jnp.float32)
+
+    def of(u):
+        d = whitening.displacement(u)
+        inside = jnp.all(jnp.sum(d**2, axis=-1) < frame.radius**2)
+        return jnp.where(inside, energy(frame.full(sites + d)), jnp.inf)
+
+    return of
+
+
+def _beta_stage(crystal_energy, beta_from: float, beta_to: float):
+    """``(ln q, ln p) = (-beta_from U, -beta_to U)`` on the crystal region."""
+    def log_start(u):
+        return -beta_from * crystal_energy(u)
+
+    def log_target(u):
+        return -beta_to * crystal_energy(u)
+
+    return log_start, log_target
+
+
+class _Stages:
+    """The stage files of a sweep's work directory (module docstring), or none."""
+
+    def __init__(self, path):
+        self.path = None if path is None else Path(path)
+
+    def file(self, k: int) -> Path:
+        return self.path / f"stage_{k:03d}.npz"
+
+    def read(self, k: int, temperature: float):
+        if self.path is None or not self.file(k).is_file():
+            return None
+        with np.load(self.file(k)) as saved:
+            info = json.loads(str(saved["info"]))
+            if abs(info["temperature"] - temperature) > 1e-9:
+                raise ValueError(f"{self.path} holds a sweep whose temperature {k + 1} is "
+                                 f"{info['temperature']:g}, not {temperature:g}; sweep the "
+                                 "same temperatures (more may follow) or use a fresh --out")
+            return saved["log_z"], saved["positions"], saved["energies"], info
+
+    def write(self, k: int, log_z, positions, energies, info):
+        if self.path is not None:
+            rundir.atomic_write_bytes(self.file(k), rundir.npz_bytes(
+                log_z=np.asarray(log_z, np.float64), positions=np.asarray(positions),
+                energies=np.asarray(energies, np.float64), info=json.dumps(info)))
+
+
+def _energies(crystal_energy, positions):
+    """``[R, n]`` energies (float64) of whitened particles ``[R, n, 3P]``."""
+    flat = jnp.asarray(positions.reshape(-1, positions.shape[-1]))
+    values = jax.lax.map(crystal_energy, flat, batch_size=_ENERGY_BATCH)
+    return np.asarray(values, np.float64).reshape(positions.shape[:2])
+
+
+def _setup(system, temperatures, config, say):
+    """The system at the lowest temperature and everything the stages share."""
+    if not isinstance(system, System):
+        system = load_system(system)
+    cold = dataclasses.replace(system, temperature=temperatures[0])
+    cold, sites, sample, log_start, start, distribution, leaves = resolve_start(
+        None, cold, config.base, say)
+    cold.check_batch_memory(config.repeats * config.particles,
+                            f"a sweep of {config.repeats} runs of {config.particles} "
+                            "particles at once (--repeats x --particles)")
+    frame = SiteFrame.of(cold, sites)
+    whitening = Whitening.of(cold, distribution)
+    return cold, frame, whitening, sample, log_start, start, start_identity(leaves)
+
+
+def free_energy_curve(system, temperatures, config: SweepConfig = SweepConfig(), *,
+                      seed: int = 0, workdir=None, progress: bool | None = None) -> Curve:
+    """``beta F / N``, ``F / N``, ``U / N``, ``S / N`` and ``C_v / N`` of ``system`` at every
+    temperature, by one SMC sweep (module docstring; ``freeflow.estimators.curve``).
+
+    Args:
+      system: a named system, a ``.toml`` file or a ``System`` (its own temperature is
+        ignored).
+      temperatures: increasing temperatures in the system's temperature unit.
+      config: ``SweepConfig``.
+      seed: PRNG seed.
+      workdir: a directory where every finished stage is kept, so a rerun continues; it
+        also receives ``sweep.log``.
+      progress: bars over each stage's annealing; ``None``: on a terminal.
+
+    Returns:
+      ``Curve`` in the ``"bravais"`` counting (``Curve.recounted`` gives the other).
+    """
+    temperatures = check_temperatures(temperatures)
+    began = time.perf_counter()
+    store = _Stages(workdir)
+    log = None
+
+    def say(text):
+        if progress is not False:
+            print(text, file=sys.stderr, flush=True)
+        if log is not None:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            log.flush()
+
+    with (rundir.DirectoryLock(workdir) if workdir is not None else contextlib.nullcontext()):
+        if workdir is not None:
+            log = open(Path(workdir) / _LOG, "a")
+        try:
+            cold, frame, whitening, sample, log_start, start, identity = _setup(
+                system, temperatures, config, say)
+            record = {"system": cold.name, "system_fingerprint": system_fingerprint(cold),
+                      "start": start, "start_fingerprint": identity, **config.record(seed)}
+            if workdir is not None:
+                _check_config(Path(workdir), record)
+            stages = _run_stages(cold, temperatures, config, seed, store, progress, say,
+                                 (frame, whitening, sample, log_start))
+        finally:
+            if log is not None:
+                log.close()
+    log_z = np.cumsum(np.stack([s[0] for s in stages], axis=1), axis=1)
+    energies = np.stack([s[2] for s in stages], axis=2)
+    details = {"start": start, **config.record(seed),
+               "stages": [s[3] for s in stages],
+               "wall_time": time.perf_counter() - began}
+    return curve_from_runs(cold, temperatures, log_z, energies, details=details)
+
+
+def _check_config(path: Path, record: dict):
+    """Write ``record`` as the sweep's settings, or refuse one that differs from the saved."""
+    file = path / _CONFIG
+    if file.is_file():
+        saved = json.loads(file.read_text())
+        if saved != record:
+            changed = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
+            raise ValueError(f"{path} holds a sweep with other settings ({', '.join(changed)}); "
+                             "use the same settings or a fresh --out")
+        return
+    rundir.write_json(file, record)
+
+
+def _run_stages(cold, temperatures, config, seed, store, progress, say, shared):
+    """Every stage, read from ``store`` where finished, else annealed (and saved):
+    ``[(log_z [R], positions [R, n, 3P], energies [R, n], info)]``."""
+    frame, whitening, sample, log_start = shared
+    crystal_energy = _crystal_energy(cold, frame, whitening)
+    runs, particles = int(config.repeats), int(config.particles)
+    stages, step = [], START_STEP_SIZE
+    for k, temperature in enumerate(temperatures):
+        saved = store.read(k, temperature)
+        if saved is not None:
+            stages.append(saved)
+            step = saved[3]["step_size"]
+            say(f"sweep {cold.name}: T = {temperature:g} read from {store.file(k)}")
+            continue
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), k)
+        desc = f"sweep {cold.name} T = {temperature:g} ({k + 1}/{len(temperatures)})"
+        if k == 0:  # from the harmonic crystal of the lowest temperature
+            k_start, key = jax.random.split(key)
+            y0 = frame.label(jnp.asarray(sample(k_start, runs * particles), jnp.float32))
+            u0 = whitening.coordinates(frame.offsets(y0)).reshape(runs, particles, -1)
+            log_q, log_p = crystal_densities(cold, frame, whitening, log_start)
+        else:
+            u0 = jnp.asarray(stages[-1][1])
+            log_q, log_p = _beta_stage(crystal_energy, cold.units.beta(temperatures[k - 1]),
+                                       cold.units.beta(temperature))
+        result = anneal(log_q, log_p, u0, key, config.anneal, box=None, step_size=step,
+                        progress=progress, desc=desc)
+        energies = _energies(crystal_energy, result.positions)
+        step = float(np.median(result.step_sizes))
+        info = {"temperature": float(temperature),
+                "num_temperatures": result.num_temperatures.tolist(),
+                "final_ess": result.final_ess.tolist(), "acceptance": result.acceptance,
+                "step_size": step, "target_evaluations": result.target_evaluations,
+                "wall_time": result.wall_time}
+        stage = (result.log_z, result.positions, energies, info)
+        store.write(k, *stage)
+        stages.append(stage)
+        say(f"sweep {cold.name}: T = {temperature:g} done in {result.wall_time:.1f} s, "
+            f"{int(np.max(result.num_temperatures))} steps, acceptance "
+            f"{result.acceptance:.2f}, U/N = {np.mean(energies) / cold.num_particles:.6g}")
+    return stages

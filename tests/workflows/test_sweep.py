@@ -1,0 +1,251 @@
+"""Temperature sweeps (freeflow.workflows.sweep, freeflow.estimators.curve,
+freeflow.reports.sweep and ``freeflow sweep``) against an Einstein crystal's exact
+thermodynamics."""
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+import freeflow
+from freeflow.cli import main
+from freeflow.estimators.conventions import beta_f_from_ln_z_fixed
+from freeflow.estimators.curve import delta_f_curve
+from freeflow.estimators.smc import combine_log_z
+from freeflow.reports import sweep as sweep_report
+from freeflow.sampling.smc import AnnealConfig
+from freeflow.workflows.sweep import SweepConfig, free_energy_curve, parse_temperatures
+
+#: A cold point, then a long step and a short one: the short step's difference is far better
+#: known than either value, which the covariance must show.
+TEMPERATURES = (0.5, 1.3, 1.5)
+#: 4 leapfrog steps, not the default 8: in whitened coordinates every mode of this exactly
+#: harmonic target has one period, and 8 steps at the adapted step size turn each trajectory
+#: by about pi to 3 pi / 2 in phase space. Near pi, a trajectory maps x to about -x and leaves
+#: U unchanged, so U stops mixing and the particles after a long stage lag (U was 4.5 sigma
+#: low at T = 1.5 with 8 steps; with 4 steps the turn is about 4 to 5.4 rad).
+CONFIG = SweepConfig(particles=128, repeats=16,
+                     anneal=AnnealConfig(mcmc_steps=10, integration_steps=4))
+
+
+SPRINGS = """name = "springs"
+description = "Einstein springs on a diamond lattice (reduced units)"
+
+[potential]
+kind = "einstein_crystal"
+spring_constant = {k!r}
+
+[state]
+temperature = 1.0
+number_density = 0.5
+
+[lattice]
+kind = "diamond"
+num_particles = 8
+"""
+
+
+def _springs(directory):
+    """A system file of 8 particles on a diamond lattice tied to their sites by springs of
+    width 0.07 nearest-neighbour distances at T = 1 (reduced units): exact ``ln Z_fixed``,
+    ``U`` and ``C_v`` at every temperature. Returns ``(path, system, k, region radius)``."""
+    probe = freeflow.System(name="probe", atoms=freeflow.build_lattice("diamond", 8, 0.5),
+                            potential=freeflow.EinsteinCrystal(spring_constant=1.0),
+                            temperature=1.0)
+    k = 1.0 / (0.07 * probe.nearest_neighbour_distance) ** 2
+    path = directory / "springs.toml"
+    path.write_text(SPRINGS.format(k=k))
+    system = freeflow.load_system(path)
+    return path, system, k, 0.5 * system.nearest_neighbour_distance
+
+
+def _exact_ln_z_fixed(beta, k, radius, mobile):
+    """``ln Z_fixed`` of ``mobile`` springs, each cut at the crystal region's sphere of radius
+    ``radius`` (the Gaussian mass inside a sphere, in closed form)."""
+    s = 1.0 / math.sqrt(beta * k)
+    x = radius / s
+    inside = math.erf(x / math.sqrt(2)) - math.sqrt(2 / math.pi) * x * math.exp(-x * x / 2)
+    return mobile * (1.5 * math.log(2 * math.pi * s * s) + math.log(inside))
+
+
+def _exact(system, k, radius, temperature):
+    """Exact ``(beta F / N, U / N, C_v / N)``; U and C_v as derivatives of ``ln Z`` in beta
+    (central differences of a smooth float64 function: error ~1e-8, far below the test's)."""
+    n, volume = system.num_particles, float(np.prod(system.box))
+    beta, h = 1.0 / temperature, 1e-4 / temperature
+
+    def ln_z(b):
+        return _exact_ln_z_fixed(b, k, radius, n - 1)
+
+    beta_f = beta_f_from_ln_z_fixed(ln_z(beta), n, volume, 1.0)
+    u = -(ln_z(beta + h) - ln_z(beta - h)) / (2 * h) / n
+    cv = beta**2 * (ln_z(beta + h) - 2 * ln_z(beta) + ln_z(beta - h)) / h**2 / n
+    return beta_f, u, cv
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """One sweep through the command line (JSON on stdout, files in --out), and its ``Curve``
+    read back from the stages it kept."""
+    directory = tmp_path_factory.mktemp("sweep")
+    path, system, k, radius = _springs(directory)
+    out = directory / "out"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        status = main(["sweep", str(path), "--temperatures", ",".join(map(str, TEMPERATURES)),
+                       "--particles", str(CONFIG.particles), "--repeats", str(CONFIG.repeats),
+                       "--mcmc-steps", str(CONFIG.anneal.mcmc_steps),
+                       "--integration-steps", str(CONFIG.anneal.integration_steps), "--seed", "3",
+                       "--out", str(out), "--json"])
+    assert status == 0
+    printed = json.loads(stdout.getvalue())
+    curve = free_energy_curve(system, TEMPERATURES, CONFIG, seed=3, workdir=out / "springs",
+                              progress=False)
+    return system, k, radius, curve, out, printed
+
+
+def test_sweep_matches_the_exact_einstein_crystal_at_every_temperature(sweep):
+    system, k, radius, curve, _, _ = sweep
+    n = system.num_particles
+    assert curve.counting == "bravais" and list(curve.temperatures) == list(TEMPERATURES)
+    for row in curve.rows():
+        beta_f, u, cv = _exact(system, k, radius, row["temperature"])
+        # The first stage starts from the exact harmonic crystal (stderr 0): float32 energies
+        # of size ~10 round at ~1e-6 per particle; 1e-5 covers that.
+        assert abs(row["beta_f_per_particle"] - beta_f) <= 3 * row["stderr"] + 1e-5, row
+        assert abs(row["u_per_particle"] - u) <= 3 * row["u_stderr"], row
+        assert abs(row["cv_per_particle"] - cv) <= 3 * row["cv_stderr"], row
+        s = u / row["temperature"] - beta_f
+        assert abs(row["s_per_particle"] - s) <= 3 * row["s_stderr"] + 1e-5, row
+        assert row["f_per_particle"] == pytest.approx(row["beta_f_per_particle"]
+                                                      * row["temperature"])
+        # Equipartition of the 3 (N - 1) springs, the crystal region's cut being negligible.
+        assert u == pytest.approx(1.5 * (n - 1) / n * row["temperature"], rel=1e-4)
+        assert cv == pytest.approx(1.5 * (n - 1) / n, rel=1e-3)
+        assert row["stderr"] < 0.02 and row["u_stderr"] < 0.05 * u
+
+
+def test_covariance_makes_the_difference_better_known_than_either_value(sweep):
+    curve = sweep[3]
+    c = curve.covariance
+    assert c.shape == (3, 3) and np.allclose(c, c.T)
+    assert np.allclose(np.sqrt(np.diag(c)), curve.stderr)
+    # Each run's ln Z at 1.5 is its ln Z at 1.3 plus one short stage: strongly correlated.
+    assert c[1, 2] > 0
+    assert curve.difference_stderr(1, 2) < 0.5 * min(curve.stderr[1], curve.stderr[2])
+    # The diagonal is the error of combine_log_z, per particle.
+    runs = np.asarray(curve.details["ln_z_fixed_runs"])
+    assert curve.stderr[2] == pytest.approx(
+        combine_log_z(runs[:, 2])[1] / curve.num_particles, rel=1e-9)
+
+
+def test_command_line_prints_and_writes_the_curve(sweep):
+    _, _, _, curve, out, printed = sweep
+    (only,) = printed["systems"]
+    assert only["system"] == "springs" and only["counting"] == "bravais"
+    for row, expected in zip(only["temperatures"], curve.rows()):
+        assert row == pytest.approx(expected, rel=1e-12)
+    assert json.loads((out / "sweep.json").read_text()) == printed
+    assert len((out / "sweep.csv").read_text().splitlines()) == 1 + len(TEMPERATURES)
+    for name in ("sweep_f.png", "sweep_u.png", "sweep_cv.png", "springs/sweep.log"):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_command_line_compares_two_systems(sweep, capsys):
+    """Two systems: the second is a copy of the first with its finished stages copied too, so
+    nothing is annealed again; the difference is zero with sqrt(2) times the error."""
+    _, _, _, curve, out, _ = sweep
+    twin = out.parent / "springs_twin.toml"
+    twin.write_text((out.parent / "springs.toml").read_text())
+    shutil.copytree(out / "springs", out / "springs_twin")
+    (out / "springs_twin" / ".lock").unlink(missing_ok=True)
+    argv = ["sweep", str(out.parent / "springs.toml"), str(twin), "--temperatures",
+            ",".join(map(str, TEMPERATURES)), "--particles", str(CONFIG.particles),
+            "--repeats", str(CONFIG.repeats), "--mcmc-steps", str(CONFIG.anneal.mcmc_steps),
+            "--integration-steps", str(CONFIG.anneal.integration_steps), "--seed", "3",
+            "--out", str(out), "--json"]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["difference"]["of"] == "springs minus springs"  # both files name "springs"
+    assert len(data["systems"]) == 2
+    assert data["difference"]["crossings"] == []
+    for row, stderr in zip(data["difference"]["temperatures"], curve.stderr):
+        assert row["delta_beta_f_per_particle"] == 0.0
+        assert row["stderr"] == pytest.approx(math.sqrt(2) * stderr, rel=1e-12)
+    assert (out / "sweep_delta_f.png").stat().st_size > 0
+
+
+def test_resumed_sweep_gives_identical_numbers_and_refuses_other_settings(sweep):
+    system, _, _, curve, out, _ = sweep
+    workdir = out / "springs"
+    (workdir / "stage_002.npz").unlink()  # interrupted before the last temperature
+    again = free_energy_curve(system, TEMPERATURES, CONFIG, seed=3, workdir=workdir,
+                              progress=False)
+    for field in ("beta_f_per_particle", "stderr", "u_per_particle", "cv_per_particle",
+                  "covariance"):
+        assert np.array_equal(getattr(again, field), getattr(curve, field)), field
+    assert "read from" in (workdir / "sweep.log").read_text()
+    with pytest.raises(ValueError, match="other settings"):
+        free_energy_curve(system, TEMPERATURES, CONFIG, seed=4, workdir=workdir,
+                          progress=False)
+    with pytest.raises(ValueError, match="temperature 2 is 1.3, not 1.4"):
+        free_energy_curve(system, (0.5, 1.4), CONFIG, seed=3, workdir=workdir,
+                          progress=False)
+
+
+def test_reports_and_counting(sweep, tmp_path):
+    curve = sweep[3]
+    exact = curve.recounted("exact")  # mw_cubic_8's lattice is diamond: m = 2
+    shift = math.log(2) / curve.num_particles
+    assert np.allclose(curve.beta_f_per_particle - exact.beta_f_per_particle, shift)
+    assert np.allclose(exact.s_per_particle - curve.s_per_particle, shift)
+    # A copy tilted to cross the original between 1.3 and 1.5.
+    other = dataclasses.replace(curve, system="tilted", beta_f_per_particle=(
+        curve.beta_f_per_particle + 0.01 * (np.asarray(TEMPERATURES) - 1.4)))
+    delta = delta_f_curve(curve, other)
+    assert [x["between"] for x in delta.crossings] == [[1.3, 1.5]]
+    assert delta.crossings[0]["temperature"] == pytest.approx(1.4, abs=1e-9)
+    assert 0 < delta.crossings[0]["stderr"]
+    assert np.allclose(delta.stderr, np.sqrt(2) * curve.stderr)
+    data = json.loads(json.dumps(sweep_report.record([curve, other], delta)))
+    first = data["systems"][0]["temperatures"][0]
+    assert {"temperature", "beta_f_per_particle", "stderr", "u_per_particle",
+            "cv_per_particle", "s_per_particle", "f_per_particle"} <= set(first)
+    sweep_report.to_csv([curve, other], tmp_path / "sweep.csv", delta)
+    assert len((tmp_path / "sweep.csv").read_text().splitlines()) == 1 + 3 * 3
+    written = sweep_report.to_png([curve, other], tmp_path, delta)
+    assert all(p.stat().st_size > 0 for p in written) and len(written) == 4
+    assert "crossing at T = 1.4" in sweep_report.to_text([curve, other], delta)
+    with pytest.raises(ValueError, match="different temperatures"):
+        delta_f_curve(curve, dataclasses.replace(other, temperatures=curve.temperatures + 1))
+
+
+def test_temperature_ranges():
+    assert parse_temperatures("100:260:10") == tuple(float(t) for t in range(100, 261, 10))
+    assert parse_temperatures("180:220:20") == (180.0, 200.0, 220.0)
+    assert parse_temperatures("0.5:1.5:0.1")[-1] == 1.5 and len(parse_temperatures(
+        "0.5:1.5:0.1")) == 11
+    assert parse_temperatures("200") == (200.0,)
+    assert parse_temperatures("150, 200,250") == (150.0, 200.0, 250.0)
+    for bad, match in (("200:100:10", "at least START"), ("100:200:30", "whole number"),
+                       ("100:200", "START:STOP:STEP"), ("1:2:0", "positive"),
+                       ("200,100", "increase"), ("100,100", "increase"),
+                       ("-5,10", "positive"), ("a,b", "comma list"), ("", "at least one")):
+        with pytest.raises(ValueError, match=match):
+            parse_temperatures(bad)
+
+
+def test_cli_refuses_bad_input_with_one_line(capsys):
+    for argv in (["sweep", "mw_cubic_8", "--temperatures", "220:180:20"],
+                 ["sweep", "mw_cubic_8", "--temperatures", "200,200"],
+                 ["sweep", "mw_cubic_8", "--temperatures", "100:x:10"],
+                 ["sweep", "mw_cubic_8", "mw_cubic_8", "--temperatures", "200"],
+                 ["sweep", "mw_cubic_8", "--temperatures", "200", "--repeats", "1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("freeflow sweep: error:"), err
