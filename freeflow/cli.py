@@ -466,18 +466,15 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     return {"seed": seed, "counting": counting, "json": as_json}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    shared = _parents()
-    parser = argparse.ArgumentParser(
-        prog="freeflow",
-        description="Free energies of atomic solids with normalizing flows.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-
+def _add_systems(commands, shared: dict) -> None:
+    """The ``systems`` command's options."""
     p = commands.add_parser("systems", parents=[shared["json"]],
                             help="table of the named systems and their lattice energies")
     p.set_defaults(run=_systems)
 
+
+def _add_energy(commands, shared: dict) -> None:
+    """The ``energy`` command's options."""
     p = commands.add_parser("energy", parents=[shared["json"]],
                             help="U/N and beta U/N of the perfect lattice or of a structure file")
     p.add_argument("system", help="a named system (see 'freeflow systems') or a .toml file")
@@ -485,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any file ase.io.read understands; its own orthorhombic cell is used")
     p.set_defaults(run=_energy)
 
+
+def _add_sample(commands, shared: dict) -> None:
+    """The ``sample`` command's options."""
     p = commands.add_parser("sample", parents=[shared["seed"], shared["json"]],
                             help="Metropolis-corrected HMC samples of a system (particle 0 "
                                  "fixed), saved to .npz or .extxyz")
@@ -499,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transitions between saved samples (default 4)")
     p.set_defaults(run=_sample)
 
+
+def _add_baseline(commands, shared: dict) -> None:
+    """The ``baseline`` command's options."""
     p = commands.add_parser("baseline",
                             parents=[shared["seed"], shared["counting"], shared["json"]],
                             help="beta F / N by MBAR from a harmonic or Einstein crystal "
@@ -521,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--samples-per-state then continues the saved chains")
     p.set_defaults(run=_baseline)
 
+
+def _add_train(commands, shared: dict) -> None:
+    """The ``train`` command's options."""
     p = commands.add_parser("train", help="train a flow by reverse KL (resumes from the "
                                           "run directory's last checkpoint)",
                             description="Train a flow by reverse KL. The same command on the "
@@ -573,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the preset's (path for cpu, reparameterized for paper)")
     p.set_defaults(run=_train)
 
+
+def _add_estimate(commands, shared: dict) -> None:
+    """The ``estimate`` command's options."""
     p = commands.add_parser("estimate",
                             parents=[shared["seed"], shared["counting"], shared["json"]],
                             help="beta F / N of a trained run (LFEP, LBAR or SMC), or by "
@@ -583,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model samples for LFEP and LBAR (default 100000)")
     p.add_argument("--method", default="lfep", choices=["lfep", "lbar", "smc"],
                    help="lfep: the flow's samples reweighted; lbar: BAR between the flow and "
-                        "target samples (--reference); smc: annealed sequential Monte Carlo "
+                        "target samples (--target-samples); smc: annealed sequential Monte Carlo "
                         "from the flow (or --base) to the target (default lfep)")
     p.add_argument("--target-samples", metavar="FILE", default=None,
                    help="target samples for LBAR ('freeflow sample SYSTEM --out FILE', or "
@@ -610,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SMC: runs annealed together (default all, or 1 with --workdir)")
     p.set_defaults(run=_estimate)
 
+
+def _add_compare(commands, shared: dict) -> None:
+    """The ``compare`` command's options."""
     p = commands.add_parser("compare",
                             parents=[shared["seed"], shared["counting"], shared["json"]],
                             help="every route to beta F / N of one system side by side: MBAR "
@@ -630,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "shares at the first call from timings of this machine")
     p.set_defaults(run=_compare)
 
+
+def _add_sweep(commands, shared: dict) -> None:
+    """The ``sweep`` command's options."""
     p = commands.add_parser("sweep",
                             parents=[shared["seed"], shared["counting"], shared["json"]],
                             help="beta F / N, U, S and C_v of a crystal (or two) along "
@@ -657,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "write sweep.json, sweep.csv and sweep_*.png there")
     p.set_defaults(run=_sweep)
 
+
+def _add_diagnose(commands, shared: dict) -> None:
+    """The ``diagnose`` command's options."""
     p = commands.add_parser("diagnose", parents=[shared["seed"]],
                             help="g(r), energy and work histograms, training curves and the "
                                  "running LFEP estimate of a run")
@@ -672,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "reference line")
     p.set_defaults(run=_diagnose)
 
+
+def _add_table(commands, shared: dict) -> None:
+    """The ``table`` command's options."""
     p = commands.add_parser("table", parents=[shared["seed"], shared["counting"]],
                             help="beta F / N by LFEP, LBAR and MBAR per system with costs "
                                  "(computes only what is missing, resumable)")
@@ -699,6 +720,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write Markdown (.md) or CSV (.csv) here instead of printing Markdown")
     p.set_defaults(run=_table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    shared = _parents()
+    parser = argparse.ArgumentParser(
+        prog="freeflow",
+        description="Free energies of atomic solids with normalizing flows.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    # One function per command, in the order of the help.
+    for add in (_add_systems, _add_energy, _add_sample, _add_baseline, _add_train,
+                _add_estimate, _add_compare, _add_sweep, _add_diagnose, _add_table):
+        add(commands, shared)
     return parser
 
 
