@@ -1,9 +1,13 @@
 """The device mesh that training and sampling share: one ``"batch"`` axis over every device.
 
 With ``jax.distributed.initialize()`` called first in every process, ``jax.devices()`` lists
-the devices of all hosts and the mesh spans them. On a multi-core CPU, ``split_cpu`` makes
-each core a JAX device, so that the mesh splits the batch over the cores. Imports nothing
-else of freeflow.
+the devices of all hosts and the mesh spans them: a training batch, the chains of an HMC state
+and the particles of SMC are split over every process's devices, and every process runs the
+same program on its share. Two rules keep the processes in step: an array that lies partly on
+other processes' devices comes to the host through ``to_host`` (which gathers it, in every
+process), and only process 0 writes files (``writes_files``). On a multi-core CPU,
+``split_cpu`` makes each core a JAX device, so that the mesh splits the batch over the cores.
+Imports nothing else of freeflow.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-__all__ = ["automatic_count", "batch_mesh", "batch_sharding", "replicated", "split_cpu",
-           "usable_cores"]
+__all__ = ["automatic_count", "batch_mesh", "batch_sharding", "decided_by_process_0",
+           "replicated", "split_cpu", "to_host", "usable_cores", "writes_files"]
 
 #: The XLA flag that also sets the number of CPU devices; a user's value is left alone.
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
@@ -40,6 +44,35 @@ def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
 def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
     """The same array on every device of the mesh."""
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def to_host(x) -> np.ndarray:
+    """``x`` as one NumPy array on this host, also where its shards lie on the devices of other
+    processes (``jax.distributed``): those are gathered, so every process must call this for
+    the same array at the same point. Anything else goes through ``np.asarray``."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def decided_by_process_0(flag: bool) -> bool:
+    """``flag`` as process 0 has it, in every process of a ``jax.distributed`` job (a decision
+    from a process's own clock, say, that all must take alike or the others would wait at the
+    next collective); ``flag`` itself in a single process."""
+    if not jax.distributed.is_initialized() or jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(bool(flag))))
+
+
+def writes_files() -> bool:
+    """Whether this process writes run and work directories: always, except in a job of
+    several processes joined by ``jax.distributed``, where process 0 writes and the others,
+    which compute the same values, only read."""
+    return not jax.distributed.is_initialized() or jax.process_index() == 0
 
 
 def usable_cores() -> int:

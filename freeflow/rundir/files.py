@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from freeflow.parallel import writes_files
 
 RUN_JSON = "run.json"
 CHECKPOINT = "checkpoint.npz"
@@ -28,7 +29,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes):
     """Write ``data`` to ``path`` through a temporary file and an atomic rename.
 
     On failure (a full disk, a read-only directory) the temporary file is removed, ``path``
-    keeps its previous content, and ``OSError`` says which file could not be written."""
+    keeps its previous content, and ``OSError`` says which file could not be written. In a job
+    of several processes only process 0 writes (``freeflow.parallel.writes_files``)."""
+    if not writes_files():
+        return
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -93,7 +97,8 @@ class DirectoryLock:
     directory): a second process that tries to write the same directory is refused at once.
 
     ``with DirectoryLock(path): ...``; the lock is an ``fcntl`` lock on ``path/.lock``, released
-    when the holder exits, however it exits (even ``kill -9``)."""
+    when the holder exits, however it exits (even ``kill -9``). In a job of several processes
+    (``jax.distributed``) process 0 holds it for all of them."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -101,6 +106,8 @@ class DirectoryLock:
 
     def __enter__(self):
         check_writable_dir(self.path)
+        if not writes_files():
+            return self
         handle = open(self.path / LOCK, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow.checks import check_whole_numbers
-from freeflow.parallel import batch_mesh, batch_sharding
+from freeflow.parallel import batch_mesh, batch_sharding, to_host
 from freeflow.progress import progress_bar
 from freeflow.sampling.kernel import hmc_init, hmc_transition, jittered
 
@@ -311,7 +311,9 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
       progress: tqdm bar on stderr; ``None`` shows it on a terminal for long runs.
 
     The chains are split over every device of ``freeflow.parallel.batch_mesh`` when their
-    number is a multiple of the device count (otherwise they run on the default device).
+    number is a multiple of the device count (otherwise they run on the default device); with
+    several processes (``jax.distributed``) that mesh spans them, every process calls
+    ``sample`` alike and gets the whole result.
 
     Returns:
       ``SampleResult``.
@@ -336,7 +338,7 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
     init, warmup_block, production_block = _kernels(density.energy_fn, observables, mobile,
                                                     has_box, int(c.num_integration_steps))
     states = init(x0, x0, beta_arr, args)
-    if not np.all(np.isfinite(np.asarray(states.logdensity))):
+    if not np.all(np.isfinite(to_host(states.logdensity))):
         raise FloatingPointError("the energy is not finite at the initial positions")
 
     total_steps = c.num_warmup + c.num_samples * c.thin
@@ -369,7 +371,7 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
                                 if observables is not None else 0),
         num_chains=c.num_chains, num_samples=c.num_samples, num_warmup=c.num_warmup,
         thin=c.thin, num_integration_steps=c.num_integration_steps,
-        final_positions=np.asarray(jax.vmap(lambda q, tpl: tpl.at[np.asarray(mobile)].set(q))(
+        final_positions=to_host(jax.vmap(lambda q, tpl: tpl.at[np.asarray(mobile)].set(q))(
             states.position, x0)),
         wall_time=time.perf_counter() - start)
 
@@ -415,11 +417,11 @@ def _warm_up(warmup_block, states, key, fixed_args, step_size: float, num_warmup
         states, log_step, t, tr, accs = warmup_block(
             jax.random.fold_in(key, done), states, x0, log_step, t, beta, box, args,
             target_acceptance, num_steps=n)
-        trace.append(np.asarray(tr))
+        trace.append(to_host(tr))
         done += n
         bar.update(n)
         bar.set_postfix(step=f"{float(np.exp(log_step)):.3g}",
-                        acc=f"{float(np.mean(accs)):.2f}")
+                        acc=f"{float(np.mean(to_host(accs))):.2f}")
     if not trace:
         return states, jnp.float32(np.exp(float(np.log(step_size))))
     trace = np.concatenate(trace)
@@ -438,7 +440,7 @@ def _produce(production_block, states, key, fixed_args, step, num_samples: int, 
         states, out = production_block(jax.random.fold_in(key, done), states, x0, step, beta,
                                        box, args, num_saved=n, thin=thin,
                                        keep_positions=keep_positions)
-        chunks.append(jax.tree.map(np.asarray, out))
+        chunks.append(jax.tree.map(to_host, out))
         done += n
         bar.update(n * thin)
         bar.set_postfix(step=f"{float(step):.3g}",

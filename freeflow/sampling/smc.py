@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow.checks import check_whole_numbers
-from freeflow.parallel import batch_mesh, batch_sharding
+from freeflow.parallel import batch_mesh, batch_sharding, to_host
 from freeflow.progress import progress_bar
 from freeflow.sampling.kernel import STEP_JITTER, hmc_init, hmc_transition
 
@@ -264,7 +264,8 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
       progress: tqdm bar on stderr over ``t``; ``None``: only on a terminal.
 
     The ``R n`` particles are split over the devices of ``freeflow.parallel.batch_mesh`` when
-    their number is a multiple of the device count.
+    their number is a multiple of the device count; with several processes
+    (``jax.distributed``) that mesh spans them, and every process calls ``anneal`` alike.
 
     Returns:
       ``AnnealResult``. Raises ``ValueError`` for bad arguments and ``FloatingPointError`` if a
@@ -300,11 +301,11 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
 
     with progress_bar(_PROGRESS_UNITS, desc, "t/1000", progress, leave=False) as bar:
         shown = 0
-        while not bool(jnp.all(state.t >= 1.0)):
+        while not np.all((t := to_host(state.t)) >= 1.0):
             if len(state.temperatures[0]) >= config.max_temperatures:
                 raise RuntimeError(f"{desc}: {config.max_temperatures} temperatures and t = "
-                                   f"{float(jnp.min(state.t)):.3g} < 1: the start is too far "
-                                   f"from the target for this number of particles; train the "
+                                   f"{float(np.min(t)):.3g} < 1: the start is too far from "
+                                   f"the target for this number of particles; train the "
                                    f"flow longer or use more particles")
             key, k_weight, k_move = jax.random.split(key, 3)
             acc = _advance(kernels, (k_weight, k_move), state, box_arr, config, desc)
@@ -312,7 +313,7 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
             accept_count += int(acc.size)
             # Per particle: the HMC initialisation, the leapfrog steps, the final evaluation.
             evaluations += runs * n * (2 + config.mcmc_steps * config.integration_steps)
-            done_units = int(_PROGRESS_UNITS * float(np.min(np.asarray(state.t))))
+            done_units = int(_PROGRESS_UNITS * float(np.min(to_host(state.t))))
             bar.update(done_units - shown)
             shown = done_units
             bar.set_postfix(temps=len(state.temperatures[0]),
@@ -354,16 +355,16 @@ def _advance(kernels, keys, state: _Population, box, config: AnnealConfig, desc:
     k_weight, k_move = keys
     index, state.log_w, state.t, step_log_z, ess = reweight(
         k_weight, state.log_w, state.loglik, state.t, config.target_ess, config.resample_ess)
-    state.log_z += np.asarray(step_log_z, np.float64)
+    state.log_z += to_host(step_log_z).astype(np.float64)
     if not np.all(np.isfinite(state.log_z)):
         raise FloatingPointError(f"{desc}: every particle of a run left the target's "
                                  f"support (all weights zero)")
-    t_host = np.asarray(state.t)
-    state.final_ess = np.asarray(ess, np.float64)
+    t_host = to_host(state.t)
+    state.final_ess = to_host(ess).astype(np.float64)
     for r in range(runs):
         if not state.temperatures[r] or state.temperatures[r][-1] < 1.0:
             state.temperatures[r].append(float(t_host[r]))
-    flat_index = (np.asarray(index) + n * np.arange(runs)[:, None]).reshape(-1)
+    flat_index = (to_host(index) + n * np.arange(runs)[:, None]).reshape(-1)
     state.y, acc = _move_adapting(kernels, k_move, state.y[flat_index], state.t, state.log_w,
                                   state.log_step, box, config.mcmc_steps,
                                   config.target_acceptance)
@@ -379,8 +380,8 @@ def _equal_weights(key, state: _Population, shape) -> np.ndarray:
 
     runs, n = shape[:2]
     keys = jax.random.split(key, runs)
-    index = np.asarray(jax.vmap(lambda k, lw: systematic(k, jnp.exp(lw), n))(keys, state.log_w))
-    positions = np.asarray(state.y).reshape(shape)
+    index = to_host(jax.vmap(lambda k, lw: systematic(k, jnp.exp(lw), n))(keys, state.log_w))
+    positions = to_host(state.y).reshape(shape)
     index = index.reshape(index.shape + (1,) * (positions.ndim - 2))
     return np.take_along_axis(positions, index, axis=1)
 
@@ -393,7 +394,7 @@ def _move_adapting(kernels, key, y, t, log_w, log_step, box, num_steps: int,
     num_steps]``."""
     _, init, _, transition = kernels
     runs, n = log_w.shape
-    weights = np.asarray(jnp.exp(log_w), np.float64)
+    weights = to_host(jnp.exp(log_w)).astype(np.float64)
     t_flat = jnp.repeat(t, n)
     states = init(y, t_flat)
     accs = []
@@ -401,11 +402,11 @@ def _move_adapting(kernels, key, y, t, log_w, log_step, box, num_steps: int,
         k_step, k_jitter = jax.random.split(jax.random.fold_in(key, s))
         # One factor per run, drawn as freeflow.sampling.kernel.jittered does, applied on the
         # host in float64 like the rest of the step's adaptation.
-        jitter = np.asarray(jax.random.uniform(k_jitter, (runs,), minval=1 - STEP_JITTER,
+        jitter = to_host(jax.random.uniform(k_jitter, (runs,), minval=1 - STEP_JITTER,
                                                maxval=1 + STEP_JITTER))
         steps = jnp.asarray(np.repeat(np.exp(log_step) * jitter, n), jnp.float32)
         states, acc = transition(k_step, states, t_flat, steps, box)
-        acc = np.asarray(acc, np.float64)
+        acc = to_host(acc).astype(np.float64)
         # Weighted by the particles' weights: a particle of weight zero says nothing of pi_t.
         log_step += _STEP_GAIN * (np.sum(weights * acc.reshape(runs, n), axis=1)
                                   - target_acceptance)

@@ -29,7 +29,7 @@ from freeflow.estimators.conventions import beta_f_from_flow_log_z, multiplicity
 from freeflow.estimators.lfep import lfep
 from freeflow.flows.model import FlowModel
 from freeflow.flows.works import model_works
-from freeflow.parallel import batch_mesh, batch_sharding, replicated
+from freeflow.parallel import batch_mesh, batch_sharding, decided_by_process_0, replicated
 from freeflow.physics.system import System
 from freeflow.progress import progress_bar
 from freeflow.training.config import TrainingConfig
@@ -181,7 +181,9 @@ def fit(model: FlowModel, system: System, config: TrainingConfig, state: TrainSt
                       None if progress else False, initial=start_step,
                       dynamic_ncols=True) as bar:
         for step in range(start_step, config.num_steps):
-            if max_wall_time is not None and time.perf_counter() - started > max_wall_time:
+            # Every process of a multi-process job stops at the same step, by process 0's clock.
+            if max_wall_time is not None and decided_by_process_0(
+                    time.perf_counter() - started > max_wall_time):
                 break
             new_state, m = step_fn(state, seed_key)
             m = jax.device_get(m)
