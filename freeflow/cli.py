@@ -451,7 +451,7 @@ def _table(args) -> int:
 
 def _parents() -> dict[str, argparse.ArgumentParser]:
     """The options several commands share, each defined once: ``seed``, ``counting``,
-    ``json``."""
+    ``json`` and the SMC runs' ``smc``."""
     seed = argparse.ArgumentParser(add_help=False)
     seed.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     counting = argparse.ArgumentParser(add_help=False)
@@ -463,7 +463,14 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true",
                          help="print JSON on stdout (progress stays on stderr)")
-    return {"seed": seed, "counting": counting, "json": as_json}
+    smc = argparse.ArgumentParser(add_help=False)
+    smc.add_argument("--particles", type=int, default=256,
+                     help="SMC particles per run (default 256)")
+    smc.add_argument("--repeats", type=int, default=8,
+                     help="independent SMC runs; their spread is the error bar (default 8)")
+    smc.add_argument("--mcmc-steps", type=int, default=5,
+                     help="SMC: HMC transitions per particle and temperature (default 5)")
+    return {"seed": seed, "counting": counting, "json": as_json, "smc": smc}
 
 
 def _add_systems(commands, shared: dict) -> None:
@@ -583,7 +590,8 @@ def _add_train(commands, shared: dict) -> None:
 def _add_estimate(commands, shared: dict) -> None:
     """The ``estimate`` command's options."""
     p = commands.add_parser("estimate",
-                            parents=[shared["seed"], shared["counting"], shared["json"]],
+                            parents=[shared["seed"], shared["counting"], shared["json"],
+                                     shared["smc"]],
                             help="beta F / N of a trained run (LFEP, LBAR or SMC), or by "
                                  "SMC from a base alone")
     p.add_argument("run_dir", metavar="DIR", help="run directory made by 'freeflow train' (a "
@@ -601,12 +609,6 @@ def _add_estimate(commands, shared: dict) -> None:
                    help="start from this base distribution of the system named by DIR, "
                         "with no training (for LFEP and LBAR it is exactly an untrained "
                         "flow: FEP and BAR from the harmonic crystal, say)")
-    p.add_argument("--particles", type=int, default=256,
-                   help="SMC particles per run (default 256)")
-    p.add_argument("--repeats", type=int, default=8,
-                   help="independent SMC runs; their spread is the error bar (default 8)")
-    p.add_argument("--mcmc-steps", type=int, default=5,
-                   help="SMC: HMC transitions per particle and temperature (default 5)")
     p.add_argument("--target-ess", type=float, default=0.9,
                    help="SMC: conditional ESS kept by each temperature increment (default "
                         "0.9)")
@@ -646,7 +648,8 @@ def _add_compare(commands, shared: dict) -> None:
 def _add_sweep(commands, shared: dict) -> None:
     """The ``sweep`` command's options."""
     p = commands.add_parser("sweep",
-                            parents=[shared["seed"], shared["counting"], shared["json"]],
+                            parents=[shared["seed"], shared["counting"], shared["json"],
+                                     shared["smc"]],
                             help="beta F / N, U, S and C_v of a crystal (or two) along "
                                  "temperature in one SMC run (resumable from --out)",
                             description="Anneal by SMC from the harmonic crystal at the "
@@ -659,12 +662,6 @@ def _add_sweep(commands, shared: dict) -> None:
     p.add_argument("--temperatures", required=True, metavar="RANGE",
                    help="START:STOP:STEP (both ends included), e.g. 180:220:20, or a comma "
                         "list, increasing, in the system's temperature unit")
-    p.add_argument("--particles", type=int, default=256,
-                   help="SMC particles per run (default 256)")
-    p.add_argument("--repeats", type=int, default=8,
-                   help="independent runs, for the errors (default 8)")
-    p.add_argument("--mcmc-steps", type=int, default=5,
-                   help="HMC transitions per particle and temperature step (default 5)")
     p.add_argument("--integration-steps", type=int, default=8,
                    help="leapfrog steps per HMC transition (default 8)")
     p.add_argument("--out", metavar="DIR", default=None,

@@ -26,7 +26,7 @@ taken as minimum images: the two agree to within the Gaussian mass beyond half a
 
 Users: the MBAR references of ``freeflow.workflows.baseline`` (``einstein_crystal``,
 ``harmonic_crystal``), the flow's harmonic base (``freeflow.flows.bases.harmonic_base``) and
-the whitened coordinates of ``freeflow.workflows.smc``.
+the whitened coordinates of ``freeflow.workflows.frame``.
 """
 
 from __future__ import annotations

@@ -40,128 +40,14 @@ from freeflow.estimators.conventions import (beta_f_from_ln_z_fixed,
                                              translation_multiplicity)
 from freeflow.estimators.result import FreeEnergy
 from freeflow.estimators.smc import combine_log_z
-from freeflow.flows.bases import base_distribution, harmonic_base
+from freeflow.flows.bases import base_distribution
 from freeflow.flows.config import base_config
-from freeflow.physics.space import minimum_image, wrap
 from freeflow.physics.system import System, load_system, system_fingerprint
 from freeflow.progress import progress_bar
 from freeflow.sampling.smc import AnnealConfig, anneal
+from freeflow.workflows.frame import START_STEP_SIZE, SiteFrame, Whitening, crystal_densities
 
-__all__ = ["START_STEP_SIZE", "SMCConfig", "SiteFrame", "Whitening", "crystal_densities",
-           "resolve_start", "smc_free_energy", "start_identity"]
-
-#: The first leapfrog step in whitened coordinates (harmonic modes of period 2 pi); later
-#: ones adapt.
-START_STEP_SIZE = 0.2
-
-
-@dataclasses.dataclass(frozen=True)
-class SiteFrame:
-    """The labelled frame of a crystal: mobile sites ``[P, 3]`` relative to site 0, the box,
-    the crystal region's radius and site 0's absolute position."""
-
-    sites: np.ndarray
-    box: np.ndarray
-    radius: float
-    origin: np.ndarray
-
-    @classmethod
-    def of(cls, system, mobile_sites):
-        return cls(np.asarray(mobile_sites, np.float64), np.asarray(system.box, np.float64),
-                   0.5 * float(system.nearest_neighbour_distance),
-                   np.asarray(system.lattice[0], np.float64))
-
-    def offsets(self, y):
-        """Minimum-image displacements ``[..., P, 3]`` of particle ``i`` from site ``i``."""
-        return minimum_image(y - jnp.asarray(self.sites, y.dtype), jnp.asarray(self.box, y.dtype))
-
-    def inside(self, y):
-        """Whether every particle is within ``radius`` of its own site (``[...]``)."""
-        return jnp.all(jnp.sum(self.offsets(y) ** 2, axis=-1) < self.radius**2, axis=-1)
-
-    def full(self, y):
-        """All ``N`` absolute positions ``[..., N, 3]`` from mobile ones (site 0's frame)."""
-        origin = jnp.asarray(self.origin, y.dtype)
-        box = jnp.asarray(self.box, y.dtype)
-        zero = jnp.broadcast_to(jnp.zeros(3, y.dtype), y.shape[:-2] + (1, 3))
-        return wrap(jnp.concatenate([zero, y], axis=-2) + origin, box)
-
-    def label(self, y):
-        """Relabel each configuration ``y [n, P, 3]`` so that particle ``i`` is the one nearest
-        site ``i``, where that is a one-to-one assignment (others are left as they are: they
-        lie outside the crystal region and get weight zero)."""
-        def one(c):
-            d = minimum_image(c[:, None, :] - jnp.asarray(self.sites, c.dtype),
-                              jnp.asarray(self.box, c.dtype))
-            nearest = jnp.argmin(jnp.sum(d**2, axis=-1), axis=-1)
-            bijective = jnp.all(jnp.bincount(nearest, length=len(self.sites)) == 1)
-            return jnp.where(bijective, c[jnp.argsort(nearest)], c)
-        return jax.lax.map(one, y, batch_size=64)
-
-
-@dataclasses.dataclass(frozen=True)
-class Whitening:
-    """Linear coordinates ``u`` of the mobile displacements ``d = y - sites`` (site order):
-    ``d = u C`` with ``C`` the colouring of a harmonic crystal
-    (``freeflow.physics.harmonic.GaussianCrystal.colour``; ``u`` is standard normal under it,
-    and ``whiten`` its inverse), or ``C = width I``. Annealing in ``u`` is HMC with the
-    harmonic crystal's precision as its mass matrix: every normal mode then has the same
-    period, so one trajectory moves the soft and the stiff modes alike. The map is linear, so
-    ``Z_p / Z_q`` is unchanged. The crystal is the base's own where the base is a harmonic
-    one (``HarmonicLatticeBase.crystal``), else the system's ``harmonic_base``."""
-
-    colour: np.ndarray
-    whiten: np.ndarray
-    kind: str
-
-    @classmethod
-    def of(cls, system, base=None):
-        crystal = getattr(base, "crystal", None)
-        if crystal is None:
-            try:
-                crystal = harmonic_base(system).crystal
-            except ValueError:  # not a stable minimum: no harmonic crystal to scale by
-                crystal = None
-        if crystal is not None:
-            return cls(np.asarray(crystal.colour, np.float64),
-                       np.asarray(crystal.whiten, np.float64), "harmonic")
-        width = float(system.einstein_width)
-        size = 3 * (system.num_particles - 1)
-        return cls(width * np.eye(size), np.eye(size) / width, "einstein")
-
-    def displacement(self, u):
-        """``d [..., P, 3]`` from ``u [..., 3P]``."""
-        d = u @ jnp.asarray(self.colour, u.dtype)
-        return d.reshape(*u.shape[:-1], -1, 3)
-
-    def coordinates(self, d):
-        """``u [..., 3P]`` from ``d [..., P, 3]``."""
-        return d.reshape(*d.shape[:-2], -1) @ jnp.asarray(self.whiten, d.dtype)
-
-
-def crystal_densities(system, frame: SiteFrame, whitening: "Whitening", log_start):
-    """``(ln q(u), ln p(u))`` in the whitened coordinates of one configuration ``u [3P]``.
-
-    ``ln p = -beta U`` where every particle is within ``R`` of its own site (the displacements
-    themselves, not their images: one copy of the crystal region), ``-inf`` elsewhere."""
-    energy = system.energy_fn(strays="nan")
-    beta = float(system.beta)
-    sites = jnp.asarray(frame.sites, jnp.float32)
-
-    def positions(u):
-        d = whitening.displacement(u)
-        return d, sites + d
-
-    def log_start_u(u):
-        return log_start(positions(u)[1])
-
-    def log_target_u(u):
-        d, y = positions(u)
-        inside = jnp.all(jnp.sum(d**2, axis=-1) < frame.radius**2)
-        return jnp.where(inside, -beta * energy(frame.full(y)), -jnp.inf)
-
-    return log_start_u, log_target_u
-
+__all__ = ["SMCConfig", "resolve_start", "smc_free_energy", "start_identity"]
 
 #: Flow samples drawn per call of the model (bounds the transformer's memory).
 _FLOW_BATCH = 256

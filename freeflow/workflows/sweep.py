@@ -40,8 +40,8 @@ from freeflow import rundir
 from freeflow.estimators.curve import Curve, curve_from_runs
 from freeflow.physics.system import System, load_system, system_fingerprint
 from freeflow.sampling.smc import AnnealConfig, anneal
-from freeflow.workflows.smc import (START_STEP_SIZE, SiteFrame, SMCConfig, Whitening,
-                                    crystal_densities, resolve_start, start_identity)
+from freeflow.workflows.frame import START_STEP_SIZE, SiteFrame, Whitening, crystal_densities
+from freeflow.workflows.smc import SMCConfig, resolve_start, start_identity
 
 __all__ = ["SweepConfig", "check_temperatures", "free_energy_curve", "parse_temperatures"]
 

@@ -14,7 +14,7 @@ import pytest
 from freeflow.flows.bases import harmonic_base, mobile_sites, place_and_shuffle, site_offsets
 from freeflow.physics.harmonic import GaussianCrystal, einstein_crystal, harmonic_crystal
 from freeflow.physics.space import minimum_image
-from freeflow.workflows.smc import Whitening
+from freeflow.workflows.frame import Whitening
 
 
 def _random_stiffness(size, seed, width, beta):
