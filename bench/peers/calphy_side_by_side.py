@@ -4,8 +4,10 @@ For each system: the crystal freeflow uses is written as a LAMMPS data file (ASE
 as a LAMMPS potential file, and LAMMPS's energy of a perturbed crystal is checked against
 freeflow's (one line in the log) before anything runs. Then calphy 2.3.0 runs its ``fe`` mode at
 the fixed lattice (``pressure: null``; calphy's defaults otherwise, on both cores through
-``mpirun -np 2``) at each switching length, and freeflow's SMC from the harmonic crystal runs
-(``freeflow estimate SYSTEM --base harmonic --method smc``). calphy's result is converted to
+``mpirun -np 2``) at each switching length, and then freeflow runs from the harmonic crystal:
+SMC (``--route smc``: ``freeflow estimate SYSTEM --base harmonic --method smc``, all runs
+annealed together) or MBAR (``--route mbar``: ``freeflow baseline SYSTEM``), through the
+command line, start-up and compilation included. calphy's result is converted to
 freeflow's ``beta F / N`` by ``freeflow.estimators.calphy.beta_f_from_calphy`` (pV, de Broglie,
 centre of mass, box rounding). Every row goes to ``--out`` (one per tool, system and switching
 length) with the ``run_id`` shared by the rows measured together.
@@ -33,8 +35,9 @@ directory. A case interrupted inside calphy starts again. Progress goes to stder
 ``WORKDIR/side_by_side.log``.
 
 Usage:
-  python bench/peers/calphy_side_by_side.py --systems mw_hex_216 lj_256 \\
+  python bench/peers/calphy_side_by_side.py --systems mw_hex_216 --particles 128 \\
       --calphy-venv /work/peers-venv --switching-ps 25 100 --iterations 4 8
+  python bench/peers/calphy_side_by_side.py --systems lj_256 --route mbar ...
   python bench/peers/calphy_side_by_side.py --table     # the Markdown table of --out
 """
 
@@ -134,7 +137,10 @@ class LammpsCase:
         epsilon = ENERGY_UNITS["eV"] * LJ_EPSILON_K * potential.epsilon
         sigma = LJ_SIGMA * potential.sigma
         cutoff = LJ_SIGMA * potential.cutoff
-        r = np.linspace(0.5 * sigma, cutoff, TABLE_POINTS)
+        # Down to 0.1 sigma: near the Einstein end of the switching the LJ term is nearly off
+        # and two atoms can come far closer than in the crystal (at 0.5 sigma LAMMPS stopped
+        # lj_256 with "Pair distance < table inner cutoff").
+        r = np.linspace(0.1 * sigma, cutoff, TABLE_POINTS)
 
         def energy(x):
             return 4 * epsilon * ((sigma / x) ** 12 - (sigma / x) ** 6)
@@ -244,24 +250,35 @@ def run_calphy(case: LammpsCase, switching_ps: float, iterations: int, args) -> 
 # -- freeflow -------------------------------------------------------------------------------------
 
 def run_freeflow(case: LammpsCase, args) -> dict:
-    """freeflow's row: SMC from the harmonic crystal, through the command line."""
+    """freeflow's row, through the command line: SMC from the harmonic crystal
+    (``--route smc``) or the MBAR baseline from it (``--route mbar``)."""
     name = case.system.name
-    workdir = case.directory / f"freeflow-smc-P{args.particles}-R{args.repeats}"
-    done = workdir / "row.json"
-    if not done.exists():
+    if args.route == "smc":
+        workdir = case.directory / f"freeflow-smc-P{args.particles}-R{args.repeats}"
+        # All runs annealed together (vectorised), as freeflow estimate does without a work
+        # directory; the work directory keeps the finished group.
         command = ["freeflow", "estimate", name, "--base", "harmonic", "--method", "smc",
                    "--particles", str(args.particles), "--repeats", str(args.repeats),
-                   "--workdir", str(workdir / "smc"), "--json"]
+                   "--group-size", str(args.repeats), "--workdir", str(workdir / "smc"),
+                   "--json"]
+        method, settings = "smc_from_harmonic", {"particles": args.particles,
+                                                 "repeats": args.repeats}
+    else:
+        workdir = case.directory / "freeflow-mbar"
+        command = ["freeflow", "baseline", name, "--workdir", str(workdir / "mbar"), "--json"]
+        method, settings = "mbar_from_harmonic", {}
+    done = workdir / "row.json"
+    if not done.exists():
         log(args.workdir, f"{name}: {' '.join(command)}")
-        resumed = (workdir / "smc").exists()
+        resumed = workdir.exists()
         start = time.perf_counter()
         out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         wall = time.perf_counter() - start
         result = json.loads(out)
-        row = {"system": name, "tool": "freeflow", "method": "smc_from_harmonic",
+        row = {"system": name, "tool": "freeflow", "method": method,
                "beta_f_per_particle": result["beta_f_per_particle"],
                "stderr": result["stderr"], "wall_time": wall, "cores": args.cores,
-               "resumed": resumed, "particles": args.particles, "repeats": args.repeats,
+               "resumed": resumed, "command": " ".join(command), **settings,
                "trustworthy": result.get("trustworthy"),
                "time_x_stderr2": wall * result["stderr"] ** 2}
         workdir.mkdir(parents=True, exist_ok=True)
@@ -272,30 +289,39 @@ def run_freeflow(case: LammpsCase, args) -> dict:
 # -- the table ------------------------------------------------------------------------------------
 
 def table(rows: list[dict]) -> str:
-    """Markdown: per system, freeflow and each calphy switching length, with the agreement in
-    combined standard errors and the ratio of wall x stderr^2 (calphy over freeflow)."""
+    """Markdown: per system, freeflow's rows and calphy's at each switching length, with each
+    calphy row's agreement (in combined standard errors) and cost ratio (its wall x stderr^2
+    over freeflow's) against freeflow's cheapest row, and calphy's dissipation (half the sum
+    of the forward and backward works, per particle in k_B T)."""
     lines = ["| system | tool | method | beta F / N | stderr | wall (s) | wall x stderr^2 (s) "
-             "| vs freeflow (combined sigma) | calphy / freeflow cost |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| dissipation | vs freeflow (combined sigma) | calphy / freeflow cost |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     latest = {}
     for row in rows:  # the last run_id per system
         latest[row["system"]] = row["run_id"]
     for system, run_id in latest.items():
         group = [r for r in rows if r["system"] == system and r["run_id"] == run_id]
-        ours = next((r for r in group if r["tool"] == "freeflow"), None)
-        for row in sorted(group, key=lambda r: (r["tool"] != "freeflow",
-                                                r.get("switching_ps", 0))):
-            method = row["method"] if row["tool"] == "freeflow" else \
-                f"Frenkel-Ladd, {row['switching_ps']:g} ps x {row['iterations']}"
-            agree = cost = ""
-            if ours is not None and row is not ours:
-                sigma = math.hypot(row["stderr"], ours["stderr"])
-                agree = f"{(row['beta_f_per_particle'] - ours['beta_f_per_particle']) / sigma:+.1f}"
-                cost = f"{row['time_x_stderr2'] / ours['time_x_stderr2']:.0f}"
+        ours = [r for r in group if r["tool"] == "freeflow"]
+        best = min(ours, key=lambda r: r["time_x_stderr2"]) if ours else None
+        for row in ours + sorted((r for r in group if r["tool"] != "freeflow"),
+                                 key=lambda r: r["switching_ps"]):
+            if row["tool"] == "freeflow":
+                method = row["method"].replace("_", " ")
+                if "particles" in row:
+                    method += f", {row['repeats']} x {row['particles']} particles"
+                extra = ["", "", ""]
+            else:
+                method = f"Frenkel-Ladd, {row['switching_ps']:g} ps x {row['iterations']}"
+                extra = [f"{row['dissipation']:.4f}", "", ""]
+                if best is not None:
+                    sigma = math.hypot(row["stderr"], best["stderr"])
+                    gap = row["beta_f_per_particle"] - best["beta_f_per_particle"]
+                    extra[1] = f"{gap / sigma:+.1f}"
+                    extra[2] = f"{row['time_x_stderr2'] / best['time_x_stderr2']:.0f}"
             lines.append(f"| {system} | {row['tool']} | {method} | "
                          f"{row['beta_f_per_particle']:.5f} | {row['stderr']:.1e} | "
-                         f"{row['wall_time']:.0f} | {row['time_x_stderr2']:.1e} | {agree} | "
-                         f"{cost} |")
+                         f"{row['wall_time']:.0f} | {row['time_x_stderr2']:.1e} | "
+                         + " | ".join(extra) + " |")
     return "\n".join(lines)
 
 
@@ -306,6 +332,8 @@ def main(argv=None) -> int:
     parser.add_argument("--switching-ps", type=float, nargs="+", default=[25.0, 100.0])
     parser.add_argument("--iterations", type=int, nargs="+", default=[4, 8],
                         help="calphy iterations for each switching length")
+    parser.add_argument("--route", choices=["smc", "mbar"], default="smc",
+                        help="freeflow's route: SMC or MBAR from the harmonic crystal")
     parser.add_argument("--particles", type=int, default=512, help="freeflow SMC particles")
     parser.add_argument("--repeats", type=int, default=8, help="freeflow SMC runs")
     parser.add_argument("--cores", type=int, default=2)
@@ -336,9 +364,13 @@ def main(argv=None) -> int:
         rows = [run_calphy(case, ps, n, args)
                 for ps, n in zip(args.switching_ps, args.iterations)]
         rows.append(run_freeflow(case, args))
+        stored = ([json.loads(line) for line in args.out.read_text().splitlines() if line]
+                  if args.out.exists() else [])
         with open(args.out, "a") as fh:
             for row in rows:
                 row.update(run_id=run_id, machine=machine, energy_check=mismatch)
+                if row in stored:  # a case kept from an earlier call of this run
+                    continue
                 fh.write(json.dumps(row) + "\n")
                 log(args.workdir, f"{name}: {row['tool']} {row['method']} "
                                   f"{row['beta_f_per_particle']:.5f} +- {row['stderr']:.1e} "

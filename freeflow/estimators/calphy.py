@@ -20,8 +20,8 @@ kelvin) and reports a free energy per atom in eV. In its ``fe`` mode at a fixed 
 * **The box.** calphy rounds each box edge to 1e-3 Angstrom and runs the switching in that box
   (``average.density`` is ``N`` over the rounded volume ``V'``). Against the input volume
   ``V`` this moves ``F`` by ``-p (V - V')`` to first order (``dF / dV = -p``; the second
-  order, ``(V - V')^2 / (2 V kappa_T)``, is below 1e-8 per atom for the relative change of
-  1e-4 that the rounding makes): ``box = -beta p (V - V') / N``.
+  order, ``(V - V')^2 / (2 V kappa_T)``, is below 1e-6 k_B T per atom for the relative change
+  of 1e-4 that the rounding makes): ``box = -beta p (V - V') / N``.
 
 Energies in eV come with k_B in eV / K (``freeflow.physics.units.ENERGY_UNITS["eV"]``, the
 exact SI value calphy also uses through scipy); a system whose energies are in kcal/mol (mW)
@@ -47,7 +47,9 @@ BOLTZMANN_EV_PER_K = ENERGY_UNITS["eV"]
 
 @dataclasses.dataclass(frozen=True)
 class CalphyResult:
-    """The numbers of calphy's ``report.yaml`` for a solid in ``fe`` mode at a fixed lattice.
+    """The numbers of calphy's ``report.yaml`` for a solid in ``fe`` mode at a fixed lattice
+    (``pressure: null`` in calphy's input; the report itself does not say which, and at a
+    fixed pressure the pV and box terms of ``beta_f_from_calphy`` would not apply).
 
     Attributes:
       free_energy: ``results.free_energy``, eV per atom (reference + work + pv).
