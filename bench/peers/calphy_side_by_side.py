@@ -128,6 +128,11 @@ class LammpsCase:
         return float(self.atoms.get_volume())
 
     @property
+    def beta(self) -> float:
+        """1 / (k_B T) in 1 / eV."""
+        return 1.0 / (ENERGY_UNITS["eV"] * self.temperature)
+
+    @property
     def reference_length(self) -> float:
         """freeflow's Lambda in Angstrom."""
         return self.system.units.reference_length * self.length_scale
@@ -182,8 +187,7 @@ class LammpsCase:
         with jax.enable_x64(True):
             fn = system.energy_fn()
             u = float(fn(jnp.asarray(x, jnp.float64)))
-        beta_ev = 1.0 / (ENERGY_UNITS["eV"] * self.temperature)
-        return abs(beta_ev * e_lammps - system.beta * u) / system.num_particles
+        return abs(self.beta * e_lammps - system.beta * u) / system.num_particles
 
 
 # -- calphy ---------------------------------------------------------------------------------------
@@ -232,13 +236,12 @@ def run_calphy(case: LammpsCase, switching_ps: float, iterations: int, args) -> 
     converted = beta_f_from_calphy(result, temperature=case.temperature, mass=case.mass,
                                    num_particles=system.num_particles, volume=case.volume,
                                    reference_length=case.reference_length)
-    beta_ev = 1.0 / (ENERGY_UNITS["eV"] * case.temperature)
     return {
         "system": system.name, "tool": "calphy", "method": "frenkel_ladd",
         "beta_f_per_particle": converted.beta_f_per_particle, "stderr": converted.stderr,
         "wall_time": wall, "cores": args.cores, "switching_ps": switching_ps,
         "iterations": iterations, "timestep_ps": TIMESTEP_PS,
-        "dissipation": beta_ev * float(report["results"]["dissipation"]),
+        "dissipation": case.beta * float(report["results"]["dissipation"]),
         "terms": {"helmholtz": converted.helmholtz, "de_broglie": converted.de_broglie,
                   "centre_of_mass": converted.centre_of_mass, "box": converted.box},
         "calphy_free_energy_ev": result.free_energy, "calphy_error_ev": result.error,

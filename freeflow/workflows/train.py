@@ -16,11 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jax
 
 from freeflow import rundir
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
+from freeflow.parallel import writes_files
 from freeflow.physics.system import System, load_system
 from freeflow.training.config import TrainingConfig, presets
 from freeflow.training.trainer import (TrainingDiverged, check_devices, fit, init_state,
@@ -152,12 +152,12 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
     training = resolve_training(training or default_training, overrides)
     model = FlowModel(system, model_config)
     run_dir = Path(out) if out is not None else None
-    writes = run_dir is not None and jax.process_index() == 0
+    writes = run_dir is not None and writes_files()
 
     # Everything that can refuse the run is checked before anything is written.
     check_devices(training)
     with contextlib.ExitStack() as stack:
-        if run_dir is not None and writes:
+        if writes:
             stack.enter_context(rundir.DirectoryLock(run_dir))
         return _train_in(system, model, model_config, training, run_dir, writes, callback,
                          max_wall_time, progress)
