@@ -49,3 +49,27 @@ def perturbed(system, scale, seed=0, count=None):
 def tiny_run(tmp_path_factory):
     """A run directory of an untrained tiny mw_cubic_8 flow (``tiny_runs.write_tiny_run``)."""
     return write_tiny_run(tmp_path_factory.mktemp("runs") / "mw_cubic_8")
+
+
+# The longest tests (a minute or more each on 2 cores) start first: with one xdist worker per
+# core, a long test drawn near the end would otherwise run alone while the other core idles.
+LONGEST_FIRST = (
+    "tests/test_multiprocess.py::",
+    "tests/test_notebooks.py::test_notebook_executes",
+    "tests/physics/test_forces.py::test_blocked_site_list_and_cell_list",
+    "tests/physics/test_forces.py::test_hessian_through_the_analytic_gradient",
+    "tests/physics/test_neighbors.py::test_cell_list_agrees_with_all_images",
+    "tests/training/test_training.py::test_one_and_two_devices_agree",
+    "tests/workflows/test_smc.py::test_coverage_from_a_mismatched_base",
+    "tests/workflows/test_smc.py::test_one_and_two_devices_agree",
+    "tests/flows/test_couplings.py::test_split_flow_is_the_published_construction",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {prefix: i for i, prefix in enumerate(LONGEST_FIRST)}
+
+    def order(item):
+        return next((rank[p] for p in LONGEST_FIRST if item.nodeid.startswith(p)), len(rank))
+
+    items.sort(key=order)  # stable: every other test keeps its collected order

@@ -228,12 +228,15 @@ class System:
         check_memory(need, f"{self.name}: {what} (N = {n}, {grows})",
                      "use fewer chains, particles or configurations at once")
 
+    @functools.lru_cache(maxsize=1)
     def lattice_hessian(self) -> np.ndarray:
         """Hessian ``d^2 U / dr dr`` of the exact energy at the perfect lattice, float64.
 
         Shape ``[3N, 3N]``, rows and columns ordered (particle, axis); units energy /
         length^2. Evaluated in float64 (a scoped ``jax.enable_x64``) because the harmonic
-        base of a flow inverts it.
+        base of a flow inverts it. Computed once per System (its compilation costs seconds
+        even for N = 8, and a flow's base, MBAR's and SMC's harmonic crystals all need it)
+        and returned read-only.
         """
         # The cheapest exact plan: at the lattice every particle sits on its site, so the site
         # list (which ``auto`` takes for mW from N = 216) equals the exact energy in a
@@ -251,7 +254,9 @@ class System:
         hessian = hessian.reshape(size, size)
         if not np.all(np.isfinite(hessian)):
             raise ValueError(f"{self.name}: the energy's Hessian at the lattice is not finite")
-        return 0.5 * (hessian + hessian.T)
+        hessian = 0.5 * (hessian + hessian.T)
+        hessian.setflags(write=False)
+        return hessian
 
     @functools.cached_property
     def einstein_width(self) -> float:
