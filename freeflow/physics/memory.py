@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jax
+
 #: Peak bytes per listed pair while ASE's neighbour list builds a site or cell list. Measured
 #: (peak resident memory of ``System.neighbor_plan()``): 2050 for Lennard-Jones FCC N = 4000
 #: (1.28 M pairs, 2.6 GB), 1280 at N = 32 000 (10.2 M pairs, 13.1 GB), 1200 for mW diamond
@@ -104,6 +106,47 @@ def check_memory(needed: int, what: str, fix: str) -> None:
         return
     raise ValueError(f"{what} needs about {format_bytes(needed)}, more than the "
                      f"{format_bytes(available[0])} available ({available[1]}); {fix}")
+
+
+def program_memory(compiled) -> int | None:
+    """Bytes a compiled XLA program allocates per device beyond its arguments, by XLA's own
+    buffer assignment (``compiled.memory_analysis()``): its temporaries (every activation a
+    reverse pass keeps) and outputs, less the outputs written into donated arguments. ``None``
+    where the backend does not report it.
+    """
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return None
+    return int(analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+               - analysis.alias_size_in_bytes)
+
+
+def check_program_memory(compiled, what: str, fix: str) -> None:
+    """Refuse to run ``compiled`` (a ``jax.stages.Compiled``) when its ``program_memory`` does
+    not fit the devices (``check_device_memory``). Nothing has run yet, so nothing is
+    allocated; a backend that reports no memory analysis is not checked."""
+    per_device = program_memory(compiled)
+    if per_device is not None:
+        check_device_memory(per_device, what, fix)
+
+
+def check_device_memory(per_device: int, what: str, fix: str) -> None:
+    """Refuse ``what`` when ``per_device`` bytes on every local device do not fit: CPU
+    devices share the host's memory, so all of them together against ``available_memory()``;
+    an accelerator's share against that device's free memory (``memory_stats``; not checked
+    where the device reports none)."""
+    devices = jax.local_devices()
+    if devices[0].platform == "cpu":
+        check_memory(per_device * len(devices), what, fix)
+        return
+    stats = devices[0].memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return
+    free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    if per_device > free:
+        raise ValueError(f"{what} needs about {format_bytes(per_device)} per device, more "
+                         f"than the {format_bytes(free)} free on {devices[0].device_kind}; "
+                         f"{fix}")
 
 
 def format_bytes(count: float) -> str:

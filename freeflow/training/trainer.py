@@ -30,6 +30,7 @@ from freeflow.estimators.lfep import lfep
 from freeflow.flows.model import FlowModel
 from freeflow.flows.works import model_works
 from freeflow.parallel import batch_mesh, batch_sharding, decided_by_process_0, replicated
+from freeflow.physics.memory import check_program_memory
 from freeflow.physics.system import System
 from freeflow.progress import progress_bar
 from freeflow.training.config import TrainingConfig
@@ -130,6 +131,18 @@ def make_step(model: FlowModel, system: System, config: TrainingConfig, optim, *
                    donate_argnums=(0,) if donate else ())
 
 
+def compile_step(model: FlowModel, system: System, config: TrainingConfig, state: TrainState):
+    """``make_step`` compiled ahead of time for the shapes of ``state``, refused before it runs
+    when XLA's buffer assignment for one step does not fit the devices' memory
+    (``freeflow.physics.memory.check_program_memory``, a ``ValueError``)."""
+    step = make_step(model, system, config, optimizer(config))
+    compiled = step.lower(place_state(state), jax.random.PRNGKey(config.seed + 1)).compile()
+    check_program_memory(
+        compiled, f"{system.name}: a training step of {config.batch_size} configurations of "
+        f"N = {system.num_particles}", "use a smaller --batch-size or model, or more devices")
+    return compiled
+
+
 def init_state(model: FlowModel, config: TrainingConfig, optim) -> TrainState:
     """Fresh parameters (seeded by ``config.seed``), optimiser state and step 0."""
     params = model.init(jax.random.PRNGKey(config.seed))
@@ -153,7 +166,8 @@ def make_evaluator(model: FlowModel, system: System, config: TrainingConfig):
 
 def fit(model: FlowModel, system: System, config: TrainingConfig, state: TrainState, *,
         on_step: Callable[[TrainState, dict], None] | None = None,
-        max_wall_time: float | None = None, progress: bool = True) -> TrainState:
+        max_wall_time: float | None = None, progress: bool = True,
+        step=None) -> TrainState:
     """Train from ``state`` up to ``config.num_steps`` steps and return the final state.
 
     Args:
@@ -162,13 +176,13 @@ def fit(model: FlowModel, system: System, config: TrainingConfig, state: TrainSt
         ``beta_f_per_particle_batch``, ``time``, and the LFEP evaluation every
         ``eval_every`` steps). It may raise to stop training.
       max_wall_time: return early after this many seconds.
+      step: the step ``compile_step`` returned for these arguments; ``None`` compiles it.
 
     Raises:
       TrainingDiverged: when the loss or the gradient becomes NaN or infinite; the message
         names the step, and the state passed to the last ``on_step`` is the last good one.
     """
-    optim = optimizer(config)
-    step_fn = make_step(model, system, config, optim)
+    step_fn = step if step is not None else compile_step(model, system, config, state)
     seed_key = jax.random.PRNGKey(config.seed + 1)
     evaluate = make_evaluator(model, system, config)
     m_lattice = multiplicity(system)

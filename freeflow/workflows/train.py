@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from typing import Any
 from freeflow import rundir
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
-from freeflow.parallel import writes_files
+from freeflow.flows.memory import attention_memory
+from freeflow.parallel import batch_mesh, writes_files
+from freeflow.physics.memory import check_device_memory
 from freeflow.physics.system import System, load_system
 from freeflow.training.config import TrainingConfig, presets
-from freeflow.training.trainer import (TrainingDiverged, check_devices, fit, init_state,
-                                       optimizer)
+from freeflow.training.trainer import (TrainingDiverged, check_devices, compile_step, fit,
+                                       init_state, optimizer)
 
 __all__ = ["TrainResult", "train", "resolve_training"]
 
@@ -150,12 +153,17 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
     default_model, default_training = presets(preset, system)
     model_config = model_config or default_model
     training = resolve_training(training or default_training, overrides)
+    # Everything that can refuse the run is checked before anything is written.
+    check_devices(training)
+    devices = batch_mesh().size
+    check_device_memory(
+        attention_memory(model_config, system.num_particles, training.batch_size) // devices,
+        f"{system.name}: training a flow on {training.batch_size} configurations of "
+        f"N = {system.num_particles} (its attention weights alone)",
+        "use a smaller --batch-size, fewer layers, blocks or heads, or more devices")
     model = FlowModel(system, model_config)
     run_dir = Path(out) if out is not None else None
     writes = run_dir is not None and writes_files()
-
-    # Everything that can refuse the run is checked before anything is written.
-    check_devices(training)
     with contextlib.ExitStack() as stack:
         if writes:
             stack.enter_context(rundir.DirectoryLock(run_dir))
@@ -167,6 +175,9 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
               max_wall_time, progress) -> TrainResult:
     """The body of ``train`` once the run directory (if any) is locked."""
     state = init_state(model, training, optimizer(training))
+    if progress is not False:  # tens of seconds before the first step's progress
+        print(f"train {system.name}: compiling the training step", file=sys.stderr, flush=True)
+    step = compile_step(model, system, training, state)  # refuses a step that cannot fit
     metrics_log: list[dict] = []
     stamp = None  # computed once from the run.json record; every checkpoint carries it
     if run_dir is not None:
@@ -199,7 +210,7 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
 
     try:
         state = fit(model, system, training, state, on_step=on_step,
-                    max_wall_time=max_wall_time, progress=progress)
+                    max_wall_time=max_wall_time, progress=progress, step=step)
     except TrainingDiverged as error:
         where = (f"the last good checkpoint is {rundir.checkpoint_path(run_dir)} "
                  f"(step {last_saved})" if last_saved is not None and run_dir
