@@ -35,7 +35,7 @@ def test_attention_memory_is_the_documented_product():
 def test_a_step_larger_than_the_memory_is_refused_by_xla_s_figure(tmp_path, monkeypatch):
     """Available memory faked at four times the attention bound (8.1 MB, above the 6.4 MB of
     the energy's neighbour list): the bound lets the run through, the compiled step's buffers
-    (about 6.7 times the bound) do not fit, and the refusal comes before run.json is written.
+    (several times the bound) do not fit, and the refusal comes before run.json is written.
     Its figure is above the bound, which is what makes the bound a lower bound."""
     system = freeflow.load_system("mw_cubic_64")
     bound = attention_memory(TINY, system.num_particles, 8)
