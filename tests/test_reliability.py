@@ -233,7 +233,7 @@ def test_a_refused_start_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("signum, status, delay", [
     (signal.SIGINT, 130, 1.0), (signal.SIGINT, 130, 6.0), (signal.SIGINT, 130, 15.0),
-    (signal.SIGTERM, 143, 1.0), (signal.SIGTERM, 143, 15.0)])
+    (signal.SIGTERM, 143, 1.0), (signal.SIGTERM, 143, 6.0), (signal.SIGTERM, 143, 15.0)])
 def test_ctrl_c_and_sigterm_stop_promptly(tmp_path, signum, status, delay):
     """SIGINT or SIGTERM (what batch schedulers send) during start-up, during the training
     step's compilation and during training: exit 130 or 143 within a few seconds, one
@@ -251,25 +251,56 @@ def test_ctrl_c_and_sigterm_stop_promptly(tmp_path, signum, status, delay):
         assert "finished work is kept" in err
 
 
-@pytest.mark.parametrize("argv", [
-    ["baseline", "mw_cubic_8", "--states", "64", "--samples-per-state", "100000",
-     "--workdir", "{tmp}/mbar"],
-    ["sample", "mw_cubic_8", "--out", "{tmp}/samples.npz", "--samples", "10000000"],
-    ["estimate", "mw_cubic_8", "--method", "smc", "--base", "harmonic", "--repeats", "200",
-     "--workdir", "{tmp}/smc"],
-], ids=["baseline", "sample", "smc"])
-def test_sigterm_stops_the_resumable_commands_promptly(tmp_path, argv):
-    """SIGTERM in the middle of MBAR, sampling or SMC with a work directory: exit 143 within
-    a few seconds, one line that says the finished work is kept, no traceback."""
-    proc = _freeflow([arg.format(tmp=tmp_path) for arg in argv])
-    time.sleep(12.0)
+RESUMABLE = {
+    "baseline": ["baseline", "mw_cubic_8", "--states", "64", "--samples-per-state", "100000",
+                 "--workdir", "{tmp}/mbar"],
+    "sample": ["sample", "mw_cubic_8", "--out", "{tmp}/samples.npz", "--samples", "10000000"],
+    "smc": ["estimate", "mw_cubic_8", "--method", "smc", "--base", "harmonic", "--repeats",
+            "200", "--workdir", "{tmp}/smc"],
+}
+STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _signal_when(proc, phase: str, signum) -> float:
+    """Send ``signum`` to ``proc`` at ``phase``: ``start`` 1 s after it started (Python and
+    freeflow still importing), ``compile`` as JAX reports its first compilation (the process
+    runs with JAX_LOG_COMPILES=1), ``steady`` after 12 s (sampling, past every compilation).
+    Returns when it was sent (``time.perf_counter``)."""
+    if phase == "compile":
+        for line in proc.stderr:  # JAX logs "Compiling <function> ..." before each compilation
+            if "Compiling" in line:
+                break
+        else:
+            raise AssertionError("the command ended before it compiled anything")
+    else:
+        time.sleep({"start": 1.0, "steady": 12.0}[phase])
     sent = time.perf_counter()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
+    return sent
+
+
+@pytest.mark.parametrize("command", sorted(RESUMABLE))
+@pytest.mark.parametrize("phase, signum", [
+    ("start", signal.SIGINT), ("start", signal.SIGTERM), ("compile", signal.SIGINT),
+    ("compile", signal.SIGTERM), ("steady", signal.SIGINT), ("steady", signal.SIGTERM)])
+def test_signals_stop_the_resumable_commands_promptly(tmp_path, command, phase, signum):
+    """SIGINT or SIGTERM at start-up, during compilation and in the middle of MBAR, sampling
+    or SMC with a work directory: exit 130 or 143 within a few seconds, one line, no
+    traceback; once the command runs, the line says the finished work is kept."""
+    argv = [arg.format(tmp=tmp_path) for arg in RESUMABLE[command]]
+    proc = _freeflow(argv, {"JAX_LOG_COMPILES": "1"} if phase == "compile" else None)
+    sent = _signal_when(proc, phase, signum)
     _, err = proc.communicate(timeout=60)
     assert time.perf_counter() - sent < 5
-    assert proc.returncode == 143, err[-2000:]
+    assert proc.returncode == STATUS[signum], err[-2000:]
     assert "Traceback" not in err
-    assert f"freeflow {argv[0]}: interrupted; finished work is kept" in err
+    if phase == "start":
+        assert err.strip().splitlines()[-1] in ("freeflow: interrupted",
+                                                f"freeflow {argv[0]}: interrupted; finished "
+                                                "work is kept (run the same command to "
+                                                "continue)")
+    else:
+        assert f"freeflow {argv[0]}: interrupted; finished work is kept" in err
 
 
 def test_interrupted_smc_without_workdir_says_nothing_was_kept(tmp_path):
