@@ -175,9 +175,6 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
               max_wall_time, progress) -> TrainResult:
     """The body of ``train`` once the run directory (if any) is locked."""
     state = init_state(model, training, optimizer(training))
-    if progress is not False:  # tens of seconds before the first step's progress
-        print(f"train {system.name}: compiling the training step", file=sys.stderr, flush=True)
-    step = compile_step(model, system, training, state)  # refuses a step that cannot fit
     metrics_log: list[dict] = []
     stamp = None  # computed once from the run.json record; every checkpoint carries it
     if run_dir is not None:
@@ -188,12 +185,16 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         if saved is not None:
             check_same_run(saved, spec, run_dir)
         rundir.check_checkpoint_identity(run_dir, spec)
-        if writes and saved != spec:
-            rundir.write_run_record(run_dir, spec)
         state = rundir.load_checkpoint(run_dir, template=state) or state
         metrics_log = rundir.read_metrics(run_dir, up_to_step=int(state.step))
-        if writes:
-            rundir.write_metrics(run_dir, metrics_log)
+    # After the quick refusals, before anything is written: the compiled step's memory.
+    if progress is not False:  # tens of seconds before the first step's progress
+        print(f"train {system.name}: compiling the training step", file=sys.stderr, flush=True)
+    step = compile_step(model, system, training, state)
+    if writes:
+        if saved != spec:
+            rundir.write_run_record(run_dir, spec)
+        rundir.write_metrics(run_dir, metrics_log)
     last_saved = int(state.step) or None
 
     def on_step(new_state, record):

@@ -33,29 +33,33 @@ def test_attention_memory_is_the_documented_product():
 
 
 def test_a_step_larger_than_the_memory_is_refused_by_xla_s_figure(tmp_path, monkeypatch):
-    """Available memory faked at four times the attention bound (8.1 MB, above the 6.4 MB of
-    the energy's neighbour list): the bound lets the run through, the compiled step's buffers
-    (several times the bound) do not fit, and the refusal comes before run.json is written.
-    Its figure is above the bound, which is what makes the bound a lower bound."""
+    """Available memory faked at five times the attention bound (10.2 MB, above the 8.8 MB
+    estimated for the exact energy's site list): the bound lets the run through, the compiled
+    step's buffers (several times the bound) do not fit, and the refusal comes before run.json
+    is written. Its figure is above the bound, which is what makes the bound a lower bound."""
     system = freeflow.load_system("mw_cubic_64")
     bound = attention_memory(TINY, system.num_particles, 8)
-    monkeypatch.setattr(memory, "available_memory", lambda: (4 * bound, "a test limit"))
+    monkeypatch.setattr(memory, "available_memory", lambda: (5 * bound, "a test limit"))
     out = tmp_path / "run"
     with pytest.raises(ValueError, match="a training step of 8 configurations of N = 64") as e:
         freeflow.train(system, out, model_config=TINY, batch_size=8, num_steps=1,
                        progress=False)
     assert "a test limit" in str(e.value) and "--batch-size" in str(e.value)
-    assert needed_bytes(str(e.value)) > 4 * bound
+    assert needed_bytes(str(e.value)) > 5 * bound
     assert not (out / "run.json").exists()
 
 
 def test_a_crystal_whose_attention_no_machine_holds_is_refused_before_the_model(
         tmp_path, monkeypatch):
-    """fcc Lennard-Jones of N = 32000 with the cpu preset (batch 128): the attention weights
-    alone are about 12 TB, refused against this machine's real memory before the flow (or
-    its base's Hessian) is built."""
-    system = system_from_atoms(build_lattice("fcc", 32_000, 1.28), LennardJones(),
-                               temperature=2.0)
+    """fcc Lennard-Jones of N = 6912 with the cpu preset (batch 128): the attention weights
+    alone are about 590 GB, refused against this machine's real memory before the flow (or
+    its base's Hessian) is built. (The System itself, whose neighbour list would need about
+    5 GB, is accepted.)"""
+    n = 6912
+    need = attention_memory(freeflow.model_preset("cpu"), n, 128)
+    if need <= available_memory()[0]:
+        pytest.skip(f"this machine has more than {need / 1e9:.0f} GB available")
+    system = system_from_atoms(build_lattice("fcc", n, 1.28), LennardJones(), temperature=2.0)
 
     def never(*args, **kwargs):
         raise AssertionError("the model was built")
@@ -64,7 +68,5 @@ def test_a_crystal_whose_attention_no_machine_holds_is_refused_before_the_model(
     out = tmp_path / "run"
     with pytest.raises(ValueError, match="attention weights alone") as e:
         freeflow.train(system, out, progress=False)
-    need = attention_memory(freeflow.model_preset("cpu"), 32_000, 128)
-    assert need > 1e13 > available_memory()[0]
     assert needed_bytes(str(e.value)) == pytest.approx(need, rel=5e-3)
     assert not out.exists()
