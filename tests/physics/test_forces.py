@@ -32,8 +32,10 @@ def energies(system, plan, softened):
 def assert_same_gradient(fast, reference, x):
     with jax.enable_x64(True):
         x = jnp.asarray(x, jnp.float64)
-        u, g = jax.vmap(jax.value_and_grad(fast))(x)
-        u_ref, g_ref = jax.vmap(jax.value_and_grad(reference))(x)
+        # Jitted: op by op, the first use of each (system, plan) compiled hundreds of
+        # float64 primitives one at a time, 10-20 s per test.
+        u, g = jax.jit(jax.vmap(jax.value_and_grad(fast)))(x)
+        u_ref, g_ref = jax.jit(jax.vmap(jax.value_and_grad(reference)))(x)
     assert np.all(np.isfinite(np.asarray(g)))
     np.testing.assert_allclose(np.asarray(u), np.asarray(u_ref), rtol=RTOL)
     scale = np.abs(np.asarray(g_ref)).max()
@@ -44,8 +46,8 @@ def assert_same_hessian(fast, reference, x):
     """Forward-over-reverse Hessians of one configuration ``x`` agree (float64)."""
     with jax.enable_x64(True):
         y = jnp.asarray(x, jnp.float64)
-        h = np.asarray(jax.hessian(fast)(y))
-        h_ref = np.asarray(jax.hessian(reference)(y))
+        h = np.asarray(jax.jit(jax.hessian(fast))(y))
+        h_ref = np.asarray(jax.jit(jax.hessian(reference))(y))
     np.testing.assert_allclose(h, h_ref, rtol=0, atol=1e-9 * np.abs(h_ref).max())
 
 
@@ -83,10 +85,10 @@ def test_a_particle_off_its_site(systems, name):
     assert_same_gradient(fast, reference, x)
     fast, _ = energies(system, "sites", softened=False)
     with jax.enable_x64(True):
-        assert np.isnan(float(fast(jnp.asarray(x[1], jnp.float64))))
+        assert np.isnan(float(jax.jit(fast)(jnp.asarray(x[1], jnp.float64))))
         default = system.energy_fn(neighbors="sites")  # strays="recompute"
-        g = jax.grad(lambda y: jnp.sum(default(y)))(jnp.asarray(x, jnp.float64))
-        g_ref = jax.vmap(jax.grad(reference))(jnp.asarray(x, jnp.float64))
+        g = jax.jit(jax.grad(lambda y: jnp.sum(default(y))))(jnp.asarray(x, jnp.float64))
+        g_ref = jax.jit(jax.vmap(jax.grad(reference)))(jnp.asarray(x, jnp.float64))
     np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=0,
                                atol=RTOL * np.abs(np.asarray(g_ref)).max())
 

@@ -89,7 +89,7 @@ def test_forces_are_minus_gradient_and_match_finite_differences(systems, name):
     atoms.positions = x
     atoms.calc = FreeflowCalculator(system)
     forces = atoms.get_forces()
-    gradient = jax.grad(lambda y: system.energy(y))(jnp.asarray(x, jnp.float32))
+    gradient = jax.jit(jax.grad(lambda y: system.energy(y)))(jnp.asarray(x, jnp.float32))
     # Same float32 arithmetic, but jit may reorder sums: agree to float32 resolution of the scale.
     np.testing.assert_allclose(forces, -np.asarray(gradient), rtol=1e-6,
                                atol=1e-6 * np.abs(forces).max())
@@ -98,7 +98,8 @@ def test_forces_are_minus_gradient_and_match_finite_differences(systems, name):
         energy = system.potential.energy_fn(system.box, system.lattice,
                                             max_displacement=0.5 * system.nearest_neighbour_distance)
         x64 = jnp.asarray(x, jnp.float64)
-        grad64 = np.asarray(jax.grad(energy)(x64))
+        grad64 = np.asarray(jax.jit(jax.grad(energy))(x64))
+        energy = jax.jit(energy)
         h = 1e-5
         rng = np.random.default_rng(0)
         for _ in range(6):
@@ -151,13 +152,13 @@ def test_gradients_finite_at_cutoff_and_coincident_particles(systems, name):
     x = np.array(system.lattice, dtype=np.float32)
     # Put particle 1 exactly at the cutoff distance from particle 0 along x.
     x[1] = x[0] + np.array([cutoff, 0.0, 0.0], dtype=np.float32)
-    g = jax.grad(lambda y: system.energy(y))(jnp.asarray(x))
+    g = jax.jit(jax.grad(lambda y: system.energy(y)))(jnp.asarray(x))
     assert np.all(np.isfinite(np.asarray(g)))
     # Softened training energy: even coincident particles have finite energy and gradient.
     x = np.array(system.lattice, dtype=np.float32)
     x[1] = x[0]
     soft = system.energy_fn(softened=True)
-    value, g = jax.value_and_grad(lambda y: soft(y))(jnp.asarray(x))
+    value, g = jax.jit(jax.value_and_grad(lambda y: soft(y)))(jnp.asarray(x))
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(g)))
 
 
