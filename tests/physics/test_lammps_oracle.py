@@ -29,7 +29,7 @@ def test_lennard_jones_matches_lammps(systems):
         atoms.positions = x
         e_ref, f_ref = lammps_energy_and_forces(atoms, "lj", pair_lines)
         with jax.enable_x64(True):
-            u, g = jax.value_and_grad(fn)(jnp.asarray(x, jnp.float64))
+            u, g = jax.jit(jax.value_and_grad(fn))(jnp.asarray(x, jnp.float64))
         assert abs(float(u) - e_ref) <= RTOL * abs(e_ref)
         np.testing.assert_allclose(-np.asarray(g), f_ref, rtol=0,
                                    atol=RTOL * np.abs(f_ref).max())

@@ -26,8 +26,10 @@ def test_cell_list_agrees_with_all_images():
         x = perturbed(system, noise, seed=7, count=2).astype(np.float32)
         assert system.neighbor_plan(neighbors="cells").strategy == "cells"
         # Energy and gradient from one compiled program per plan (compilation is the cost).
-        u_dense, g_dense = jax.vmap(jax.value_and_grad(system.energy_fn(neighbors="dense")))(x)
-        u_cells, g_cells = jax.vmap(jax.value_and_grad(system.energy_fn(neighbors="cells")))(x)
+        u_dense, g_dense = jax.jit(jax.vmap(jax.value_and_grad(
+            system.energy_fn(neighbors="dense"))))(x)
+        u_cells, g_cells = jax.jit(jax.vmap(jax.value_and_grad(
+            system.energy_fn(neighbors="cells"))))(x)
         np.testing.assert_allclose(np.asarray(u_cells), np.asarray(u_dense), rtol=RTOL)
         g_dense, g_cells = np.asarray(g_dense), np.asarray(g_cells)
         np.testing.assert_allclose(g_cells, g_dense, rtol=1e-4, atol=1e-4 * np.abs(g_dense).max())
@@ -45,9 +47,10 @@ def test_site_list_agrees_with_all_images(kind, n, density, noise, potential):
     # The whole crystal moved by almost half a box: the translation must not matter.
     x[1] = np.mod(x[1] + 0.49 * system.box, system.box)
     assert system.neighbor_plan(neighbors="sites").strategy == "sites"
-    u_dense, g_dense = jax.vmap(jax.value_and_grad(system.energy_fn(neighbors="dense")))(x)
-    u_listed, g_listed = jax.vmap(jax.value_and_grad(
-        system.energy_fn(neighbors="sites", strays="nan")))(x)
+    u_dense, g_dense = jax.jit(jax.vmap(jax.value_and_grad(
+        system.energy_fn(neighbors="dense"))))(x)
+    u_listed, g_listed = jax.jit(jax.vmap(jax.value_and_grad(
+        system.energy_fn(neighbors="sites", strays="nan"))))(x)
     np.testing.assert_allclose(np.asarray(u_listed), np.asarray(u_dense), rtol=RTOL)
     for g, g_ref in zip(np.asarray(g_listed), np.asarray(g_dense)):
         np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-4 * np.abs(g_ref).max())
@@ -70,8 +73,8 @@ def test_site_list_flags_a_stray_at_its_bound_and_the_default_recomputes_it(syst
     assert flagged.tolist() == [False, False, True]
     np.testing.assert_allclose(np.asarray(exact(x)), np.asarray(dense(x)), rtol=RTOL)
     # The recomputed configuration's forces are exact too.
-    g_exact = jax.grad(lambda y: jnp.sum(exact(y)))(jnp.asarray(x))
-    g_dense = jax.grad(lambda y: jnp.sum(dense(y)))(jnp.asarray(x))
+    g_exact = jax.jit(jax.grad(lambda y: jnp.sum(exact(y))))(jnp.asarray(x))
+    g_dense = jax.jit(jax.grad(lambda y: jnp.sum(dense(y))))(jnp.asarray(x))
     np.testing.assert_allclose(g_exact, g_dense, rtol=1e-4, atol=1e-4 * np.abs(g_dense).max())
 
 

@@ -39,7 +39,7 @@ def float64_energy_and_forces(potential, atoms, x, neighbors):
     with jax.enable_x64(True):
         fn = potential.energy_fn(box, atoms.positions, max_displacement=half,
                                  neighbors=neighbors, allow_sites=True)
-        u, g = jax.value_and_grad(fn)(jnp.asarray(x, jnp.float64))
+        u, g = jax.jit(jax.value_and_grad(fn))(jnp.asarray(x, jnp.float64))
     return float(u), -np.asarray(g, np.float64)
 
 
@@ -108,8 +108,8 @@ def test_user_pair_function_equals_lennard_jones(systems):
             ours = user.energy_fn(lj.box, lj.lattice, neighbors=neighbors, **kwargs)
             theirs = LennardJones().energy_fn(lj.box, lj.lattice, neighbors=neighbors, **kwargs)
             xs = jnp.asarray(x, jnp.float64)
-            u, g = jax.vmap(jax.value_and_grad(ours))(xs)
-            u_ref, g_ref = jax.vmap(jax.value_and_grad(theirs))(xs)
+            u, g = jax.jit(jax.vmap(jax.value_and_grad(ours)))(xs)
+            u_ref, g_ref = jax.jit(jax.vmap(jax.value_and_grad(theirs)))(xs)
             np.testing.assert_allclose(np.asarray(u), np.asarray(u_ref), rtol=1e-12)
             np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=0,
                                        atol=1e-12 * float(jnp.abs(g_ref).max()))

@@ -36,7 +36,7 @@ def float64_energy_and_forces(potential, atoms, x, neighbors):
     with jax.enable_x64(True):
         fn = potential.energy_fn(box, atoms.positions, max_displacement=half,
                                  neighbors=neighbors, allow_sites=True)
-        u, g = jax.value_and_grad(fn)(jnp.asarray(x, jnp.float64))
+        u, g = jax.jit(jax.value_and_grad(fn))(jnp.asarray(x, jnp.float64))
     return float(u), -np.asarray(g, np.float64)
 
 
