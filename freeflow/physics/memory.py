@@ -133,20 +133,21 @@ def check_program_memory(compiled, what: str, fix: str) -> None:
 def check_device_memory(per_device: int, what: str, fix: str) -> None:
     """Refuse ``what`` when ``per_device`` bytes on every local device do not fit: CPU
     devices share the host's memory, so all of them together against ``available_memory()``;
-    an accelerator's share against that device's free memory (``memory_stats``; not checked
-    where the device reports none)."""
+    on accelerators one device's share against the least free memory of any of them
+    (``memory_stats``; not checked where a device reports none). Each process decides for its
+    own devices and host."""
     devices = jax.local_devices()
     if devices[0].platform == "cpu":
         check_memory(per_device * len(devices), what, fix)
         return
-    stats = devices[0].memory_stats() or {}
-    if "bytes_limit" not in stats:
+    stats = [device.memory_stats() or {} for device in devices]
+    if any("bytes_limit" not in s for s in stats):
         return
-    free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    free = min(int(s["bytes_limit"]) - int(s.get("bytes_in_use", 0)) for s in stats)
     if per_device > free:
         raise ValueError(f"{what} needs about {format_bytes(per_device)} per device, more "
-                         f"than the {format_bytes(free)} free on {devices[0].device_kind}; "
-                         f"{fix}")
+                         f"than the {format_bytes(free)} free on the fullest "
+                         f"{devices[0].device_kind}; {fix}")
 
 
 def format_bytes(count: float) -> str:

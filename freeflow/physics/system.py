@@ -228,7 +228,6 @@ class System:
         check_memory(need, f"{self.name}: {what} (N = {n}, {grows})",
                      "use fewer chains, particles or configurations at once")
 
-    @functools.lru_cache(maxsize=1)
     def lattice_hessian(self) -> np.ndarray:
         """Hessian ``d^2 U / dr dr`` of the exact energy at the perfect lattice, float64.
 
@@ -238,6 +237,10 @@ class System:
         even for N = 8, and a flow's base, MBAR's and SMC's harmonic crystals all need it)
         and returned read-only.
         """
+        return self._lattice_hessian
+
+    @functools.cached_property
+    def _lattice_hessian(self) -> np.ndarray:
         # The cheapest exact plan: at the lattice every particle sits on its site, so the site
         # list (which ``auto`` takes for mW from N = 216) equals the exact energy in a
         # neighbourhood of this point, derivatives included; it turns the 512-molecule ice's

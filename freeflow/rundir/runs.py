@@ -145,10 +145,14 @@ def check_checkpoint_identity(run_dir: str | os.PathLike, record: dict):
                          "the original run.json or train into a new directory")
 
 
-def _checkpoint_leaves(path: Path, first: int | None = None) -> list[np.ndarray]:
+def _checkpoint_leaves(path: Path, first: int | None = None,
+                      last: bool = False) -> list[np.ndarray]:
+    """The first ``first`` (default all) leaves of a checkpoint, or with ``last`` its last."""
     try:
         with np.load(path) as data:
             count = int(data["num_leaves"])
+            if last:
+                return [data[f"leaf_{count - 1:05d}"]]
             return [data[f"leaf_{i:05d}"] for i in range(count if first is None
                                                          else min(first, count))]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
@@ -176,6 +180,15 @@ def load_checkpoint(run_dir: str | os.PathLike, template, *, prefix: bool = Fals
         raise ValueError(f"checkpoint {path} does not fit this model and optimiser (different "
                          "layer sizes or structure); it belongs to another configuration")
     return jax.tree.unflatten(treedef, [jnp.asarray(leaf) for leaf in leaves])
+
+
+def checkpoint_step(run_dir: str | os.PathLike) -> int | None:
+    """The training step a run's checkpoint holds (a training state's last leaf), read without
+    the model; ``None`` if there is no checkpoint. ``ValueError`` for a corrupt one."""
+    path = checkpoint_path(run_dir)
+    if not path.exists():
+        return None
+    return int(_checkpoint_leaves(path, last=True)[0])
 
 
 # -- metrics ---------------------------------------------------------------------------------

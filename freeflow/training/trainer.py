@@ -167,7 +167,7 @@ def make_evaluator(model: FlowModel, system: System, config: TrainingConfig):
 def fit(model: FlowModel, system: System, config: TrainingConfig, state: TrainState, *,
         on_step: Callable[[TrainState, dict], None] | None = None,
         max_wall_time: float | None = None, progress: bool = True,
-        step=None) -> TrainState:
+        compiled=None) -> TrainState:
     """Train from ``state`` up to ``config.num_steps`` steps and return the final state.
 
     Args:
@@ -176,13 +176,17 @@ def fit(model: FlowModel, system: System, config: TrainingConfig, state: TrainSt
         ``beta_f_per_particle_batch``, ``time``, and the LFEP evaluation every
         ``eval_every`` steps). It may raise to stop training.
       max_wall_time: return early after this many seconds.
-      step: the step ``compile_step`` returned for these arguments; ``None`` compiles it.
+      compiled: the step ``compile_step`` returned for these arguments; ``None`` compiles
+        it (when any step is left).
 
     Raises:
       TrainingDiverged: when the loss or the gradient becomes NaN or infinite; the message
         names the step, and the state passed to the last ``on_step`` is the last good one.
+      ValueError: from ``compile_step``, for a step the devices' memory cannot hold.
     """
-    step_fn = step if step is not None else compile_step(model, system, config, state)
+    step_fn = compiled
+    if step_fn is None and int(state.step) < config.num_steps:
+        step_fn = compile_step(model, system, config, state)
     seed_key = jax.random.PRNGKey(config.seed + 1)
     evaluate = make_evaluator(model, system, config)
     m_lattice = multiplicity(system)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,14 +156,16 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
     training = resolve_training(training or default_training, overrides)
     # Everything that can refuse the run is checked before anything is written.
     check_devices(training)
-    devices = batch_mesh().size
-    check_device_memory(
-        attention_memory(model_config, system.num_particles, training.batch_size) // devices,
-        f"{system.name}: training a flow on {training.batch_size} configurations of "
-        f"N = {system.num_particles} (its attention weights alone)",
-        "use a smaller --batch-size, fewer layers, blocks or heads, or more devices")
-    model = FlowModel(system, model_config)
     run_dir = Path(out) if out is not None else None
+    done = rundir.checkpoint_step(run_dir) if run_dir is not None else None
+    if done is None or done < training.num_steps:  # a finished run only loads its result
+        check_device_memory(
+            attention_memory(model_config, system.num_particles, training.batch_size)
+            // batch_mesh().size,
+            f"{system.name}: training a flow on {training.batch_size} configurations of "
+            f"N = {system.num_particles} (its attention weights alone)",
+            "use a smaller --batch-size, fewer layers, blocks or heads, or more devices")
+    model = FlowModel(system, model_config)
     writes = run_dir is not None and writes_files()
     with contextlib.ExitStack() as stack:
         if writes:
@@ -187,10 +190,16 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         rundir.check_checkpoint_identity(run_dir, spec)
         state = rundir.load_checkpoint(run_dir, template=state) or state
         metrics_log = rundir.read_metrics(run_dir, up_to_step=int(state.step))
-    # After the quick refusals, before anything is written: the compiled step's memory.
-    if progress is not False:  # tens of seconds before the first step's progress
-        print(f"train {system.name}: compiling the training step", file=sys.stderr, flush=True)
-    step = compile_step(model, system, training, state)
+    # After the quick refusals, before anything is written: the compiled step's memory. Its
+    # compilation counts against max_wall_time, as it did when the first step compiled.
+    compiled, started = None, time.perf_counter()
+    if int(state.step) < training.num_steps:
+        if progress is not False and writes_files():  # tens of seconds before the first step
+            print(f"train {system.name}: compiling the training step", file=sys.stderr,
+                  flush=True)
+        compiled = compile_step(model, system, training, state)
+    if max_wall_time is not None:
+        max_wall_time = max(0.0, max_wall_time - (time.perf_counter() - started))
     if writes:
         if saved != spec:
             rundir.write_run_record(run_dir, spec)
@@ -211,7 +220,7 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
 
     try:
         state = fit(model, system, training, state, on_step=on_step,
-                    max_wall_time=max_wall_time, progress=progress, step=step)
+                    max_wall_time=max_wall_time, progress=progress, compiled=compiled)
     except TrainingDiverged as error:
         where = (f"the last good checkpoint is {rundir.checkpoint_path(run_dir)} "
                  f"(step {last_saved})" if last_saved is not None and run_dir
