@@ -10,8 +10,8 @@ The package is layered, and imports point only down the list:
 * ``freeflow.physics``: space, units, lattices, neighbour plans, potentials, ``System``, the ASE
   calculator;
 * ``freeflow.flows``: the model's config, bases, splines, couplings, conditioner, model, works;
-* ``freeflow.estimators``: conventions, the result types, LFEP, BAR/LBAR, MBAR (arrays and
-  functions in, results out, no files);
+* ``freeflow.estimators``: conventions, the result types, LFEP, BAR/LBAR, MBAR, curves along
+  temperature, the thermodynamic limit (arrays and functions in, results out, no files);
 * ``freeflow.sampling``: Metropolis-corrected HMC;
 * ``freeflow.training``: training config and presets, the training loop;
 * ``freeflow.rundir``: the run-directory and sample-file formats;
@@ -73,6 +73,8 @@ from freeflow.workflows.estimate import (FromBase, WorksConfig, estimate, lbar_f
 from freeflow.workflows.smc import SMCConfig, smc_free_energy
 from freeflow.workflows.sweep import SweepConfig, free_energy_curve
 from freeflow.estimators.curve import Curve, DeltaCurve, delta_f_curve
+from freeflow.estimators.finite_size import (ThermodynamicLimit, fit_finite_size,
+                                             thermodynamic_limit)
 from freeflow.workflows.train import TrainResult, train
 
 __version__ = "0.1.0"
@@ -88,4 +90,5 @@ __all__ = [
     "AnnealConfig", "Boltzmann", "CompareConfig", "FromBase", "HMCConfig", "PathConfig",
     "SMCConfig", "WorksConfig", "compare",
     "Curve", "DeltaCurve", "SweepConfig", "delta_f_curve", "free_energy_curve",
+    "ThermodynamicLimit", "fit_finite_size", "thermodynamic_limit",
 ]

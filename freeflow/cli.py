@@ -37,6 +37,7 @@ from freeflow.sampling.smc import AnnealConfig
 from freeflow.workflows.smc import SMCConfig
 from freeflow.workflows.sweep import SweepConfig, free_energy_curve, parse_temperatures
 from freeflow.estimators.curve import delta_f_curve
+from freeflow.reports import limit as limit_report
 from freeflow.reports import sweep as sweep_report
 from freeflow.workflows.train import train
 
@@ -401,6 +402,17 @@ def _sweep(args) -> int:
     return 0
 
 
+def _limit(args) -> int:
+    crystals = limit_report.crystals_from_results(args.crystals, args.results,
+                                                  method=args.method, counting=args.counting)
+    fits = limit_report.limits(crystals, fit_log_coefficient=args.fit_log_coefficient)
+    if args.json:
+        print(_strict_json(limit_report.record(fits, args.method)))
+    else:
+        print(limit_report.to_text(fits, args.method), end="")
+    return 0
+
+
 def _diagnose(args) -> int:
     references = None
     if args.baseline:
@@ -670,6 +682,26 @@ def _add_sweep(commands, shared: dict) -> None:
     p.set_defaults(run=_sweep)
 
 
+def _add_limit(commands, shared: dict) -> None:
+    """The ``limit`` command's options."""
+    p = commands.add_parser("limit", parents=[shared["counting"], shared["json"]],
+                            help="beta f of the infinite crystal from stored results at "
+                                 "several sizes (fit of beta F / N against N)")
+    p.add_argument("crystals", nargs="+", metavar="CRYSTAL",
+                   help="a name prefix such as mw_cubic (every stored size mw_cubic_N), or "
+                        "systems' names; two crystals also give the difference of limits")
+    p.add_argument("--method", default="smc", choices=sorted(limit_report.LIMIT_METHODS),
+                   help="whose stored rows to fit: smc (smc.jsonl, default) or mbar "
+                        "(baseline.jsonl)")
+    p.add_argument("--results", default=str(SHIPPED_RESULTS), metavar="DIR",
+                   help="stored results, as for freeflow table (default: those shipped "
+                        "with freeflow)")
+    p.add_argument("--fit-log-coefficient", action="store_true",
+                   help="fit the ln(N)/N coefficient too instead of holding it at the "
+                        "derived -1/2 (needs 4 sizes to check the fit)")
+    p.set_defaults(run=_limit)
+
+
 def _add_diagnose(commands, shared: dict) -> None:
     """The ``diagnose`` command's options."""
     p = commands.add_parser("diagnose", parents=[shared["seed"]],
@@ -728,7 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     # One function per command, in the order of the help.
     for add in (_add_systems, _add_energy, _add_sample, _add_baseline, _add_train,
-                _add_estimate, _add_compare, _add_sweep, _add_diagnose, _add_table):
+                _add_estimate, _add_compare, _add_sweep, _add_limit, _add_diagnose,
+                _add_table):
         add(commands, shared)
     return parser
 

@@ -599,6 +599,21 @@ def system_identity(system: System) -> dict:
             "symbols": data["atoms"]["symbols"]}
 
 
+def crystal_identity(system: System) -> dict:
+    """What systems of different sizes share when they are one crystal at one state point:
+    the potential, the temperature, the number density (9 significant digits), the species,
+    and the lattice's kind from the definition or, for a crystal built from atoms, its
+    lattice energy per particle (9 significant digits)."""
+    data = system_to_dict(system)
+    kind = (system.definition or {}).get("lattice", {}).get("kind")
+    structure = ({"lattice": kind} if kind else
+                 {"lattice_energy_per_particle":
+                  float(f"{system.lattice_energy() / system.num_particles:.9g}")})
+    return {"potential": data["potential"], "temperature": float(system.temperature),
+            "number_density": float(f"{system.number_density:.9g}"),
+            "species": sorted(set(data["atoms"]["symbols"])), **structure}
+
+
 def system_fingerprint(system: System) -> str:
     """A short hash of ``system_identity``: equal for the same state point, whatever its name."""
     text = json.dumps(system_identity(system), sort_keys=True)
