@@ -63,6 +63,15 @@ def lammps_energy_and_forces(atoms, units: str, pair_lines: list[str],
     the mass of type 1 (default 1; it does not enter the energy). Returns the total energy
     (not normalised per atom) and the forces in the order of ``atoms``, both in ``units``.
     """
+    result = lammps_run_zero(atoms, units, pair_lines, masses)
+    return result["energy"], result["forces"]
+
+
+def lammps_run_zero(atoms, units: str, pair_lines: list[str], masses=None) -> dict:
+    """``energy``, ``forces`` and ``pressure`` of ``atoms`` after LAMMPS's ``run 0``
+    (arguments as ``lammps_energy_and_forces``). The atoms have no velocities, so
+    ``pressure`` is the virial part alone, ``-dU/dV``, in the pressure unit of ``units``
+    (``lj``: epsilon / sigma^3, ``metal``: bar, ``real``: atm)."""
     require_lammps()
     cell = np.asarray(atoms.cell[:], np.float64)
     lengths = np.diag(cell).copy()
@@ -88,6 +97,7 @@ def lammps_energy_and_forces(atoms, units: str, pair_lines: list[str],
         forces = np.array(lmp.numpy.extract_atom("f")[:n], np.float64)
         ordered = np.empty_like(forces)
         ordered[ids - 1] = forces
-        return energy, ordered
+        return {"energy": energy, "forces": ordered,
+                "pressure": float(lmp.get_thermo("press"))}
     finally:
         lmp.close()

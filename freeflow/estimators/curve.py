@@ -23,6 +23,10 @@ bars and covariances:
   (which fixes the reference length ``Lambda``, not the thermal wavelength, and counts
   ``ln N!``): no kinetic part. Its error is that of the per-run combination (delta method),
   so the correlation between a run's energy and its weight is kept.
+* ``P = N k_B T / V - <dU/dV>`` (``freeflow.physics.pressure``) when the configurations'
+  volume derivatives are given: the ideal term plus the mean over the final particles, its
+  error from the spread of the runs' means. In energy / length^3, and in bar for physical
+  units.
 
 ``beta_f_per_particle`` is reported in the ``"bravais"`` counting; ``Curve.recounted`` gives
 the ``"exact"`` one (``beta F / N`` lower by ``ln m / N``, ``S / N`` higher by as much).
@@ -69,6 +73,10 @@ class Curve:
     energy_unit: str
     counting: str
     lattice_multiplicity: int
+    pressure: np.ndarray | None = None
+    pressure_stderr: np.ndarray | None = None
+    pressure_unit: str | None = None
+    bar_per_pressure_unit: float | None = None
     details: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -98,6 +106,12 @@ class Curve:
                    "u_per_particle": self.u_per_particle, "u_stderr": self.u_stderr,
                    "s_per_particle": self.s_per_particle, "s_stderr": self.s_stderr,
                    "cv_per_particle": self.cv_per_particle, "cv_stderr": self.cv_stderr}
+        if self.pressure is not None:
+            columns |= {"pressure": self.pressure, "pressure_stderr": self.pressure_stderr}
+            if self.bar_per_pressure_unit is not None:
+                columns |= {"pressure_bar": self.pressure * self.bar_per_pressure_unit,
+                            "pressure_bar_stderr":
+                                self.pressure_stderr * self.bar_per_pressure_unit}
         return [{name: float(values[k]) for name, values in columns.items()}
                 for k in range(len(self.temperatures))]
 
@@ -118,7 +132,8 @@ def _weights_covariance(log_z):
         weights
 
 
-def curve_from_runs(system, temperatures, log_z, energies, *, details=None) -> Curve:
+def curve_from_runs(system, temperatures, log_z, energies, *, volume_derivatives=None,
+                    details=None) -> Curve:
     """The ``Curve`` of a system from its runs (module docstring).
 
     Args:
@@ -128,6 +143,8 @@ def curve_from_runs(system, temperatures, log_z, energies, *, details=None) -> C
       log_z: ``[R, K]`` each run's ``ln Z_fixed`` at each temperature (R >= 2).
       energies: ``[R, n, K]`` potential energies (energy unit) of each run's ``n``
         equal-weight final particles at each temperature.
+      volume_derivatives: ``[R, n, K]`` ``dU/dV`` of the same configurations
+        (energy / length^3), for the pressure; ``None``: no pressure.
     """
     log_z = np.asarray(log_z, np.float64)
     energies = np.asarray(energies, np.float64)
@@ -152,6 +169,17 @@ def curve_from_runs(system, temperatures, log_z, energies, *, details=None) -> C
     # Per-run influence of S = beta U / N - beta F / N (delta method, module docstring).
     influence = beta * (u_runs - u) + (weights - 1.0) / n
     root = math.sqrt(runs)
+    pressure = {}
+    if volume_derivatives is not None:
+        volume_derivatives = np.asarray(volume_derivatives, np.float64)
+        if volume_derivatives.shape != energies.shape:
+            raise ValueError(f"volume_derivatives must have the energies' shape "
+                             f"{energies.shape}; got {volume_derivatives.shape}")
+        p_runs = n / (beta * volume) - volume_derivatives.mean(axis=1)   # [R, K]
+        pressure = dict(pressure=p_runs.mean(axis=0),
+                        pressure_stderr=p_runs.std(axis=0, ddof=1) / root,
+                        pressure_unit=units.pressure,
+                        bar_per_pressure_unit=units.bar_per_pressure_unit)
     return Curve(
         system=system.name, num_particles=n, temperatures=temperatures, beta=beta,
         beta_f_per_particle=beta_f, stderr=np.sqrt(np.diag(covariance)),
@@ -161,7 +189,7 @@ def curve_from_runs(system, temperatures, log_z, energies, *, details=None) -> C
         cv_per_particle=cv_runs.mean(axis=0), cv_stderr=cv_runs.std(axis=0, ddof=1) / root,
         temperature_unit=units.temperature, energy_unit=units.energy, counting="bravais",
         lattice_multiplicity=translation_multiplicity(system.lattice, system.box),
-        details={"ln_z_fixed_runs": log_z.tolist(), **(details or {})})
+        **pressure, details={"ln_z_fixed_runs": log_z.tolist(), **(details or {})})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,14 @@ ENERGY_UNITS = {
     "kJ/mol": 8.314462618e-3,
 }
 
+#: Bar per (energy unit / Angstrom^3), for pressures: eV from the elementary charge (exact),
+#: kcal/mol and kJ/mol from the thermochemical calorie and Avogadro's number (exact).
+BAR_PER_ENERGY_PER_CUBIC_ANGSTROM = {
+    "eV": 1.602176634e-19 / 1e-30 / 1e5,
+    "kcal/mol": 4184.0 / 6.02214076e23 / 1e-30 / 1e5,
+    "kJ/mol": 1000.0 / 6.02214076e23 / 1e-30 / 1e5,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Units:
@@ -37,6 +45,18 @@ class Units:
     def beta(self, temperature: float) -> float:
         """Inverse temperature 1 / (k_B T), in inverse energy units."""
         return 1.0 / (self.boltzmann_constant * temperature)
+
+    @property
+    def pressure(self) -> str:
+        """The unit of pressures in these units: energy per cubic length."""
+        return f"{self.energy}/{self.length}^3"
+
+    @property
+    def bar_per_pressure_unit(self) -> float | None:
+        """Bar per ``pressure`` unit; ``None`` for reduced units."""
+        if self.length != "Angstrom":
+            return None
+        return BAR_PER_ENERGY_PER_CUBIC_ANGSTROM.get(self.energy)
 
 
 def reduced_units(sigma: float = 1.0) -> Units:

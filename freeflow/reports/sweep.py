@@ -22,6 +22,7 @@ def record(curves: list[Curve], delta: DeltaCurve | None = None) -> dict:
         "system": c.system, "num_particles": c.num_particles, "counting": c.counting,
         "temperature_unit": c.temperature_unit, "energy_unit": c.energy_unit,
         "entropy_and_heat_capacity": "configurational, in k_B per particle (no kinetic part)",
+        "pressure_unit": c.pressure_unit,
         "smc_particles": c.details.get("smc_particles"), "repeats": c.details.get("repeats"),
         "wall_time": c.details.get("wall_time"), "temperatures": c.rows(),
         "covariance": c.covariance.tolist(),
@@ -41,15 +42,21 @@ def to_text(curves: list[Curve], delta: DeltaCurve | None = None) -> str:
         e, t = c.energy_unit, c.temperature_unit
         lines.append(f"{c.system} (N = {c.num_particles}, {c.counting} counting; S and C_v "
                      f"configurational, in k_B)")
+        # Pressure in bar where the units are physical, else in energy / length^3.
+        bar = c.bar_per_pressure_unit is not None
+        p_key = "pressure_bar" if bar else "pressure"
+        p_head = "P/bar" if bar else f"P/{c.pressure_unit}" if c.pressure_unit else ""
         lines.append(f"{'T/' + t:>10} {'beta F/N':>12} {'+-':>9} {'F/N/' + e:>12} "
                      f"{'U/N/' + e:>12} {'+-':>9} {'S/N':>9} {'+-':>8} {'C_v/N':>8} "
-                     f"{'+-':>7}")
+                     f"{'+-':>7}" + (f" {p_head:>11} {'+-':>8}" if p_head else ""))
         for r in c.rows():
+            pressure = (f" {r[p_key]:11.5g} {r[p_key + '_stderr']:8.2g}"
+                        if p_key in r else "")
             lines.append(f"{r['temperature']:10.4g} {r['beta_f_per_particle']:12.6f} "
                          f"{r['stderr']:9.6f} {r['f_per_particle']:12.6g} "
                          f"{r['u_per_particle']:12.6g} {r['u_stderr']:9.2g} "
                          f"{r['s_per_particle']:9.5f} {r['s_stderr']:8.5f} "
-                         f"{r['cv_per_particle']:8.4f} {r['cv_stderr']:7.4f}")
+                         f"{r['cv_per_particle']:8.4f} {r['cv_stderr']:7.4f}" + pressure)
         lines.append("")
     if delta is not None:
         a, b = delta.systems

@@ -1,4 +1,4 @@
-"""``beta F / N``, ``U``, ``S`` and ``C_v`` of a crystal along temperature, in one SMC run.
+"""``beta F / N``, ``U``, ``S``, ``C_v`` and ``P`` of a crystal along temperature, in one SMC run.
 
 The route, for requested temperatures ``T_1 < T_2 < ... < T_K``:
 
@@ -14,8 +14,9 @@ The route, for requested temperatures ``T_1 < T_2 < ... < T_K``:
    ``ln (Z(beta_k) / Z(beta_{k-1}))``; its particles, target samples of the stage before, are
    its start samples. Summed, ``ln Z_fixed(beta_k)`` per run.
 
-``R`` independent runs advance together; ``freeflow.estimators.curve`` turns their ``ln Z``
-and final energies into the curve with error bars and the covariance across temperatures.
+``R`` independent runs advance together; ``freeflow.estimators.curve`` turns their ``ln Z``,
+final energies and the final configurations' ``dU/dV`` (``freeflow.physics.pressure``) into
+the curve with error bars and the covariance across temperatures.
 With a ``workdir`` every finished stage is saved (``stage_###.npz``: each run's ``ln Z``
 increment, the whitened particles, their energies); a rerun continues after the last one,
 with the same key per stage (``fold_in(PRNGKey(seed), k)``), so an interrupted sweep gives
@@ -38,6 +39,7 @@ import numpy as np
 
 from freeflow import rundir
 from freeflow.estimators.curve import Curve, curve_from_runs
+from freeflow.physics.pressure import volume_derivative_fn
 from freeflow.physics.system import System, load_system, system_fingerprint
 from freeflow.sampling.smc import AnnealConfig, anneal
 from freeflow.workflows.frame import START_STEP_SIZE, SiteFrame, Whitening, crystal_densities
@@ -241,6 +243,7 @@ def free_energy_curve(system, temperatures, config: SweepConfig = SweepConfig(),
                 _check_config(Path(workdir), record)
             stages = _run_stages(cold, temperatures, config, seed, store, progress, say,
                                  (frame, whitening, sample, log_start))
+            volume_derivatives = _volume_derivatives(cold, frame, whitening, stages, say)
         finally:
             if log is not None:
                 log.close()
@@ -249,7 +252,24 @@ def free_energy_curve(system, temperatures, config: SweepConfig = SweepConfig(),
     details = {"start": start, **config.record(seed),
                "stages": [s[3] for s in stages],
                "wall_time": time.perf_counter() - began}
-    return curve_from_runs(cold, temperatures, log_z, energies, details=details)
+    return curve_from_runs(cold, temperatures, log_z, energies,
+                           volume_derivatives=volume_derivatives, details=details)
+
+
+def _volume_derivatives(system, frame, whitening, stages, say):
+    """``[R, n, K]`` ``dU/dV`` of every stage's final particles (float64)."""
+    began = time.perf_counter()
+    derivative = volume_derivative_fn(system)
+    out = []
+    for stage in stages:
+        with jax.enable_x64(True):
+            u = jnp.asarray(stage[1], jnp.float64)
+            positions = np.asarray(frame.full(jnp.asarray(frame.sites)
+                                              + whitening.displacement(u)))
+        out.append(derivative(positions))
+    say(f"sweep {system.name}: pressures of the final particles in "
+        f"{time.perf_counter() - began:.1f} s")
+    return np.stack(out, axis=2)
 
 
 def _check_config(path: Path, record: dict):

@@ -128,6 +128,12 @@ def test_sweep_matches_the_exact_einstein_crystal_at_every_temperature(sweep):
         assert u == pytest.approx(1.5 * (n - 1) / n * row["temperature"], rel=1e-4)
         assert cv == pytest.approx(1.5 * (n - 1) / n, rel=1e-3)
         assert row["stderr"] < 0.02 and row["u_stderr"] < 0.05 * u
+        # Springs tied to sites that move with the box: Z_fixed does not depend on V, so
+        # P = -dF/dV = k_B T / V exactly (reduced units: no bar).
+        assert abs(row["pressure"] - row["temperature"] / system.volume) \
+            <= 3 * row["pressure_stderr"], row
+        assert "pressure_bar" not in row
+    assert curve.pressure_unit == "epsilon/sigma^3"
 
 
 def test_covariance_makes_the_difference_better_known_than_either_value(sweep):
