@@ -403,8 +403,9 @@ def _sweep(args) -> int:
 
 
 def _limit(args) -> int:
-    crystals = limit_report.crystals_from_results(args.crystals, args.results,
-                                                  method=args.method, counting=args.counting)
+    crystals = limit_report.crystals_from_results(
+        args.crystals, args.results, method=args.method, counting=args.counting,
+        min_particles=_positive(args.min_particles, "--min-particles"))
     fits = limit_report.limits(crystals, fit_log_coefficient=args.fit_log_coefficient)
     if args.json:
         print(_strict_json(limit_report.record(fits, args.method)))
@@ -696,6 +697,9 @@ def _add_limit(commands, shared: dict) -> None:
     p.add_argument("--results", default=str(SHIPPED_RESULTS), metavar="DIR",
                    help="stored results, as for freeflow table (default: those shipped "
                         "with freeflow)")
+    p.add_argument("--min-particles", type=int, default=2, metavar="N",
+                   help="leave out stored sizes below N particles when a CRYSTAL is a prefix "
+                        "(default: none left out)")
     p.add_argument("--fit-log-coefficient", action="store_true",
                    help="fit the ln(N)/N coefficient too instead of holding it at the "
                         "derived -1/2 (needs 4 sizes to check the fit)")

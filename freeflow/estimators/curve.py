@@ -175,6 +175,9 @@ def curve_from_runs(system, temperatures, log_z, energies, *, volume_derivatives
         if volume_derivatives.shape != energies.shape:
             raise ValueError(f"volume_derivatives must have the energies' shape "
                              f"{energies.shape}; got {volume_derivatives.shape}")
+        if not np.all(np.isfinite(volume_derivatives)):
+            raise ValueError("a final particle's dU/dV is not finite; check the potential "
+                             "in a box scaled by 1 +- 1e-5")
         p_runs = n / (beta * volume) - volume_derivatives.mean(axis=1)   # [R, K]
         pressure = dict(pressure=p_runs.mean(axis=0),
                         pressure_stderr=p_runs.std(axis=0, ddof=1) / root,

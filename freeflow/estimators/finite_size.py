@@ -134,7 +134,7 @@ def fit_finite_size(num_particles: Sequence[int], values: Sequence[float],
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(e)) and np.all(e > 0)):
         raise ValueError("every value must be finite and every standard error finite and "
                          "positive")
-    if np.any(n < 2) or np.any(n != np.round(n)):
+    if not np.all(np.isfinite(n)) or np.any(n < 2) or np.any(n != np.round(n)):
         raise ValueError(f"sizes must be whole numbers of at least 2 particles; got {n.tolist()}")
     if len(np.unique(n)) != len(n):
         raise ValueError(f"give each size once (combine repeated estimates first); got "

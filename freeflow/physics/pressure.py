@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["RELATIVE_STEP", "volume_derivative_fn", "ideal_pressure"]
+__all__ = ["RELATIVE_STEP", "volume_derivative_fn"]
 
 #: ``h``: the boxes are scaled by ``1 - h`` and ``1 + h``. Near zero pressure dU/dV is small
 #: against its curvature, so the ``h^2`` error is relatively larger there: ``1e-3`` moved
@@ -65,17 +65,19 @@ def volume_derivative_fn(system, relative_step: float = RELATIVE_STEP
                              f"must have shape [..., {system.num_particles}, 3], got "
                              f"{positions.shape}")
         flat = positions.reshape(-1, system.num_particles, 3)
+        count = len(flat)
+        batch = min(_BATCH, max(count, 1))
+        # The last batch is padded (with copies of the first configuration) to one shape, so
+        # one program compiles.
+        padded = np.concatenate([flat, np.repeat(flat[:1], -count % batch, axis=0)]) \
+            if count else flat
         out = []
         with jax.enable_x64(True):
-            for start in range(0, len(flat), _BATCH):
-                x = jnp.asarray(flat[start:start + _BATCH], jnp.float64)
+            for start in range(0, len(padded), batch):
+                x = jnp.asarray(padded[start:start + batch], jnp.float64)
                 out.append(np.asarray(difference(x), np.float64))
-        values = np.concatenate(out) if out else np.zeros(0)
+        values = np.concatenate(out)[:count] if out else np.zeros(0)
         return (values / (volumes[1] - volumes[0])).reshape(positions.shape[:-2])
 
     return derivative
 
-
-def ideal_pressure(system, temperature: float) -> float:
-    """``N k_B T / V`` (energy / length^3)."""
-    return system.num_particles * system.units.boltzmann_constant * temperature / system.volume

@@ -602,11 +602,13 @@ def system_identity(system: System) -> dict:
 def crystal_identity(system: System) -> dict:
     """What systems of different sizes share when they are one crystal at one state point:
     the potential, the temperature, the number density (9 significant digits), the species,
-    and the lattice's kind from the definition or, for a crystal built from atoms, its
-    lattice energy per particle (9 significant digits)."""
+    and the lattice's definition less its size (kind, ``c_over_a``, ...) or, for a crystal
+    built from atoms, its lattice energy per particle (9 significant digits)."""
     data = system_to_dict(system)
-    kind = (system.definition or {}).get("lattice", {}).get("kind")
-    structure = ({"lattice": kind} if kind else
+    lattice = dict((system.definition or {}).get("lattice", {}))
+    for size in ("num_particles", "repeat"):
+        lattice.pop(size, None)
+    structure = ({"lattice": lattice} if lattice.get("kind") else
                  {"lattice_energy_per_particle":
                   float(f"{system.lattice_energy() / system.num_particles:.9g}")})
     return {"potential": data["potential"], "temperature": float(system.temperature),

@@ -9,7 +9,8 @@ from pathlib import Path
 from freeflow.estimators.finite_size import (ThermodynamicLimit, limit_difference,
                                              thermodynamic_limit)
 from freeflow.estimators.result import FreeEnergy
-from freeflow.physics.system import System, crystal_identity, describe_system, load_system
+from freeflow.physics.system import (System, crystal_identity, describe_system, load_system,
+                                      systems_directory)
 from freeflow.reports.tables import format_value_error, read_results
 from freeflow.rundir import read_baseline
 
@@ -18,6 +19,9 @@ __all__ = ["LIMIT_METHODS", "crystals_from_results", "limits", "record", "to_tex
 #: Stored result files a limit can be fitted to, by method.
 LIMIT_METHODS = {"smc": "smc", "mbar": "baseline"}
 _SIZE_SUFFIX = re.compile(r"_(\d+)$")
+#: Below this many particles the fit's left-out terms are of the order of 1e-4
+#: (bench/suite/finite_size_form.py).
+SMALL_SIZE = 100
 
 
 def _stored(results_dir, method: str, counting: str) -> dict[str, FreeEnergy]:
@@ -30,14 +34,16 @@ def _stored(results_dir, method: str, counting: str) -> dict[str, FreeEnergy]:
 
 
 def crystals_from_results(crystals: list[str], results_dir, method: str = "smc",
-                          counting: str = "bravais") -> dict[str, list[FreeEnergy]]:
+                          counting: str = "bravais", min_particles: int = 2
+                          ) -> dict[str, list[FreeEnergy]]:
     """``{crystal: results by size}`` from a results directory (``freeflow table --results``).
 
     Each entry of ``crystals`` is a name prefix (``mw_cubic``), which selects every stored
     row named ``PREFIX_N``; a system's name (``mw_cubic_216``) or system file, whose row
     joins the crystal named without its ``_N``. Every selected system is loaded and must be
     the same crystal at the same state point as the others of its crystal
-    (``crystal_identity``).
+    (``crystal_identity``), and each row must be of its system's size. Prefixes skip rows
+    of fewer than ``min_particles`` particles.
     """
     stored = _stored(results_dir, method, counting)
     chosen: dict[str, dict[str, System | None]] = {}
@@ -56,6 +62,9 @@ def crystals_from_results(crystals: list[str], results_dir, method: str = "smc",
         if not names:
             raise ValueError(f"no {method} result in {results_dir} is named {entry} or "
                              f"{entry}_N; stored: {', '.join(sorted(stored)) or 'none'}")
+        names = [n for n in names if stored[n].details["num_particles"] >= min_particles]
+        if not names:
+            raise ValueError(f"{entry}: no stored size has {min_particles} particles or more")
         for n in names:
             chosen.setdefault(entry, {}).setdefault(n, None)
     out = {}
@@ -64,19 +73,25 @@ def crystals_from_results(crystals: list[str], results_dir, method: str = "smc",
         if len(names) < 2:
             raise ValueError(f"{crystal}: the limit needs results at two sizes or more; "
                              f"{method} results hold only {names[0]}")
-        _check_one_crystal(crystal, [systems[n] or _loaded(crystal, n) for n in names])
+        loaded = [systems[n] or _loaded(crystal, n) for n in names]
+        for name, system in zip(names, loaded):
+            if stored[name].details["num_particles"] != system.num_particles:
+                raise ValueError(f"{crystal}: the {method} row of {name} is for N = "
+                                 f"{stored[name].details['num_particles']}, but the system "
+                                 f"has {system.num_particles} particles")
+        _check_one_crystal(crystal, loaded)
         out[crystal] = [stored[name] for name in names]
     return out
 
 
 def _loaded(crystal: str, name: str) -> System:
-    try:
-        return load_system(name)
-    except ValueError as error:
-        if "unknown system" not in str(error):
-            raise
+    """The named system ``name`` (never a file or folder of that name in the working
+    directory)."""
+    path = systems_directory() / f"{name}.toml"
+    if not path.is_file():
         raise ValueError(f"{crystal}: {name} is no named system, so it cannot be checked to "
-                         f"be the same crystal as the others; give its .toml file") from None
+                         f"be the same crystal as the others; give its .toml file")
+    return load_system(path)
 
 
 def _check_one_crystal(crystal: str, systems: list[System]) -> None:
@@ -129,6 +144,10 @@ def to_text(fits: dict[str, ThermodynamicLimit], method: str) -> str:
         b = format_value_error(fit.inverse_coefficient, fit.inverse_coefficient_stderr, 2)
         lines.append(f"  limit: beta f = {format_value_error(fit.value, fit.stderr, 2)}; "
                      f"b = {b}; {quality}")
+        if min(fit.num_particles) < SMALL_SIZE:
+            lines.append(f"  note: below about {SMALL_SIZE} particles the form's left-out "
+                         "N^(-5/3) terms can reach 1e-4 (docs/sweep.md); --min-particles "
+                         "leaves such sizes out")
         if fit.poor_fit:
             lines.append("  warning: the form does not describe these values within their "
                          "errors; drop the smallest size or add a larger one")

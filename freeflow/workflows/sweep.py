@@ -203,8 +203,8 @@ def _setup(system, temperatures, config, say):
 
 def free_energy_curve(system, temperatures, config: SweepConfig = SweepConfig(), *,
                       seed: int = 0, workdir=None, progress: bool | None = None) -> Curve:
-    """``beta F / N``, ``F / N``, ``U / N``, ``S / N`` and ``C_v / N`` of ``system`` at every
-    temperature, by one SMC sweep (module docstring; ``freeflow.estimators.curve``).
+    """``beta F / N``, ``F / N``, ``U / N``, ``S / N``, ``C_v / N`` and the pressure of
+    ``system`` at every temperature, by one SMC sweep (module docstring; ``freeflow.estimators.curve``).
 
     Args:
       system: a named system, a ``.toml`` file or a ``System`` (its own temperature is
@@ -262,11 +262,14 @@ def _volume_derivatives(system, frame, whitening, stages, say):
     derivative = volume_derivative_fn(system)
     out = []
     for stage in stages:
-        with jax.enable_x64(True):
-            u = jnp.asarray(stage[1], jnp.float64)
-            positions = np.asarray(frame.full(jnp.asarray(frame.sites)
-                                              + whitening.displacement(u)))
-        out.append(derivative(positions))
+        per_run = []
+        for u in stage[1]:  # one run's [n, 3P] at a time (memory)
+            with jax.enable_x64(True):
+                u = jnp.asarray(u, jnp.float64)
+                positions = np.asarray(frame.full(jnp.asarray(frame.sites)
+                                                  + whitening.displacement(u)))
+            per_run.append(derivative(positions))
+        out.append(np.stack(per_run))
     say(f"sweep {system.name}: pressures of the final particles in "
         f"{time.perf_counter() - began:.1f} s")
     return np.stack(out, axis=2)

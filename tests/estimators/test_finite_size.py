@@ -11,9 +11,11 @@ from freeflow.estimators.finite_size import (LOG_COEFFICIENT, fit_finite_size,
 from freeflow.estimators.result import FreeEnergy
 from harmonic_oracle import harmonic_beta_f
 
+
 @pytest.mark.parametrize("cells", [2, 3])
 def test_the_wave_vector_sum_is_freeflows_harmonic_crystal(cells):
-    """The oracle above against the harmonic crystal freeflow builds from its own Hessian
+    """The lattice-dynamics oracle (``tests/harmonic_oracle.py``) against the harmonic crystal
+    freeflow builds from its own Hessian
     (lj_32 and lj_108, whose boxes are shorter than two cutoffs: several images interact)."""
     from freeflow.estimators.conventions import beta_f_from_ln_z_fixed
     from freeflow.physics.harmonic import harmonic_crystal
@@ -75,7 +77,7 @@ def test_a_wrong_form_is_flagged():
     assert not fit_finite_size(sizes, values, [1e-5] * 4, fit_log_coefficient=True).poor_fit
 
 
-def test_three_sizes_and_two_parameters_leave_one_degree_of_freedom():
+def test_two_sizes_and_two_parameters_leave_no_degree_of_freedom():
     fit = fit_finite_size([64, 216], [3.0, 3.01], [1e-4, 1e-4])
     assert fit.dof == 0 and fit.p_value is None and not fit.poor_fit
     assert fit.at(64) == pytest.approx(3.0) and fit.at(216) == pytest.approx(3.01)
@@ -110,6 +112,7 @@ def test_thermodynamic_limit_of_results_and_a_difference():
     ([64, 216], [1, float("nan")], [1e-4] * 2, "finite"),
     ([64, 216], [1, 1], [1e-4, 0.0], "positive"),
     ([64, 216.5], [1, 1], [1e-4] * 2, "whole numbers"),
+    ([64, float("inf")], [1, 1], [1e-4] * 2, "whole numbers"),
 ])
 def test_bad_input_is_refused(sizes, values, errors, message):
     with pytest.raises(ValueError, match=message):

@@ -1,10 +1,10 @@
 """``freeflow limit``: stored rows chosen by crystal, one crystal per fit, the fit's numbers in
 the JSON, the difference of two limits, and one-line refusals."""
 
+import dataclasses
 import json
 import math
 
-import numpy as np
 import pytest
 
 from freeflow.cli import main
@@ -67,6 +67,11 @@ def test_two_crystals_give_each_limit_and_their_difference(tmp_path, capsys):
     assert main(["limit", "mw_cubic", "--results", str(results)]) == 0
     text = capsys.readouterr().out
     assert "a = -1/2 (held)" in text and f"chi2 = {expected.chi2:.2f} on 1 dof" in text
+    assert "note: below about 100 particles" in text
+    # --min-particles leaves N = 64 out: two sizes, no degree of freedom, no note.
+    assert main(["limit", "mw_cubic", "--results", str(results), "--min-particles", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "      64 " not in text and "0 dof" in text and "note:" not in text
 
 
 def test_a_poor_fit_is_flagged(tmp_path, capsys):
@@ -85,6 +90,8 @@ def test_a_poor_fit_is_flagged(tmp_path, capsys):
     (["mw_cubic_64"], "needs results at two sizes or more"),
     (["mw_cubic", "--method", "mbar"], "has no mbar results"),
     (["mw_cubic", "--fit-log-coefficient"], "needs at least 3 sizes"),
+    (["mw_cubic", "--min-particles", "1000"], "no stored size has 1000 particles or more"),
+    (["mw_cubic", "--min-particles", "0"], "--min-particles must be at least 1"),
 ])
 def test_bad_requests_get_one_line_and_status_2(tmp_path, capsys, arguments, message):
     results = _results(tmp_path, [_row("mw_cubic_64", 64, -25.16, 1e-4),
@@ -94,13 +101,24 @@ def test_bad_requests_get_one_line_and_status_2(tmp_path, capsys, arguments, mes
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_a_row_of_another_crystal_or_an_unknown_system_is_refused(tmp_path, capsys):
+def test_a_row_of_another_crystal_or_an_unknown_system_is_refused(tmp_path, capsys,
+                                                                 monkeypatch):
     results = _results(tmp_path, [_row("ice_64", 64, -25.16, 1e-4),
-                                  _row("ice_216", 216, -25.08, 1e-4)])
+                                  _row("ice_216", 216, -25.08, 1e-4),
+                                  _row("mw_cubic_64", 512, -25.16, 1e-4),
+                                  _row("mw_cubic_216", 216, -25.08, 1e-4)])
+    # A folder named like a system in the working directory is not taken for it.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ice_64").mkdir()
     assert main(["limit", "ice", "--results", str(results)]) == 2
     assert "ice_64 is no named system" in capsys.readouterr().err
+    assert main(["limit", "mw_cubic", "--results", str(results)]) == 2
+    assert "row of mw_cubic_64 is for N = 512, but the system has 64" in capsys.readouterr().err
     with pytest.raises(ValueError, match="is not the crystal of"):
         _check_one_crystal("ice", [load_system("mw_cubic_64"), load_system("mw_hex_216")])
+    warm = dataclasses.replace(load_system("mw_cubic_216"), temperature=220.0)
+    with pytest.raises(ValueError, match="is not the crystal of"):
+        _check_one_crystal("ice", [load_system("mw_cubic_64"), warm])
 
 
 def test_system_files_name_their_rows(tmp_path, capsys):
@@ -129,10 +147,15 @@ def test_crystal_identity_ignores_size_only():
         load_system("mw_hex_64"))
     assert crystal_identity(load_system("mw_cubic_64")) != crystal_identity(
         load_system("si_64"))
-    # A crystal built from atoms has no lattice kind: its lattice energy stands in.
+    # Crystals built from atoms have no lattice kind: their lattice energy stands in. Two
+    # sizes of one crystal agree; a sheared copy (same density, other structure) does not.
     from freeflow import system_from_atoms
-    lj = load_system("lj_32")
-    built = system_from_atoms(lj.atoms, lj.potential, lj.temperature)
-    assert crystal_identity(built)["lattice_energy_per_particle"] == pytest.approx(
-        lj.lattice_energy() / 32, rel=1e-8)
-    assert np.isfinite(crystal_identity(built)["number_density"])
+    small, large = load_system("lj_32"), load_system("lj_108")
+    built = [system_from_atoms(s.atoms, s.potential, s.temperature) for s in (small, large)]
+    assert crystal_identity(built[0]) == crystal_identity(built[1])
+    assert crystal_identity(built[0])["lattice_energy_per_particle"] == pytest.approx(
+        small.lattice_energy() / 32, rel=1e-8)
+    sheared = small.atoms.copy()
+    sheared.positions[:, 0] += 0.05 * sheared.positions[:, 1]
+    other = system_from_atoms(sheared, small.potential, small.temperature)
+    assert crystal_identity(other) != crystal_identity(built[0])

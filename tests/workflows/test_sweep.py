@@ -187,13 +187,18 @@ def test_command_line_compares_two_systems(sweep, capsys):
 
 
 def test_resumed_sweep_gives_identical_numbers_and_refuses_other_settings(sweep):
-    system, _, _, curve, out, _ = sweep
+    system, _, _, curve, out, printed = sweep
     workdir = out / "springs"
+    # The fixture's curve was read from the stages the command wrote: the same numbers,
+    # pressures included, as the command printed from its fresh run.
+    fresh = printed["systems"][0]["temperatures"]
+    assert [r["pressure"] for r in fresh] == curve.pressure.tolist()
+    assert [r["beta_f_per_particle"] for r in fresh] == curve.beta_f_per_particle.tolist()
     (workdir / "stage_002.npz").unlink()  # interrupted before the last temperature
     again = free_energy_curve(system, TEMPERATURES, CONFIG, seed=3, workdir=workdir,
                               progress=False)
     for field in ("beta_f_per_particle", "stderr", "u_per_particle", "cv_per_particle",
-                  "covariance"):
+                  "covariance", "pressure", "pressure_stderr"):
         assert np.array_equal(getattr(again, field), getattr(curve, field)), field
     assert "read from" in (workdir / "sweep.log").read_text()
     with pytest.raises(ValueError, match="other settings"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax.numpy as jnp
+import numpy as np
 from ase.data import chemical_symbols
 
 from freeflow.physics.neighbors import Strategy
@@ -71,10 +72,12 @@ class FunctionPotential:
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient must be one of {GRADIENTS}, not {gradient!r}")
         fn = self.softened_fn if softened else self.fn
-        edges = jnp.asarray(box)
+        # Kept in float64 until the call: a float32 copy would round a box scaled by 1 +- 1e-5
+        # (the pressure's volume derivative) to ~6e-8 of its edge.
+        edges = np.asarray(box, np.float64)
 
         def energy(x):
-            return jnp.asarray(fn(x, edges.astype(x.dtype)), x.dtype).reshape(())
+            return jnp.asarray(fn(x, jnp.asarray(edges, x.dtype)), x.dtype).reshape(())
 
         return over_configurations(energy)
 
