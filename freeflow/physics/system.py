@@ -486,9 +486,13 @@ def load_system(name_or_path: str | os.PathLike) -> System:
         except UnicodeDecodeError as error:
             raise ValueError(f"{path} is not valid TOML (not UTF-8 text: {error})") from None
         return system_from_definition(definition, source=str(path))
-    name = str(name_or_path)
-    directory = systems_directory()
-    file = directory / f"{name}.toml"
+    return load_named_system(str(name_or_path))
+
+
+def load_named_system(name: str) -> System:
+    """Load the named system ``name`` from the systems folder, whatever files or folders of
+    that name the working directory holds."""
+    file = systems_directory() / f"{name}.toml"
     if not file.is_file():
         raise ValueError(f"unknown system {name!r}; named systems: {', '.join(named_systems())} "
                          f"(or give the path of a system .toml file)")

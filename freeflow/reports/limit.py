@@ -9,9 +9,9 @@ from pathlib import Path
 from freeflow.estimators.finite_size import (ThermodynamicLimit, limit_difference,
                                              thermodynamic_limit)
 from freeflow.estimators.result import FreeEnergy
-from freeflow.physics.system import (System, crystal_identity, describe_system, load_system,
-                                      systems_directory)
-from freeflow.reports.tables import format_value_error, read_results
+from freeflow.physics.system import (System, crystal_identity, describe_system,
+                                      load_named_system, load_system, named_systems)
+from freeflow.reports.tables import RESULT_FILES, format_value_error, read_results
 from freeflow.rundir import read_baseline
 
 __all__ = ["LIMIT_METHODS", "crystals_from_results", "limits", "record", "to_text"]
@@ -25,11 +25,11 @@ SMALL_SIZE = 100
 
 
 def _stored(results_dir, method: str, counting: str) -> dict[str, FreeEnergy]:
-    files = read_results(results_dir)
-    path = files[LIMIT_METHODS[method]]
+    column = LIMIT_METHODS[method]
+    path = read_results(results_dir)[column]
     if path is None:
         raise ValueError(f"{results_dir} has no {method} results "
-                         f"({Path(results_dir) / (LIMIT_METHODS[method] + '.jsonl')})")
+                         f"({Path(results_dir) / RESULT_FILES[column]})")
     return read_baseline(path, counting=counting, method=method)
 
 
@@ -87,11 +87,10 @@ def crystals_from_results(crystals: list[str], results_dir, method: str = "smc",
 def _loaded(crystal: str, name: str) -> System:
     """The named system ``name`` (never a file or folder of that name in the working
     directory)."""
-    path = systems_directory() / f"{name}.toml"
-    if not path.is_file():
+    if name not in named_systems():
         raise ValueError(f"{crystal}: {name} is no named system, so it cannot be checked to "
                          f"be the same crystal as the others; give its .toml file")
-    return load_system(path)
+    return load_named_system(name)
 
 
 def _check_one_crystal(crystal: str, systems: list[System]) -> None:
