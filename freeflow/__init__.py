@@ -54,12 +54,8 @@ from freeflow.flows.model import BaseModel, FlowModel
 from freeflow.physics.calculator import FreeflowCalculator
 from freeflow.physics.lattice import build_lattice
 from freeflow.physics.potentials import EinsteinCrystal, LennardJones, MonatomicWater
-from freeflow.physics.system import (
-    System,
-    load_system,
-    named_systems,
-    system_from_atoms,
-)
+from freeflow.physics.system import System
+from freeflow.physics.system_files import load_system, named_systems, system_from_atoms
 from freeflow.physics.units import Units
 from freeflow.rundir import load_run, load_samples, save_samples
 from freeflow.sampling.hmc import Boltzmann, HMCConfig, SampleResult, sample, sample_system

@@ -4,29 +4,67 @@ On a terminal a ``tqdm`` bar; in a log file (stderr redirected, a batch job) pla
 every ``LOG_INTERVAL`` seconds, so a long job's log says how far it got. Jobs shorter than the
 interval print nothing there.
 
+Whether progress is shown is one setting of the calling context, not a parameter of every
+function on the way down: ``showing(False)`` around a call silences everything it runs,
+``showing(True)`` forces bars, and the default (``None``) is a bar on a terminal and plain
+lines in a log. The library's functions take no ``progress`` argument.
+
 Imports nothing else of freeflow, so every layer may use it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
 import time
 
 from tqdm import tqdm
 
-__all__ = ["LOG_INTERVAL", "progress_bar"]
+__all__ = ["LOG_INTERVAL", "progress_bar", "shown", "showing", "status"]
 
 #: Seconds between two plain progress lines when stderr is not a terminal.
 LOG_INTERVAL = 30.0
 
 
-def progress_bar(total: int, desc: str, unit: str, enabled: bool | None = None, **kwargs):
-    """Progress of ``total`` units on stderr.
+_SHOWN: contextvars.ContextVar[bool | None] = contextvars.ContextVar("freeflow_progress",
+                                                                     default=None)
 
-    ``enabled``: ``False`` shows nothing, ``True`` always a ``tqdm`` bar, ``None`` a bar on a
-    terminal and plain lines (``LogLines``) otherwise. Extra keyword arguments go to ``tqdm``
-    (``initial`` is also understood by the plain lines).
+
+@contextlib.contextmanager
+def showing(enabled: bool | None):
+    """Within the block, progress is shown as ``enabled`` says: ``False`` nothing, ``True``
+    always a ``tqdm`` bar, ``None`` a bar on a terminal and plain lines otherwise."""
+    token = _SHOWN.set(enabled)
+    try:
+        yield
+    finally:
+        _SHOWN.reset(token)
+
+
+def shown() -> bool | None:
+    """The calling context's setting (``showing``)."""
+    return _SHOWN.get()
+
+
+def status(text: str, log=None) -> None:
+    """One status line: on stderr unless ``showing(False)``, and in ``log`` (an open text file
+    or ``None``), time-stamped, whatever the setting (a job's log keeps its history)."""
+    if shown() is not False:
+        print(text, file=sys.stderr, flush=True)
+    if log is not None:
+        log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+        log.flush()
+
+
+def progress_bar(total: int, desc: str, unit: str, enabled: bool | None = None, **kwargs):
+    """Progress of ``total`` units on stderr, as the context says (``showing``).
+
+    ``enabled`` overrides the context only towards silence: ``False`` shows nothing whatever
+    the context (a caller that knows its job is too short to report). Extra keyword arguments
+    go to ``tqdm`` (``initial`` is also understood by the plain lines).
     """
+    enabled = False if enabled is False else _SHOWN.get()
     if enabled is None and not _is_terminal(sys.stderr):
         return LogLines(total, desc, unit, initial=kwargs.get("initial", 0))
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from tiny_runs import write_tiny_run  # noqa: E402
 
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
 
 # In-process CLI tests call `freeflow train`, whose automatic --cpu-devices would make this
 # whole test process one CPU device per core if it came first; starting JAX now keeps every

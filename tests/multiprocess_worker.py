@@ -48,15 +48,14 @@ def main() -> int:
     training = TrainingConfig(num_steps=3, batch_size=8, checkpoint_every=3, eval_every=0,
                               eval_samples=64, warmup_steps=0, decay_steps=())
     run = args.out / "run"
-    trained = freeflow.train(system, run, model_config=tiny, training=training, progress=False)
+    trained = freeflow.train(system, run, model_config=tiny, training=training)
     # The fewest transitions that still shard chains and particles over the devices: the
     # cost of each phase is its compilation, the check is that both layouts agree.
     mbar = mbar_free_energy(system, PathConfig(num_states=3, samples_per_state=64, num_chains=4,
-                                               num_warmup=5, thin=1, num_integration_steps=2),
-                            progress=False)
+                                               num_warmup=5, thin=1, num_integration_steps=2))
     anneal = AnnealConfig(target_ess=0.5, mcmc_steps=1, integration_steps=2)
     smc = smc_free_energy(system=system, base="harmonic",
-                          config=SMCConfig(particles=8, repeats=2, anneal=anneal), progress=False)
+                          config=SMCConfig(particles=8, repeats=2, anneal=anneal))
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(trained.params)]
     results = {
         "losses": [m["loss"] for m in trained.metrics],

@@ -7,7 +7,7 @@ import pytest
 
 from freeflow import load_system
 from freeflow.cli import main
-from freeflow.physics.system import systems_directory
+from freeflow.physics.system_files import systems_directory
 
 
 def empty_results(tmp_path):

@@ -58,3 +58,49 @@ def test_progress_bar_off_and_log_interval(monkeypatch):
         bar.update(3)
     assert "off" not in err.getvalue()
     assert err.getvalue().startswith("logged: 3/3 step (100%)")
+
+
+def test_showing_false_silences_bars_and_status_lines_of_everything_inside(monkeypatch):
+    err, log = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    with progress.showing(False):
+        assert progress.shown() is False
+        with progress_bar(3, "silenced", "step") as bar:
+            bar.update(3)
+        progress.status("a status line", log)
+    assert progress.shown() is None  # the setting ends with its block
+    assert err.getvalue() == ""
+    # the log file keeps its history whatever stderr shows
+    assert log.getvalue().endswith(" a status line\n")
+    progress.status("shown again")
+    assert err.getvalue() == "shown again\n"
+
+
+def test_showing_true_gives_a_bar_even_in_a_log_and_false_argument_wins(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    with progress.showing(True):
+        with progress_bar(2, "forced", "step") as bar:
+            assert not isinstance(bar, LogLines) and not bar.disable
+        with progress_bar(2, "too short to report", "step", enabled=False) as bar:
+            assert bar.disable
+
+
+def test_no_public_function_takes_a_progress_argument():
+    """Progress is the context's (``showing``), not a parameter threaded through calls."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import freeflow
+    offenders = []
+    for info in pkgutil.walk_packages(freeflow.__path__, "freeflow."):
+        if info.name.endswith("__main__"):  # importing it runs the command
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (inspect.isfunction(obj) and obj.__module__ == info.name
+                    and not name.startswith("_")
+                    and "progress" in inspect.signature(obj).parameters):
+                offenders.append(f"{info.name}.{name}")
+    assert offenders == []

@@ -16,7 +16,8 @@ import pytest
 import freeflow
 from freeflow import rundir
 from freeflow.cli import main
-from freeflow.physics.system import system_to_dict, systems_directory
+from freeflow.physics.system_files import systems_directory
+from freeflow.physics.identity import system_to_dict
 
 
 def _one_line_error(capsys, *needles):
@@ -328,12 +329,11 @@ def test_extend_a_finished_run_and_compile_the_step_once(tmp_path, caplog):
                               checkpoint_every=1)
     out = tmp_path / "run"
     with caplog.at_level(logging.WARNING), jax.log_compiles(True):
-        freeflow.train("mw_cubic_8", out, model_config=tiny, training=training,
-                       progress=False)
+        freeflow.train("mw_cubic_8", out, model_config=tiny, training=training)
     compiled = [r.getMessage() for r in caplog.records if "Compiling step" in r.getMessage()
                 or "Compiling jit(step)" in r.getMessage()]
     assert len(compiled) == 1, compiled
-    extended = freeflow.train("mw_cubic_8", out, extend=3, progress=False)
+    extended = freeflow.train("mw_cubic_8", out, extend=3)
     assert [m["step"] for m in extended.metrics] == [1, 2, 3, 4, 5]
     record = json.loads((out / "run.json").read_text())
     assert record["training"]["num_steps"] == 5 and record["training"]["decay_steps"] == [1]

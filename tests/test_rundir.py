@@ -34,7 +34,7 @@ def test_trajectory_round_trip(systems, tmp_path, suffix):
 
 
 def test_trajectory_round_trip_of_custom_system(systems, tmp_path):
-    from freeflow.physics.system import system_from_atoms
+    from freeflow.physics.system_files import system_from_atoms
 
     named = systems("lj_32")
     custom = system_from_atoms(named.atoms, named.potential, named.temperature, name="mine")
@@ -97,9 +97,9 @@ def test_records_of_freeflow_0_1_are_refused(systems, tmp_path):
 
 def test_mbar_workdir_round_trip_and_refusals(tmp_path):
     store = rundir.MbarWorkdir(tmp_path / "mbar")
-    assert store.read_config() is None and store.read_state(0, 0.0, 4) is None
-    store.write_config({"settings": {"num_states": 3}, "width": 0.1})
-    assert store.read_config()["width"] == 0.1
+    assert store.read_settings() is None and store.read_state(0, 0.0, 4) is None
+    store.write_settings({"settings": {"num_states": 3}, "width": 0.1})
+    assert store.read_settings()["width"] == 0.1
     components = np.ones((4, 5, 2))
     store.write_state(1, 0.25, components, np.zeros((4, 8, 3)), {"step_size": 0.01})
     c, x, info = store.read_state(1, 0.25, 4)
@@ -125,3 +125,53 @@ def test_a_run_record_that_contradicts_itself_is_refused(tiny_run, tmp_path):
                                          r"mw_cubic_8 .*T = 250 K.*its system fields "
                                          r"mw_cubic_8 .*T = 200 K"):
         rundir.load_run(run)
+
+
+def test_workdir_keeps_settings_refuses_others_locks_and_logs(tmp_path, capsys):
+    """The one object every resumable job keeps its work in: settings written on the first
+    call and refused (every differing key named, with both values) on a later one, an ignored
+    key rewritten, one writer at a time, and a log that keeps what stderr showed."""
+    path = tmp_path / "job"
+    record = {"settings": {"seed": 0, "states": 4, "samples": 100}, "width": 0.5}
+
+    class Job(rundir.WorkDir):
+        LOG = "job.log"
+        JOB = "a test job"
+
+    with Job.open(path) as work:
+        assert work.check_settings(record, within="settings") is None
+        work.log("first line")
+        with pytest.raises(ValueError, match="in use by freeflow process"):
+            with Job.open(path):
+                pass
+    assert json.loads((path / "config.json").read_text()) == record
+    assert capsys.readouterr().err == "first line\n"
+    assert (path / "job.log").read_text().endswith(" first line\n")
+    with Job.open(path) as work:
+        other = {"settings": {"seed": 1, "states": 5, "samples": 100}, "width": 0.7}
+        with pytest.raises(ValueError) as refused:
+            work.check_settings(other, within="settings")
+        assert str(refused.value) == (
+            f"{path} holds a test job with other settings (seed 0 there, 1 here; states 4 "
+            "there, 5 here); use the same settings to continue it, or a fresh --workdir")
+        more = {"settings": {"seed": 0, "states": 4, "samples": 400}, "width": 0.5}
+        assert work.check_settings(more, within="settings", ignore=("samples",)) == record
+        # the width is the job's own bookkeeping, outside the compared settings
+        assert work.read_settings() == more
+    with Job.open(None) as nothing:
+        assert nothing is None
+    assert rundir.settings_differences({"a": "x" * 70}, {"a": "y"}) == ["a differs"]
+
+
+def test_sweep_workdir_stages_round_trip_and_refuse_another_temperature(tmp_path):
+    with rundir.SweepWorkdir.open(tmp_path) as work:
+        assert work.read_stage(0, 180.0) is None
+        work.write_stage(0, [1.0, 2.0], np.zeros((2, 3, 6), np.float32), np.ones((2, 3)),
+                         {"temperature": 180.0, "step_size": 0.1})
+        log_z, positions, energies, info = work.read_stage(0, 180.0)
+        np.testing.assert_array_equal(log_z, [1.0, 2.0])
+        assert positions.dtype == np.float32 and energies.shape == (2, 3)
+        assert info["step_size"] == 0.1
+        with pytest.raises(ValueError, match="temperature 1 is 180, not 200"):
+            work.read_stage(0, 200.0)
+    assert (tmp_path / "sweep.log").is_file() and work.stage_file(0).is_file()

@@ -66,7 +66,7 @@ import yaml  # noqa: E402
 from freeflow.estimators.calphy import CalphyResult, beta_f_from_calphy  # noqa: E402
 from freeflow.physics.potentials import EAM, LennardJones, MonatomicWater  # noqa: E402
 from freeflow.physics.potentials import StillingerWeber  # noqa: E402
-from freeflow.physics.system import load_system  # noqa: E402
+from freeflow.physics.system_files import load_system  # noqa: E402
 from freeflow.physics.units import ENERGY_UNITS  # noqa: E402
 
 #: argon-like LJ: sigma in Angstrom, epsilon / k_B in K, mass in g/mol.

@@ -35,7 +35,7 @@ import numpy as np
 
 from freeflow.flows.bases import base_distribution
 from freeflow.flows.config import ModelConfig
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
 
 
 def median_times(fns, arg, repeats: int) -> list[float]:

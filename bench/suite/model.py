@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from freeflow.flows.config import ModelConfig, model_preset  # noqa: E402
 from freeflow.flows.model import FlowModel, num_parameters  # noqa: E402
-from freeflow.physics.system import load_system  # noqa: E402
+from freeflow.physics.system_files import load_system  # noqa: E402
 
 PRESETS = ["cpu", "paper"]
 SYSTEMS = ["lj_32", "lj_256", "mw_cubic_64"]

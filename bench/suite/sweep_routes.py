@@ -38,7 +38,7 @@ import jax
 import numpy as np
 
 from freeflow.estimators.mbar import mbar, uncorrelated_indices
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
 from freeflow.sampling.hmc import HMCConfig, sample_system
 from freeflow.workflows.smc import SMCConfig, smc_free_energy
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         at = dataclasses.replace(system, temperature=temperature)
         began = time.perf_counter()
         result = smc_free_energy(system=at, base="harmonic", config=config,
-                                 seed=args.seed + k, progress=False)
+                                 seed=args.seed + k)
         separate.append({"temperature": temperature, "value": result.value,
                          "stderr": result.stderr, "wall_time": time.perf_counter() - began})
         print(f"separate T = {temperature:g}: {result.value:.6f} +- {result.stderr:.6f} "
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     for k, temperature in enumerate(temperatures):
         at = dataclasses.replace(system, temperature=temperature)
         result = sample_system(at, jax.random.PRNGKey(args.seed + 100 + k), hmc_config,
-                               keep_positions=False, progress=False)
+                               keep_positions=False)
         per_chain = np.asarray(result.energies, np.float64).reshape(args.chains, -1)
         keep, g = uncorrelated_indices(per_chain)
         kept = np.concatenate([chain[i] for chain, i in zip(per_chain, keep)])

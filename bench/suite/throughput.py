@@ -48,11 +48,10 @@ def lfep_throughput(name: str, num_samples: int) -> dict:
     params = model.init(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(1)
     start = time.perf_counter()
-    model_works(model, params, system, key, 256, progress=False)  # compiles
+    model_works(model, params, system, key, 256)  # compiles
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    works = model_works(model, params, system, jax.random.fold_in(key, 1), num_samples,
-                        progress=False)
+    works = model_works(model, params, system, jax.random.fold_in(key, 1), num_samples)
     seconds = time.perf_counter() - start
     if not np.all(np.isfinite(works)):
         raise RuntimeError(f"non-finite works for {name}")
@@ -68,13 +67,13 @@ def sampler_throughput(name: str, num_chains: int, num_samples: int,
     # A first short run compiles the kernels (cached on the energy function) and equilibrates.
     warm = sample_system(system, key, HMCConfig(num_chains=num_chains, num_samples=10,
                                                 num_warmup=200, thin=2),
-                         energy_fn=energy, progress=False)
+                         energy_fn=energy)
     start = time.perf_counter()
     result = sample_system(system, jax.random.fold_in(key, 1),
                            HMCConfig(num_chains=num_chains, num_samples=num_samples,
                                      num_warmup=0, thin=2, step_size=warm.step_size),
                            energy_fn=energy, initial_positions=warm.final_positions,
-                           keep_positions=False, progress=False)
+                           keep_positions=False)
     seconds = time.perf_counter() - start
     effective = num_chains * num_samples / result.tau
     return {"bench": "sampler_throughput", "system": name, "chains": num_chains,

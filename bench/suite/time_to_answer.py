@@ -199,7 +199,7 @@ LABELS = {"mbar": "MBAR", "flow_lfep": "flow (LFEP)", "flow_lbar": "flow (LBAR)"
 
 def markdown(rows: list[dict]) -> str:
     """One line per system and method: wall time and energy evaluations at each target."""
-    from freeflow.reports.tables import format_duration
+    from freeflow.reports.formatting import format_duration
 
     by_key: dict[tuple, dict] = {}
     for r in rows:

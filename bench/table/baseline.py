@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
 
-    from freeflow.physics.system import load_system
+    from freeflow.physics.system_files import load_system
     from freeflow.workflows.baseline import PathConfig, mbar_free_energy
 
     defaults = (dict(states=4, samples=128, chains=16, warmup=60) if args.quick

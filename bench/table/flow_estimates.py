@@ -38,11 +38,10 @@ import sys
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from freeflow.flows.config import BASES
 from freeflow.flows.model import BaseModel
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
 from freeflow.reports.tables import with_training
 from freeflow.rundir import load_run, load_samples, training_cost
 from freeflow.training.config import GRADIENT_ESTIMATORS, presets, scheduled_over

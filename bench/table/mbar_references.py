@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
 from freeflow.workflows.baseline import REFERENCES, PathConfig, mbar_free_energy
 
 

@@ -54,7 +54,7 @@ def run(name: str, minutes: float, samples: int, out: Path, seed: int,
     stamps = []
     train(name, None, model_config=model_config,
           training=dataclasses.replace(training, num_steps=40, eval_every=0, seed=seed),
-          progress=False, callback=lambda step, record: stamps.append(time.perf_counter()))
+          callback=lambda step, record: stamps.append(time.perf_counter()))
     step_s = (stamps[-1] - stamps[9]) / 30
     num_steps = max(100, int(minutes * 60 / step_s))
     training = scheduled_over(dataclasses.replace(training, seed=seed), num_steps)

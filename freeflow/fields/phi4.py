@@ -195,7 +195,7 @@ def smc_log_z(model: Phi4, key, *, base_mass_squared: float | None = None,
     start = start.reshape(num_runs, num_particles, model.size, model.size)
     config = AnnealConfig(target_ess=target_ess, mcmc_steps=num_mcmc_steps)
     result = anneal(log_start, log_target, start, key_run, config, step_size=step_size,
-                    progress=False, desc="phi4 SMC")
+                    desc="phi4 SMC")
     log_z, stderr = combine_log_z(result.log_z)
     return FieldLogZ(log_z=log_z, stderr=stderr, method="smc",
                      num_samples=num_runs * num_particles,
@@ -220,7 +220,7 @@ def _hmc_terms(mass_squared: float, coupling: float, start, key, hmc: HMCConfig,
     """
     res = sample(Boltzmann(action, 1.0, energy_args=(mass_squared, coupling)), start, key,
                  dataclasses.replace(hmc, step_size=step_size),
-                 observables=_terms_observable, keep_positions=False, progress=False,
+                 observables=_terms_observable, keep_positions=False,
                  desc="phi4 HMC")
     terms = res.by_chain(res.observables).astype(np.float64)  # [C, S, 3]
     tau = max(integrated_autocorrelation_time(terms[..., j]) for j in range(3))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
 
 #: Base-distribution noise scale of the paper, per potential kind, in the potential's length
 #: unit: 0.01 sigma for Lennard-Jones (reduced units), 0.2 Angstrom for monatomic water.

@@ -14,8 +14,8 @@ from freeflow.progress import progress_bar
 __all__ = ["model_works", "reverse_works"]
 
 
-def model_works(model, params, system, key, num_samples: int, batch_size: int = 256,
-                progress: bool = True) -> np.ndarray:
+def model_works(model, params, system, key, num_samples: int,
+                batch_size: int = 256) -> np.ndarray:
     """Works ``beta U(x) + ln q(x)`` (exact energy) of ``num_samples`` model samples, float64.
 
     Samples are drawn in batches of ``batch_size`` so that 10^5 to 10^6 fit in memory.
@@ -31,8 +31,7 @@ def model_works(model, params, system, key, num_samples: int, batch_size: int = 
 
     num_batches = -(-num_samples // batch_size)
     works = []
-    with progress_bar(num_batches, f"flow works {system.name}", "batch",
-                      None if progress else False) as bar:
+    with progress_bar(num_batches, f"flow works {system.name}", "batch") as bar:
         for b in range(num_batches):
             beta_u, log_q = jax.device_get(batch_work(jax.random.fold_in(key, b)))
             works.append(np.asarray(beta_u, np.float64) + np.asarray(log_q, np.float64))
@@ -40,8 +39,7 @@ def model_works(model, params, system, key, num_samples: int, batch_size: int = 
     return np.concatenate(works)[:num_samples]
 
 
-def reverse_works(model, params, system, positions, batch_size: int = 256,
-                  progress: bool = True) -> np.ndarray:
+def reverse_works(model, params, system, positions, batch_size: int = 256) -> np.ndarray:
     """``-(beta U(y) + ln q(y))`` of target samples ``y`` ``[m, N, 3]`` (exact energy), float64.
 
     What BAR needs of the target's side. It is ``+inf`` where the flow's density is zero (a
@@ -52,8 +50,7 @@ def reverse_works(model, params, system, positions, batch_size: int = 256,
     log_prob = jax.jit(model.log_prob)
     out = []
     starts = range(0, len(positions), batch_size)
-    with progress_bar(len(starts), f"target works {system.name}", "batch",
-                      None if progress else False) as bar:
+    with progress_bar(len(starts), f"target works {system.name}", "batch") as bar:
         for i in starts:
             y = jax.numpy.asarray(positions[i:i + batch_size])
             u = np.asarray(energy(y), np.float64)

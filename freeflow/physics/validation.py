@@ -1,6 +1,6 @@
 """Checks shared by every input of the physics layer: known keys, numbers in their domains.
 
-A system file's tables (``freeflow.physics.system``) and a potential's parameters
+A system file's tables (``freeflow.physics.system_files``) and a potential's parameters
 (``freeflow.physics.potentials``) go through the same two functions, so every table refuses a
 key it does not know and every physical parameter is refused outside its domain, each with one
 line that names the table or potential, the key and the value.

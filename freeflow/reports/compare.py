@@ -16,7 +16,7 @@ import math
 import os
 from pathlib import Path
 
-from freeflow.reports.tables import format_count, format_duration, format_value_error
+from freeflow.reports.formatting import format_count, format_duration, format_value_error
 
 __all__ = ["to_text", "to_csv", "to_png"]
 

@@ -19,12 +19,11 @@ Conventions:
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,10 +32,10 @@ import numpy as np
 from freeflow.estimators.conventions import beta_f_from_flow_log_z
 from freeflow.estimators.lfep import lfep
 from freeflow.physics.structure import first_peak, radial_distribution
-from freeflow.physics.system import check_same_system
+from freeflow.physics.identity import check_same_system
 from freeflow.reports.plots import (plot_energy_histograms, plot_rdf, plot_running_estimate,
                                    plot_training_curves, plot_work_histogram)
-from freeflow.rundir import load_run, load_samples, read_baseline, read_metrics
+from freeflow.rundir import load_run, load_samples, read_baseline, read_metrics, write_json
 
 __all__ = ["baseline_references", "diagnose"]
 
@@ -186,57 +185,23 @@ def diagnose(run_dir, out_dir, reference=None, num_samples: int = 2000, seed: in
         raise ValueError(f"need at least 2 samples; got {num_samples}")
     started = time.perf_counter()
     system, model, params, spec = load_run(run_dir)
-    n = system.num_particles
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ref_x = _reference_positions(reference, system) if reference is not None else None
-
-    x_model, bu_model, log_q, x_base, bu_base = _draw(
-        model, params, system, jax.random.PRNGKey(seed), int(num_samples), batch_size)
-    work = bu_model + log_q
-    energies = {"base": bu_base / n, "model": bu_model / n}
-    samples = {"model": x_model, "base": x_base}
-    if ref_x is not None:
-        # Recomputed rather than read from the file: the same exact energy for every set.
-        energies["reference"] = _beta_energies(system, ref_x, batch_size) / n
-        samples["reference"] = ref_x
-    rdf = {}
-    for label, x in samples.items():
-        x = _finite_configs(x)
-        if len(x):
-            rdf[label] = radial_distribution(x, system.box, num_bins=num_bins)
-
-    unit = system.units.length
-    labels = {"model": "model", "base": "base (lattice + noise)", "reference": "reference (MCMC)"}
-    paths = {}
-    paths["rdf"] = plot_rdf({labels[k]: v for k, v in rdf.items()}, out / "rdf.png", unit,
-                            nearest_neighbour=system.nearest_neighbour_distance,
-                            title=f"{system.name}: radial distribution")
-    paths["rdf_csv"] = _write_rdf_csv(out / "rdf.csv", rdf, list(samples))
-    paths["energy_histogram"] = plot_energy_histograms(
-        {labels[k]: v for k, v in energies.items()}, out / "energy_histogram.png",
-        title=f"{system.name}: energy of base, model and reference samples")
-    paths["work_histogram"] = plot_work_histogram(
-        work, n, out / "work_histogram.png", title=f"{system.name}: work of model samples")
+    drawn = _draw_sets(system, model, params, reference, int(num_samples), seed, batch_size,
+                       num_bins)
     metrics = read_metrics(Path(run_dir))
-    main_reference = next(iter(references.values())) if references else None
-    paths["training_curves"] = plot_training_curves(
-        metrics, out / "training_curves.png", n, reference=main_reference,
-        title=f"{system.name}: training")
     offset = beta_f_from_flow_log_z(system, 0.0)
-    paths["running_estimate"] = plot_running_estimate(
-        work[~np.isnan(work)], n, out / "running_estimate.png", beta_f_offset=offset,
-        references=references, title=f"{system.name}: running LFEP estimate")
-
+    paths = _plots(system, drawn, metrics, references, offset, out)
+    n = system.num_particles
     summary = {
         "system": system.name, "num_particles": n, "run_dir": str(run_dir),
         "reference_file": str(reference) if reference is not None else None,
-        "num_samples": int(num_samples), "seed": seed, "length_unit": unit,
+        "num_samples": int(num_samples), "seed": seed, "length_unit": system.units.length,
         "training_steps": metrics[-1]["step"] if metrics else 0,
         "planned_steps": spec["training"]["num_steps"],
-        "lfep": _lfep_summary(work, system, offset, num_samples),
-        "beta_energy_per_particle": _energy_summary(energies),
-        "rdf_first_peak": {k: first_peak(*v) for k, v in rdf.items()},
+        "lfep": _lfep_summary(drawn.work, system, offset, num_samples),
+        "beta_energy_per_particle": _energy_summary(drawn.energies),
+        "rdf_first_peak": {k: first_peak(*v) for k, v in drawn.rdf.items()},
         "nearest_neighbour_distance": system.nearest_neighbour_distance,
         "references": {k: list(v) for k, v in (references or {}).items()},
         "wall_time": time.perf_counter() - started,
@@ -248,7 +213,66 @@ def diagnose(run_dir, out_dir, reference=None, num_samples: int = 2000, seed: in
                                       if k in last_eval[-1]}
     paths["summary"] = out / "summary.json"
     summary["files"] = {k: str(v) for k, v in paths.items()}
-    paths["summary"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    write_json(paths["summary"], _clean(summary))
+    return paths
+
+
+class _Drawn(NamedTuple):
+    """The sample sets of a diagnosis: their labels (model, base, and reference if given), the
+    model's works ``[S]``, ``beta U / N`` of every set and their g(r) (``{label: (r, g)}``)."""
+
+    sets: list
+    work: np.ndarray
+    energies: dict
+    rdf: dict
+
+
+def _draw_sets(system, model, params, reference, num_samples: int, seed: int,
+               batch_size: int, num_bins: int) -> _Drawn:
+    """Model and base samples, and the reference file's, with their energies and g(r)."""
+    n = system.num_particles
+    ref_x = _reference_positions(reference, system) if reference is not None else None
+    x_model, bu_model, log_q, x_base, bu_base = _draw(
+        model, params, system, jax.random.PRNGKey(seed), num_samples, batch_size)
+    energies = {"base": bu_base / n, "model": bu_model / n}
+    samples = {"model": x_model, "base": x_base}
+    if ref_x is not None:
+        # Recomputed rather than read from the file: the same exact energy for every set.
+        energies["reference"] = _beta_energies(system, ref_x, batch_size) / n
+        samples["reference"] = ref_x
+    rdf = {}
+    for label, x in samples.items():
+        x = _finite_configs(x)
+        if len(x):
+            rdf[label] = radial_distribution(x, system.box, num_bins=num_bins)
+    return _Drawn(sets=list(samples), work=bu_model + log_q, energies=energies, rdf=rdf)
+
+
+_LABELS = {"model": "model", "base": "base (lattice + noise)", "reference": "reference (MCMC)"}
+
+
+def _plots(system, drawn: _Drawn, metrics, references, offset: float, out: Path) -> dict:
+    """Every plot of a diagnosis, and g(r) as CSV, in ``out``: ``{name: path}``."""
+    n, name = system.num_particles, system.name
+    paths = {}
+    paths["rdf"] = plot_rdf({_LABELS[k]: v for k, v in drawn.rdf.items()}, out / "rdf.png",
+                            system.units.length,
+                            nearest_neighbour=system.nearest_neighbour_distance,
+                            title=f"{name}: radial distribution")
+    paths["rdf_csv"] = _write_rdf_csv(out / "rdf.csv", drawn.rdf, drawn.sets)
+    paths["energy_histogram"] = plot_energy_histograms(
+        {_LABELS[k]: v for k, v in drawn.energies.items()}, out / "energy_histogram.png",
+        title=f"{name}: energy of base, model and reference samples")
+    paths["work_histogram"] = plot_work_histogram(
+        drawn.work, n, out / "work_histogram.png", title=f"{name}: work of model samples")
+    main_reference = next(iter(references.values())) if references else None
+    paths["training_curves"] = plot_training_curves(
+        metrics, out / "training_curves.png", n, reference=main_reference,
+        title=f"{name}: training")
+    work = drawn.work
+    paths["running_estimate"] = plot_running_estimate(
+        work[~np.isnan(work)], n, out / "running_estimate.png", beta_f_offset=offset,
+        references=references, title=f"{name}: running LFEP estimate")
     return paths
 
 

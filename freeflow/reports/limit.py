@@ -9,9 +9,11 @@ from pathlib import Path
 from freeflow.estimators.finite_size import (ThermodynamicLimit, limit_difference,
                                              thermodynamic_limit)
 from freeflow.estimators.result import FreeEnergy
-from freeflow.physics.system import (System, crystal_identity, describe_system,
-                                      load_named_system, load_system, named_systems)
-from freeflow.reports.tables import RESULT_FILES, format_value_error, read_results
+from freeflow.physics.system import System
+from freeflow.physics.system_files import load_named_system, load_system, named_systems
+from freeflow.physics.identity import crystal_identity, describe_system
+from freeflow.reports.formatting import format_value_error
+from freeflow.reports.tables import RESULT_FILES, read_results
 from freeflow.rundir import read_baseline
 
 __all__ = ["LIMIT_METHODS", "crystals_from_results", "limits", "record", "to_text"]

@@ -6,27 +6,24 @@ errors and are printed in parenthesised notation (``3.1080(1)`` means 3.1080 +- 
 ``build_table`` assembles rows from what already exists (trained run directories, baseline
 JSONL results, reference sample files) and computes only the missing estimates, caching each
 one as a line of a JSONL file as soon as it is done, so an interrupted build resumes where it
-stopped.
+stopped. ``freeflow.reports.table_text`` writes them as Markdown or CSV.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import decimal
 import json
-import math
 import os
-import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable
 
 from freeflow.checks import check_whole_numbers
 from freeflow.estimators.conventions import DEFAULT_COUNTING
-from freeflow.estimators.result import MIN_EFFECTIVE_SAMPLES
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import config_to_dict, model_preset
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
+from freeflow.progress import status
+from freeflow.reports.formatting import format_duration
 from freeflow.rundir import (
     find_samples,
     has_checkpoint,
@@ -40,9 +37,7 @@ from freeflow.workflows.baseline import mbar_free_energy
 from freeflow.workflows.estimate import WorksConfig, estimate
 
 __all__ = ["Row", "METHODS", "SHIPPED_RESULTS", "RESULT_FILES", "read_results",
-           "PUBLISHED_SYSTEMS", "format_value_error", "format_duration", "format_count",
-           "agree_within", "ice_differences", "to_markdown", "to_csv", "TableConfig",
-           "TableSources", "build_table", "with_training"]
+           "PUBLISHED_SYSTEMS", "TableConfig", "TableSources", "build_table", "with_training"]
 
 METHODS = ("lfep", "lbar", "smc", "mbar")
 
@@ -76,74 +71,6 @@ PUBLISHED_SYSTEMS = ("lj_256", "lj_500", "mw_cubic_64", "mw_cubic_216", "mw_cubi
 # -- formatting ------------------------------------------------------------------------------
 
 
-def format_value_error(value: float, stderr: float, error_digits: int = 1) -> str:
-    """``value`` with its standard error in parenthesised notation.
-
-    Rule: the error is rounded (half up) to ``error_digits`` significant digits (default one)
-    and the value is rounded to the same decimal place; a rounding carry moves the place
-    (0.00096 -> 0.001). Examples: ``(3.107965, 0.000012) -> "3.10797(1)"``,
-    ``(3.10797, 0.00012) -> "3.1080(1)"``, ``(2.91916, 0.00091) -> "2.9192(9)"``,
-    ``(-25.1749, 0.0010) -> "-25.175(1)"``, ``(1234.5, 23) -> "1230(20)"``.
-
-    Special cases: a NaN or infinite value prints as ``"nan"``, ``"inf"``, ``"-inf"``; a zero
-    error prints the value with 6 decimals and no parentheses; a NaN error prints
-    ``"<value to 6 decimals>(?)"`` and an infinite one ``"<value>(inf)"``.
-
-    Raises:
-      ValueError: for a negative error or ``error_digits < 1``.
-    """
-    value, stderr = float(value), float(stderr)
-    if error_digits < 1:
-        raise ValueError(f"error_digits must be at least 1; got {error_digits}")
-    if not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if math.isnan(stderr):
-        return f"{value:.6f}(?)"
-    if stderr < 0:
-        raise ValueError(f"a standard error cannot be negative; got {stderr}")
-    if math.isinf(stderr):
-        return f"{value:.6f}(inf)"
-    if stderr == 0:
-        return f"{value:.6f}"
-    # Decimal of the shortest repr: 0.0010 must count as 1e-3, not 9.99...e-4.
-    err = decimal.Decimal(repr(stderr))
-    place = err.adjusted() - (error_digits - 1)
-    digits = int((err.scaleb(-place)).quantize(decimal.Decimal(1), decimal.ROUND_HALF_UP))
-    if digits >= 10**error_digits:  # carry: 9.6 -> 10
-        place += 1
-        digits //= 10
-    quantum = decimal.Decimal(1).scaleb(place)
-    with decimal.localcontext(prec=400):  # room for any float at any error's place
-        rounded = decimal.Decimal(repr(value)).quantize(quantum, decimal.ROUND_HALF_UP)
-    if rounded == 0:
-        rounded = abs(rounded)  # no "-0.000"
-    if place >= 0:
-        return f"{int(rounded)}({digits * 10**place})"
-    return f"{rounded:f}({digits})"
-
-
-def format_duration(seconds: float | None) -> str:
-    """``"12.3 s"``, ``"4.5 min"``, ``"2.1 h"``; ``"-"`` for ``None`` or NaN."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.3g} min"
-    return f"{seconds / 3600:.3g} h"
-
-
-def format_count(count: int | float | None) -> str:
-    """Integers below 10^4 in full, larger ones as ``"1.0e7"``; ``"-"`` for ``None``."""
-    if count is None or (isinstance(count, float) and not math.isfinite(count)):
-        return "-"
-    count = int(count)
-    if abs(count) < 10_000:
-        return str(count)
-    mantissa, exponent = f"{count:.1e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
 # -- rows ---------------------------------------------------------------------------------------
 
 
@@ -175,153 +102,7 @@ class Row:
                    notes=list(data.get("notes", [])), **entries)
 
 
-def _pair(x) -> tuple[float, float]:
-    if hasattr(x, "value") and hasattr(x, "stderr"):
-        return float(x.value), float(x.stderr)
-    value, stderr = x
-    return float(value), float(stderr)
-
-
-def agree_within(a, b, sigmas: float = 3.0) -> bool:
-    """Whether two independent estimates agree: ``|a - b| <= sigmas * sqrt(s_a^2 + s_b^2)``.
-
-    ``a`` and ``b`` are ``(value, stderr)`` pairs or objects with ``.value`` and ``.stderr``
-    (``FreeEnergy``). Anything NaN never agrees.
-    """
-    (va, sa), (vb, sb) = _pair(a), _pair(b)
-    if any(math.isnan(v) for v in (va, sa, vb, sb)):
-        return False
-    return abs(va - vb) <= sigmas * math.hypot(sa, sb)
-
-
-def _deviation(a: FreeEnergy | None, b: FreeEnergy | None) -> float | None:
-    """``(a - b) / sqrt(s_a^2 + s_b^2)``, or ``None`` if either is missing."""
-    if a is None or b is None:
-        return None
-    scale = math.hypot(a.stderr, b.stderr)
-    if not scale > 0:
-        return math.nan
-    return (a.value - b.value) / scale
-
-
 # -- rendering ----------------------------------------------------------------------------------
-
-
-def ice_differences(rows: Sequence[Row]) -> dict[int, dict[str, tuple[float, float]]]:
-    """``{N: {method: (value, stderr)}}`` of ``beta (F_Ih - F_Ic) / N`` for every N at which
-    the rows hold both ``mw_cubic_N`` and ``mw_hex_N`` by that method."""
-    by_name = {row.system: row for row in rows}
-    out = {}
-    for row in rows:
-        if not row.system.startswith("mw_cubic_"):
-            continue
-        n = row.system.removeprefix("mw_cubic_")
-        hexagonal = by_name.get(f"mw_hex_{n}")
-        if hexagonal is None:
-            continue
-        pairs = {}
-        for method in METHODS:
-            ic, ih = row.entry(method), hexagonal.entry(method)
-            if ic is not None and ih is not None:
-                pairs[method] = (ih.value - ic.value, math.hypot(ih.stderr, ic.stderr))
-        if pairs:
-            out[int(n)] = pairs
-    return out
-
-
-def _effective_samples(entry) -> float | None:
-    if entry is None or entry.ess is None or not entry.num_samples:
-        return None
-    return entry.ess * entry.num_samples
-
-
-def to_markdown(rows: Sequence[Row], sigmas: float = 3.0) -> str:
-    """A Markdown table: values with errors, the LFEP ESS, each method's wall time and energy
-    evaluations, and the deviation of LFEP and LBAR from MBAR in combined standard errors
-    (marked ``!`` beyond ``sigmas``); then ``beta (F_Ih - F_Ic) / N`` per N where both ices are
-    present, and the rows' notes (why a cell is empty) as a list."""
-    header = ["system", "N", "LFEP", "ESS", "LBAR", "SMC", "MBAR",
-              "LFEP time", "LFEP evals", "LBAR time", "LBAR evals", "SMC time", "SMC evals",
-              "MBAR time", "MBAR evals", "vs MBAR (sigma)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    notes = []
-    for row in rows:
-        cells = [f"`{row.system}`", str(row.num_particles)]
-        e = row.lfep
-        cells.append(format_value_error(e.value, e.stderr) if e else "-")
-        cells.append(f"{100 * e.ess:.2g}%" if e and e.ess is not None else "-")
-        for method in ("lbar", "smc", "mbar"):
-            e = row.entry(method)
-            cells.append(format_value_error(e.value, e.stderr) if e else "-")
-        for method in METHODS:
-            e = row.entry(method)
-            cells.append(format_duration(e.wall_time) if e else "-")
-            cells.append(format_count(e.energy_evaluations) if e else "-")
-        deviations = []
-        for method in ("lfep", "lbar", "smc"):
-            d = _deviation(row.entry(method), row.mbar)
-            if d is not None:
-                flag = " !" if not abs(d) <= sigmas else ""
-                deviations.append(f"{method.upper()} {d:+.1f}{flag}")
-        cells.append(", ".join(deviations) or "-")
-        lines.append("| " + " | ".join(cells) + " |")
-        notes.extend(f"`{row.system}`: {note}" for note in row.notes)
-        effective = _effective_samples(row.lfep)
-        if effective is not None and effective < MIN_EFFECTIVE_SAMPLES:
-            notes.append(f"`{row.system}`: LFEP rests on {effective:.0f} effective samples "
-                         f"(fewer than {MIN_EFFECTIVE_SAMPLES}), so its value and error bar "
-                         "are not trustworthy; LBAR or SMC is the estimate of that row")
-    text = "\n".join(lines) + "\n"
-    text += ("\nValues are beta F / N with the standard error in the last digit. Costs of LFEP "
-             "and LBAR include training; LBAR's exclude the reference samples. SMC anneals "
-             "from the start its row's details name (a base, or a trained flow). "
-             f"'!' marks a deviation from MBAR beyond {sigmas:g} combined standard errors.\n")
-    differences = ice_differences(rows)
-    if differences:
-        text += ("\nbeta (F_Ih - F_Ic) / N (ice Ih minus ice Ic at the same N, errors added in "
-                 "quadrature):\n\n| N | " + " | ".join(m.upper() for m in METHODS) + " |\n|"
-                 + "---|" * (len(METHODS) + 1) + "\n")
-        for n, by_method in differences.items():
-            cells = [format_value_error(*by_method[m]) if m in by_method else "-"
-                     for m in METHODS]
-            text += f"| {n} | " + " | ".join(cells) + " |\n"
-    if notes:
-        text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
-    return text
-
-
-_CSV_FIELDS = ("value", "stderr", "formatted", "ess", "wall_time", "energy_evaluations",
-               "num_samples")
-
-
-def to_csv(rows: Sequence[Row], path: str | os.PathLike) -> Path:
-    """Write the rows as CSV (full precision, one column per method and field, empty where
-    missing) and return the path. Columns: ``system, num_particles``, then for each of
-    lfep, lbar, mbar: ``<method>_value, _stderr, _formatted, _ess, _wall_time,
-    _energy_evaluations, _num_samples``, and ``notes``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["system", "num_particles"] + [f"{m}_{f}" for m in METHODS for f in _CSV_FIELDS]
-    columns.append("notes")
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for row in rows:
-            cells: list[Any] = [row.system, row.num_particles]
-            for method in METHODS:
-                e = row.entry(method)
-                for field in _CSV_FIELDS:
-                    if e is None:
-                        cells.append("")
-                    elif field == "formatted":
-                        cells.append(format_value_error(e.value, e.stderr))
-                    else:
-                        v = getattr(e, field)
-                        cells.append("" if v is None else repr(v) if isinstance(v, float)
-                                     else v)
-            cells.append("; ".join(row.notes))
-            writer.writerow(cells)
-    return path
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -395,8 +176,7 @@ def with_training(result: FreeEnergy, cost: dict) -> FreeEnergy:
 
 
 def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, reference_dir,
-                  preset: str, num_samples: int, seed: int, counting: str, say,
-                  progress: bool):
+                  preset: str, num_samples: int, seed: int, counting: str, say):
     """Fill ``row.lfep`` and ``row.lbar`` from a trained run (cached, or computed now)."""
     name = row.system
     step, train_wall, train_evals = training_cost(run_dir, record)
@@ -417,7 +197,7 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
     if row.lfep is None:
         say(f"{name}: LFEP from {run_dir} ({num_samples} samples)")
         result = estimate(run_dir, "lfep", WorksConfig(num_samples), seed=seed,
-                          progress=progress, counting=counting)
+                          counting=counting)
         row.lfep = with_training(result, cost)
         cache.put({**key, "method": "lfep"}, row.lfep)
 
@@ -429,8 +209,7 @@ def _flow_entries(row: Row, run_dir: Path, record: dict, cache: _Cache, referenc
         if row.lbar is None:
             say(f"{name}: LBAR from {run_dir} and {reference}")
             result = estimate(run_dir, "lbar", WorksConfig(num_samples),
-                              target_samples=reference, seed=seed, progress=progress,
-                              counting=counting)
+                              target_samples=reference, seed=seed, counting=counting)
             row.lbar = with_training(result, cost)
             cache.put(ref_key, row.lbar)
     elif reference_dir is not None:
@@ -462,7 +241,7 @@ def _stored_flow_entries(row: Row, stored: dict[str, dict[str, FreeEnergy]], flo
 
 
 def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int, counting: str,
-                compute_baseline: bool, baseline_workdir, say, progress: bool):
+                compute_baseline: bool, baseline_workdir, say):
     """Fill ``row.mbar`` from the baseline results, the cache, or (if asked) a new run."""
     name = row.system
     row.mbar = baseline.get(name)
@@ -473,8 +252,7 @@ def _mbar_entry(row: Row, system, baseline: dict, cache: _Cache, seed: int, coun
     if row.mbar is None and compute_baseline:
         say(f"{name}: MBAR baseline (long)")
         workdir = Path(baseline_workdir) / name if baseline_workdir is not None else None
-        result = mbar_free_energy(system, workdir=workdir, seed=seed,
-                                  progress=progress or None).recounted(counting)
+        result = mbar_free_energy(system, workdir=workdir, seed=seed).recounted(counting)
         row.mbar = dataclasses.replace(
             result, details={k: v for k, v in result.details.items()
                              if k not in ("states", "lambdas")})
@@ -545,8 +323,8 @@ class TableConfig:
 
 
 def build_table(systems: Iterable[str], sources: TableSources = TableSources(),
-                config: TableConfig = TableConfig(), *, counting: str = DEFAULT_COUNTING,
-                progress: bool = True) -> list[Row]:
+                config: TableConfig = TableConfig(), *,
+                counting: str = DEFAULT_COUNTING) -> list[Row]:
     """Rows of ``beta F / N`` by LFEP, LBAR, SMC and MBAR for ``systems``, from ``sources``
     (``TableSources``: what each column reads), computing what is missing as ``config``
     (``TableConfig``) says; SMC is only read.
@@ -559,8 +337,8 @@ def build_table(systems: Iterable[str], sources: TableSources = TableSources(),
     exclude the reference samples.
 
     ``counting``: ``"bravais"`` (the literature's, default) or ``"exact"``
-    (``freeflow.estimators.conventions``); stored rows are converted to it. ``progress``:
-    progress bars and one status line per computation on stderr.
+    (``freeflow.estimators.conventions``); stored rows are converted to it. Progress bars and
+    one status line per computation go to stderr unless ``freeflow.progress.showing(False)``.
     """
     src, preset = sources, config.preset
     runs_dir = Path(src.runs_dir) if src.runs_dir is not None else None
@@ -576,9 +354,7 @@ def build_table(systems: Iterable[str], sources: TableSources = TableSources(),
                    if entry.details.get("preset", preset) == preset}
                for m in ("lfep", "lbar")} if src.flow_file is not None else {})
 
-    def say(text):
-        if progress:
-            print(text, file=sys.stderr, flush=True)
+    say = status
 
     rows = []
     for name in systems:
@@ -597,9 +373,9 @@ def build_table(systems: Iterable[str], sources: TableSources = TableSources(),
             row.notes.append(note)
         else:
             _flow_entries(row, run_dir, record, cache, src.reference_dir, preset,
-                          config.num_samples, config.seed, counting, say, progress)
+                          config.num_samples, config.seed, counting, say)
         _mbar_entry(row, system, baseline, cache, config.seed, counting,
-                    config.compute_baseline, src.baseline_workdir, say, progress)
+                    config.compute_baseline, src.baseline_workdir, say)
         row.smc = smc.get(name)
         rows.append(row)
     return rows

@@ -6,11 +6,13 @@ A training run directory (``freeflow train --out DIR``) holds
 * ``checkpoint.npz``: the training-state pytree, as numbered leaves (``CHECKPOINT``);
 * ``metrics.jsonl``: one JSON record per step (``METRICS``).
 
-An MBAR work directory (``freeflow baseline --workdir DIR``) holds ``config.json`` (the
-settings, the Einstein width and the target's energy shift) and one ``state_###.npz`` per
-finished state of the path (``MbarWorkdir``); an SMC work directory (``freeflow estimate
---method smc --workdir DIR``) holds ``config.json`` and one ``group_###.npz`` per finished group
-of runs (``SmcWorkdir``). Sample files (``freeflow sample --out FILE``) are
+The resumable estimates keep their work in a ``WorkDir`` (``workdirs``): its settings
+file, refused when a rerun asks for other settings, its finished parts and its log, behind
+the one-writer lock. An MBAR work directory (``freeflow baseline --workdir DIR``,
+``MbarWorkdir``) holds one ``state_###.npz`` per finished state of the path; an SMC one
+(``freeflow estimate --method smc --workdir DIR``, ``SmcWorkdir``) one ``group_###.npz`` per
+finished group of runs; a sweep's (``freeflow sweep --out DIR``, ``SweepWorkdir``) one
+``stage_###.npz`` per finished temperature. Sample files (``freeflow sample --out FILE``) are
 ``.npz`` or extended XYZ with the system's definition inside (``save_samples``).
 
 Every file but the append-only metrics log is written to a temporary name in the same
@@ -26,7 +28,6 @@ from freeflow.rundir.files import (  # noqa: F401
     CHECKPOINT,
     DirectoryLock,
     LOCK,
-    MBAR_CONFIG,
     METRICS,
     RUN_JSON,
     atomic_write_bytes,
@@ -59,8 +60,12 @@ from freeflow.rundir.runs import (  # noqa: F401
     write_run_record,
 )
 from freeflow.rundir.workdirs import (  # noqa: F401
+    CompareWorkdir,
     MbarWorkdir,
     SmcWorkdir,
+    SweepWorkdir,
+    WorkDir,
+    settings_differences,
 )
 from freeflow.rundir.samples import (  # noqa: F401
     SAMPLE_SUFFIXES,
@@ -75,14 +80,16 @@ from freeflow.rundir.results import (  # noqa: F401
 
 __all__ = [
     "CHECKPOINT",
+    "CompareWorkdir",
     "DirectoryLock",
     "LOCK",
-    "MBAR_CONFIG",
     "METRICS",
     "MbarWorkdir",
     "RUN_JSON",
     "SAMPLE_SUFFIXES",
     "SmcWorkdir",
+    "SweepWorkdir",
+    "WorkDir",
     "append_metrics",
     "atomic_write_bytes",
     "check_checkpoint_identity",
@@ -109,6 +116,7 @@ __all__ = [
     "run_record",
     "save_checkpoint",
     "save_samples",
+    "settings_differences",
     "system_of_record",
     "training_cost",
     "write_json",

@@ -17,7 +17,6 @@ from freeflow.parallel import writes_files
 RUN_JSON = "run.json"
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
-MBAR_CONFIG = "config.json"
 LOCK = ".lock"
 
 

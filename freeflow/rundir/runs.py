@@ -16,14 +16,9 @@ import numpy as np
 
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
-from freeflow.physics.system import (
-    System,
-    describe_system,
-    system_fingerprint,
-    system_from_definition,
-    system_from_dict,
-    system_to_dict,
-)
+from freeflow.physics.system import System
+from freeflow.physics.system_files import system_from_definition
+from freeflow.physics.identity import (describe_system, system_fingerprint, system_from_dict, system_to_dict)
 from freeflow.rundir.files import (CHECKPOINT, METRICS, RUN_JSON, atomic_write_bytes,
                                    npz_bytes, write_json)
 

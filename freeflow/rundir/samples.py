@@ -12,11 +12,8 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from freeflow.physics.system import (
-    system_from_definition,
-    system_from_dict,
-    system_to_dict,
-)
+from freeflow.physics.system_files import system_from_definition
+from freeflow.physics.identity import system_from_dict, system_to_dict
 from freeflow.rundir.files import atomic_write_bytes
 
 _XYZ_SUFFIXES = (".extxyz", ".xyz")

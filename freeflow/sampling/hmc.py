@@ -296,7 +296,7 @@ class Boltzmann:
 
 def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCConfig(), *,
            observables: Callable | None = None, keep_positions: bool = True,
-           progress: bool | None = None, desc: str = "sampling") -> SampleResult:
+           desc: str = "sampling") -> SampleResult:
     """Sample ``density`` with ``config.num_chains`` Metropolis-corrected HMC chains.
 
     Args:
@@ -308,7 +308,7 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
       observables: optional pure ``f(positions [P, D], *energy_args) -> array`` recorded at
         every saved sample (e.g. the components of an interpolated energy).
       keep_positions: return all sample positions (``[C * S, P, D]``, memory!).
-      progress: tqdm bar on stderr; ``None`` shows it on a terminal for long runs.
+      desc: the progress bar's label (``freeflow.progress``: shown for long runs only).
 
     The chains are split over every device of ``freeflow.parallel.batch_mesh`` when their
     number is a multiple of the device count (otherwise they run on the default device); with
@@ -342,8 +342,7 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
         raise FloatingPointError("the energy is not finite at the initial positions")
 
     total_steps = c.num_warmup + c.num_samples * c.thin
-    show = progress if progress is not None else (None if total_steps >= _PROGRESS_MIN_STEPS
-                                                  else False)
+    show = None if total_steps >= _PROGRESS_MIN_STEPS else False
     key_warm, key_prod = jax.random.split(key)
     fixed_args = (x0, beta_arr, box_arr, args)
     with _progress(total_steps, desc, show) as bar:

@@ -107,7 +107,6 @@ class _Ladder:
     energy: Callable
     components: Callable
     config: HMCConfig
-    progress: bool | None
 
     def args(self, lam) -> tuple:
         return (lam, self.path.reference_scale, self.path.target_shift)
@@ -126,7 +125,7 @@ def _sample_state(ladder: _Ladder, lam: float, positions, key, *, num_samples: i
     config = dataclasses.replace(ladder.config, num_samples=num_samples,
                                  num_warmup=num_warmup, step_size=step_size)
     res = sample(density, positions, key, config, observables=ladder.components,
-                 keep_positions=False, progress=ladder.progress, desc=desc)
+                 keep_positions=False, desc=desc)
     c = res.by_chain(res.observables).astype(np.float64)  # [C, S, 2]
     # Each interpolated-energy evaluation evaluates the target and the reference.
     info = {"lambda": float(lam), "acceptance": res.acceptance, "tau": res.tau,
@@ -221,8 +220,7 @@ def _one_state(ladder: _Ladder, k: int, x, key, saved, step, desc: str):
 
 
 def path_free_energy(path: LinearPath, initial_positions, key, config: HMCConfig, *,
-                     store=None, progress: bool | None = None,
-                     label: str = "mbar") -> ReducedFreeEnergy:
+                     store=None, label: str = "mbar") -> ReducedFreeEnergy:
     """``-ln(Z_target / Z_reference)`` by MBAR along ``path``.
 
     Args:
@@ -237,8 +235,7 @@ def path_free_energy(path: LinearPath, initial_positions, key, config: HMCConfig
         info) | None`` and ``write_state(k, lambda, c, x, info)``), or ``None``. A state it
         holds is reused; with fewer samples per chain than asked, its chains continue (same
         chains and thinning); with more, the first are used.
-      progress: a bar over the states; ``None``: on a terminal.
-      label: the bar's label.
+      label: the label of the progress bar over the states (``freeflow.progress``).
 
     Returns:
       ``ReducedFreeEnergy`` of ``delta_f`` (= ``-ln(Z_tgt / Z_ref)``; the target's shift ``c``
@@ -247,13 +244,13 @@ def path_free_energy(path: LinearPath, initial_positions, key, config: HMCConfig
       diagnostics) and ``details["min_neighbour_overlap"]``.
     """
     energy, components = _path_functions(path.reference_fn, path.target_fn)
-    ladder = _Ladder(path, energy, components, config, progress)
+    ladder = _Ladder(path, energy, components, config)
     lambdas = np.asarray(path.lambdas, dtype=np.float64)
     x = np.asarray(initial_positions, np.float32)
     comps, states = [], []
     evaluations = 0
     step = None
-    with progress_bar(len(lambdas), label, "state", progress, leave=False) as bar:
+    with progress_bar(len(lambdas), label, "state", leave=False) as bar:
         for k, lam in enumerate(lambdas):
             saved = store.read_state(k, lam, config.num_chains) if store is not None else None
             desc = f"{label} state {k + 1}/{len(lambdas)} lambda={lam:.4f}"

@@ -247,7 +247,7 @@ class AnnealConfig:
 
 def anneal(log_start: Callable, log_target: Callable, start_positions, key,
            config: AnnealConfig = AnnealConfig(), *, box=None, step_size: float,
-           progress: bool | None = None, desc: str = "SMC") -> AnnealResult:
+           desc: str = "SMC") -> AnnealResult:
     """Anneal ``R`` independent runs of ``n`` particles from ``q`` to ``p`` (module docstring).
 
     Args:
@@ -261,7 +261,7 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
       config: ``AnnealConfig``.
       box: ``[D]`` periodic box edges, or ``None``.
       step_size: the leapfrog step of the first transition (length unit); later ones adapt.
-      progress: tqdm bar on stderr over ``t``; ``None``: only on a terminal.
+      desc: the label of the progress bar over ``t`` (``freeflow.progress``).
 
     The ``R n`` particles are split over the devices of ``freeflow.parallel.batch_mesh`` when
     their number is a multiple of the device count; with several processes
@@ -299,7 +299,7 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
                         temperatures=[[] for _ in range(runs)], final_ess=np.ones(runs))
     accept_sum, accept_count, evaluations = 0.0, 0, runs * n
 
-    with progress_bar(_PROGRESS_UNITS, desc, "t/1000", progress, leave=False) as bar:
+    with progress_bar(_PROGRESS_UNITS, desc, "t/1000", leave=False) as bar:
         shown = 0
         while not np.all((t := to_host(state.t)) >= 1.0):
             if len(state.temperatures[0]) >= config.max_temperatures:

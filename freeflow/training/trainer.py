@@ -32,7 +32,7 @@ from freeflow.flows.works import model_works
 from freeflow.parallel import batch_mesh, batch_sharding, decided_by_process_0, replicated
 from freeflow.physics.memory import check_program_memory
 from freeflow.physics.system import System
-from freeflow.progress import progress_bar
+from freeflow.progress import progress_bar, showing
 from freeflow.training.config import TrainingConfig
 
 
@@ -154,8 +154,9 @@ def make_evaluator(model: FlowModel, system: System, config: TrainingConfig):
     m = multiplicity(system)  # the default (literature's) counting
 
     def evaluate(params, step):
-        work = model_works(model, params, system, jax.random.PRNGKey(10_000 + step),
-                           config.eval_samples, config.batch_size, progress=False)
+        with showing(False):  # a few seconds inside training's own bar
+            work = model_works(model, params, system, jax.random.PRNGKey(10_000 + step),
+                               config.eval_samples, config.batch_size)
         result = lfep(work, system.num_particles, reference_length=system.units.reference_length,
                       multiplicity=m, system=system.name, bootstrap=0)
         return {"eval_beta_f_per_particle": result.value, "eval_ess": result.ess,
@@ -166,8 +167,7 @@ def make_evaluator(model: FlowModel, system: System, config: TrainingConfig):
 
 def fit(model: FlowModel, system: System, config: TrainingConfig, state: TrainState, *,
         on_step: Callable[[TrainState, dict], None] | None = None,
-        max_wall_time: float | None = None, progress: bool = True,
-        compiled=None) -> TrainState:
+        max_wall_time: float | None = None, compiled=None) -> TrainState:
     """Train from ``state`` up to ``config.num_steps`` steps and return the final state.
 
     Args:
@@ -195,8 +195,7 @@ def fit(model: FlowModel, system: System, config: TrainingConfig, state: TrainSt
     n = system.num_particles
     running_log_z = None
     started = time.perf_counter()
-    with progress_bar(config.num_steps, f"train {system.name}", "step",
-                      None if progress else False, initial=start_step,
+    with progress_bar(config.num_steps, f"train {system.name}", "step", initial=start_step,
                       dynamic_ncols=True) as bar:
         for step in range(start_step, config.num_steps):
             # Every process of a multi-process job stops at the same step, by process 0's clock.

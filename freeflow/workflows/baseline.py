@@ -39,10 +39,8 @@ builds the crystal's path and hands the ladder the work directory as its store.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -60,8 +58,8 @@ from freeflow.estimators.conventions import (
 from freeflow.estimators.result import FreeEnergy
 from freeflow.physics.harmonic import einstein_crystal, harmonic_crystal
 from freeflow.physics.potentials import EinsteinCrystal
-from freeflow.physics.system import system_fingerprint
-from freeflow.rundir import DirectoryLock, MbarWorkdir
+from freeflow.physics.identity import system_fingerprint
+from freeflow.rundir import MbarWorkdir
 from freeflow.sampling.hmc import HMCConfig, sample_system
 from freeflow.sampling.ladder import (LinearPath, lambda_schedule, path_free_energy,
                                       samples_per_chain)
@@ -82,11 +80,11 @@ def unit_einstein_energy_fn(system) -> Callable:
     return _unit_einstein(tuple(float(b) for b in system.box), sites.tobytes(), len(sites))
 
 
-def _pilot_width(system, key, num_chains: int, progress) -> tuple[float, int]:
+def _pilot_width(system, key, num_chains: int) -> tuple[float, int]:
     """Root-mean-square displacement per coordinate of the mobile particles in the target."""
     res = sample_system(system, key, HMCConfig(num_chains=num_chains, num_samples=32,
                                                num_warmup=150, thin=2),
-                        progress=progress, desc=f"pilot {system.name}")
+                        desc=f"pilot {system.name}")
     d = res.positions[:, 1:] - system.lattice[None, 1:]
     d = d - system.box * np.round(d / system.box)
     # The pilot only evaluates the target (value and gradient).
@@ -96,36 +94,6 @@ def _pilot_width(system, key, num_chains: int, progress) -> tuple[float, int]:
 def _baseline_settings(system, width, **settings) -> dict:
     return {"system": system.name, "definition": system.definition,
             "fingerprint": system_fingerprint(system), **settings, "requested_width": width}
-
-
-def _saved_config(store: MbarWorkdir | None, settings: dict) -> dict | None:
-    """The work directory's record of an earlier call, if any; refuses other settings."""
-    saved = store.read_config() if store is not None else None
-    if saved is not None:
-        # samples_per_state may change: saved states are extended (or cut) to the new length.
-        ignored = {"samples_per_state"}
-        wanted = {k: v for k, v in _as_json(settings).items() if k not in ignored}
-        there = {k: v for k, v in saved["settings"].items() if k not in ignored}
-        if there != wanted:
-            differ = sorted(k for k in set(there) | set(wanted) if there.get(k) != wanted.get(k))
-            # The definition is long; its fingerprint differs with it and says enough.
-            what = "; ".join(f"{k} {there.get(k)!r} there, {wanted.get(k)!r} here"
-                             for k in differ if k != "definition")
-            raise ValueError(f"{store.path} holds an MBAR run with different settings ({what});"
-                             " use the same settings to continue it, or a fresh --workdir")
-    return saved
-
-
-def _record_config(store: MbarWorkdir | None, saved: dict | None, record: dict):
-    """Write the record of this call, unless the work directory holds it already."""
-    record = _as_json(record)
-    if store is not None and record != saved:
-        store.write_config(record)
-
-
-def _as_json(data):
-    """``data`` as it reads back from JSON (tuples become lists, keys strings)."""
-    return json.loads(json.dumps(data))
 
 
 #: References of the MBAR path (``mbar_free_energy(reference=...)``).
@@ -187,8 +155,7 @@ class PathConfig:
 
 
 def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, seed: int = 0,
-                     workdir: str | Path | None = None,
-                     progress: bool | None = None) -> FreeEnergy:
+                     workdir: str | Path | None = None) -> FreeEnergy:
     """Absolute ``beta F / N`` of ``system`` by MBAR from a Gaussian crystal, particle 0 held.
 
     Args:
@@ -206,23 +173,23 @@ def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, see
       (and for Einstein its spring constant and width), the lambdas and per-state diagnostics.
     """
     start = time.perf_counter()
-    reference, num_states = config.reference, config.num_states
-    samples_per_state, num_chains = config.samples_per_state, config.num_chains
-    num_warmup, thin = config.num_warmup, config.thin
-    num_integration_steps, width = config.num_integration_steps, config.width
-    schedule_power = config.schedule_power
-    system.check_batch_memory(num_chains, f"MBAR's HMC of {num_chains} chains")
+    c, width = config, config.width
+    system.check_batch_memory(c.num_chains, f"MBAR's HMC of {c.num_chains} chains")
     key = jax.random.key(seed) if key is None else key
-    store = MbarWorkdir(workdir) if workdir is not None else None
-    lambdas = lambda_schedule(num_states, schedule_power)
+    lambdas = lambda_schedule(c.num_states, c.schedule_power)
     settings = _baseline_settings(
-        system, width, reference=reference,
-        num_states=num_states, schedule_power=schedule_power,
-        samples_per_state=samples_per_state, num_chains=num_chains, num_warmup=num_warmup,
-        thin=thin, num_integration_steps=num_integration_steps, seed=seed)
+        system, width, reference=c.reference, num_states=c.num_states,
+        schedule_power=c.schedule_power, samples_per_state=c.samples_per_state,
+        num_chains=c.num_chains, num_warmup=c.num_warmup, thin=c.thin,
+        num_integration_steps=c.num_integration_steps, seed=seed)
+    # samples_per_state may change: saved states are extended (or cut) to the new length.
+    free = ("samples_per_state",)
     # One writer per work directory: a second process is refused before any sampling.
-    with (DirectoryLock(workdir) if workdir is not None else contextlib.nullcontext()):
-        saved = _saved_config(store, settings)
+    with MbarWorkdir.open(workdir) as store:
+        saved = store.read_settings() if store is not None else None
+        if saved is not None:
+            store.refuse_other_settings(saved, {"settings": settings}, within="settings",
+                                        ignore=free)
         pilot_evaluations = 0
         if saved is not None:
             # The saved energies are relative to this shift and width: a resumed run reuses them.
@@ -230,48 +197,54 @@ def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, see
             shift = saved["target_shift"]
         else:
             shift = system.lattice_energy()
-            if reference == "einstein" and width is None:
+            if c.reference == "einstein" and width is None:
                 width, pilot_evaluations = _pilot_width(system, jax.random.fold_in(key, 10_000),
-                                                        num_chains, progress)
-        _record_config(store, saved, {"settings": settings, "width": width,
-                                      "pilot_evaluations": pilot_evaluations,
-                                      "target_shift": shift})
-        crystal, reference_details = _reference_crystal(system, reference, width)
-        n = system.num_particles
-        fixed = np.zeros(n, bool)
+                                                        c.num_chains)
+        if store is not None:
+            store.check_settings({"settings": settings, "width": width,
+                                  "pilot_evaluations": pilot_evaluations,
+                                  "target_shift": shift}, within="settings", ignore=free)
+        crystal, reference_details = _reference_crystal(system, c.reference, width)
+        fixed = np.zeros(system.num_particles, bool)
         fixed[0] = True
         path = LinearPath(crystal.energy_fn, system.energy_fn(strays="nan"), system.beta,
                           lambdas, box=system.box, target_shift=shift, fixed=fixed,
                           reference_sampler=crystal.sample)
-        sampling = HMCConfig(num_chains=num_chains,
-                             num_samples=samples_per_chain(samples_per_state, num_chains),
-                             num_warmup=num_warmup, thin=thin,
-                             num_integration_steps=num_integration_steps)
+        sampling = HMCConfig(num_chains=c.num_chains,
+                             num_samples=samples_per_chain(c.samples_per_state, c.num_chains),
+                             num_warmup=c.num_warmup, thin=c.thin,
+                             num_integration_steps=c.num_integration_steps)
         out = path_free_energy(path, system.lattice, key, sampling, store=store,
-                               progress=progress, label=f"mbar {system.name}")
-        # ln Z_fixed(target) = ln Z_ref - Delta f - beta U_lattice (the shift comes back here).
-        ln_z_fixed = crystal.ln_z_fixed - out.delta_f - system.beta * shift
-        lam_ref = system.units.reference_length
-        states = out.details["states"]
-        m = 1  # the "bravais" counting; FreeEnergy.recounted gives the other
-        details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "counting": "bravais",
-                   "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
-                   "num_particles": n,
-                   "ln_z": log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m),
-                   "reference": reference, "reference_ln_z_fixed": crystal.ln_z_fixed,
-                   **reference_details,
-                   "reference_beta_f_per_particle": beta_f_from_ln_z_fixed(
-                       crystal.ln_z_fixed, n, system.volume, lam_ref, m),
-                   "lattice_energy": shift, "lambdas": lambdas.tolist(),
-                   "min_neighbour_overlap": out.details["min_neighbour_overlap"],
-                   "samples_per_state": samples_per_state, "num_chains": num_chains,
-                   # Sampling time of all states, over every session that added to them (the
-                   # result's wall_time is this call's only, short when states were read back).
-                   "sampling_wall_time": float(sum(st["wall_time"] for st in states)),
-                   "states": states}
-        return FreeEnergy(value=beta_f_from_ln_z_fixed(ln_z_fixed, n, system.volume, lam_ref, m),
-                          stderr=out.stderr / n, method="mbar", num_states=num_states,
-                          num_samples=out.num_samples,
-                          energy_evaluations=out.energy_evaluations + pilot_evaluations,
-                          wall_time=time.perf_counter() - start, system=system.name,
-                          details=details)
+                               label=f"mbar {system.name}")
+        return _free_energy(system, crystal, reference_details, config, lambdas, shift, out,
+                            pilot_evaluations, time.perf_counter() - start)
+
+
+def _free_energy(system, crystal, reference_details: dict, config: PathConfig, lambdas,
+                 shift: float, out, pilot_evaluations: int, wall_time: float) -> FreeEnergy:
+    """The ``FreeEnergy`` of the ladder's result ``out`` (``path_free_energy``)."""
+    # ln Z_fixed(target) = ln Z_ref - Delta f - beta U_lattice (the shift comes back here).
+    ln_z_fixed = crystal.ln_z_fixed - out.delta_f - system.beta * shift
+    n, lam_ref = system.num_particles, system.units.reference_length
+    states = out.details["states"]
+    m = 1  # the "bravais" counting; FreeEnergy.recounted gives the other
+    details = {"ln_z_fixed": ln_z_fixed, "multiplicity": m, "counting": "bravais",
+               "lattice_multiplicity": translation_multiplicity(system.lattice, system.box),
+               "num_particles": n,
+               "ln_z": log_z_from_fixed_particle(ln_z_fixed, n, system.volume, m),
+               "reference": config.reference, "reference_ln_z_fixed": crystal.ln_z_fixed,
+               **reference_details,
+               "reference_beta_f_per_particle": beta_f_from_ln_z_fixed(
+                   crystal.ln_z_fixed, n, system.volume, lam_ref, m),
+               "lattice_energy": shift, "lambdas": lambdas.tolist(),
+               "min_neighbour_overlap": out.details["min_neighbour_overlap"],
+               "samples_per_state": config.samples_per_state, "num_chains": config.num_chains,
+               # Sampling time of all states, over every session that added to them (the
+               # result's wall_time is this call's only, short when states were read back).
+               "sampling_wall_time": float(sum(st["wall_time"] for st in states)),
+               "states": states}
+    return FreeEnergy(value=beta_f_from_ln_z_fixed(ln_z_fixed, n, system.volume, lam_ref, m),
+                      stderr=out.stderr / n, method="mbar", num_states=config.num_states,
+                      num_samples=out.num_samples,
+                      energy_evaluations=out.energy_evaluations + pilot_evaluations,
+                      wall_time=wall_time, system=system.name, details=details)

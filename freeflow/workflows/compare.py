@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -37,7 +36,11 @@ from freeflow.estimators.conventions import (COUNTINGS, DEFAULT_COUNTING, conver
                                              translation_multiplicity)
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import BASES, ModelConfig
-from freeflow.physics.system import System, load_system, system_fingerprint
+from freeflow.physics.system import System
+from freeflow.rundir import CompareWorkdir
+from freeflow.physics.system_files import load_system
+from freeflow.physics.identity import system_fingerprint
+from freeflow.progress import showing
 from freeflow.training.config import presets, scheduled_over
 from freeflow.workflows.baseline import PathConfig, mbar_free_energy
 from freeflow.workflows.estimate import lfep_and_lbar
@@ -260,9 +263,10 @@ def _step_seconds(system: System, config: CompareConfig) -> float:
     """Seconds of one training step: steps 6-15 of a throwaway 15-step run."""
     model_config, training = _flow_configs(system, config, 15)
     stamps = []
-    train(system, None, model_config=model_config,
-          training=dataclasses.replace(training, eval_every=0), progress=False,
-          callback=lambda step, record: stamps.append(time.perf_counter()))
+    with showing(False):
+        train(system, None, model_config=model_config,
+              training=dataclasses.replace(training, eval_every=0),
+              callback=lambda step, record: stamps.append(time.perf_counter()))
     return (stamps[-1] - stamps[4]) / 10
 
 
@@ -313,45 +317,33 @@ def plan_comparison(system: System, config: CompareConfig, say=lambda text: None
     return split_budget(system, config, transition, step, time.perf_counter() - started)
 
 
-def _read_plan(out: Path, system: System, config: CompareConfig) -> ComparePlan | None:
-    """The plan saved in ``out``, or ``None``; refuses one made for other settings."""
-    path = out / "plan.json"
-    if not path.is_file():
-        return None
+def _read_plan(store: CompareWorkdir, system: System, config: CompareConfig
+               ) -> ComparePlan | None:
+    """The plan saved in ``store``, or ``None``; refuses one made for other settings."""
     try:
-        saved = ComparePlan(**json.loads(path.read_text()))
+        saved = store.read_settings()
+        saved = None if saved is None else ComparePlan(**saved)
     except (json.JSONDecodeError, TypeError) as error:
-        raise ValueError(f"{path} is not a comparison plan ({error}); remove it or use "
-                         "another --out") from None
-    wanted = _identity(config)
-    if saved.system_fingerprint != system_fingerprint(system) or saved.config != wanted:
-        differ = sorted(k for k in wanted if saved.config.get(k) != wanted[k])
-        what = (", ".join(f"{k} {saved.config.get(k)!r} there, {wanted[k]!r} here"
-                          for k in differ) if differ else
-                f"system {saved.system} there, {system.name} here")
-        raise ValueError(f"{out} holds a comparison with other settings ({what}); use the "
-                         "same settings to continue it, or another --out")
+        raise ValueError(f"{store.path / store.CONFIG} is not a comparison plan ({error}); "
+                         "remove it or use another --out") from None
+    if saved is not None:
+        store.refuse_other_settings(
+            {"system": f"{saved.system} ({saved.system_fingerprint})", **saved.config},
+            {"system": f"{system.name} ({system_fingerprint(system)})", **_identity(config)})
     return saved
 
 
 # -- the routes ------------------------------------------------------------------------------
 
 
-def _route_file(out: Path, route: str) -> Path:
-    return out / "results" / f"{route}.json"
+def _finished(store: CompareWorkdir, route: str) -> FreeEnergy | None:
+    row = store.read_result(route)
+    return None if row is None else FreeEnergy.from_dict(row)
 
 
-def _finished(out: Path, route: str) -> FreeEnergy | None:
-    path = _route_file(out, route)
-    if not path.is_file():
-        return None
-    return FreeEnergy.from_dict(json.loads(path.read_text()))
-
-
-def _keep(out: Path, result: FreeEnergy) -> FreeEnergy:
-    (out / "results").mkdir(exist_ok=True)
+def _keep(store: CompareWorkdir, result: FreeEnergy) -> FreeEnergy:
     row = json.loads(json.dumps(result.to_dict(), default=_plain))
-    rundir.write_json(_route_file(out, result.method), row)
+    store.write_result(store.result_file(result.method).relative_to(store.path), row)
     return result
 
 
@@ -466,23 +458,15 @@ def compare(system, out, config: CompareConfig = CompareConfig(),
     """
     if not isinstance(system, System):
         system = load_system(system)
-    out = rundir.check_writable_dir(out)
-    log = open(out / "compare.log", "a")
-
-    def say(text):
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
-        print(text, file=sys.stderr, flush=True)
-        log.write(line + "\n")
-        log.flush()
-
-    with log, rundir.DirectoryLock(out):
-        plan = _read_plan(out, system, config)
+    with CompareWorkdir.open(out) as store:
+        out, say = store.path, store.log
+        plan = _read_plan(store, system, config)
         if plan is None:
             plan = (plan_comparison(system, config, say) if timings is None
                     else split_budget(system, config, *timings))
-            rundir.write_json(out / "plan.json", dataclasses.asdict(plan))
+            store.write_settings(dataclasses.asdict(plan))
         say(f"compare {system.name}: plan {_describe(plan, config)}")
-        results = {route: _finished(out, route) for route in ROUTES}
+        results = {route: _finished(store, route) for route in ROUTES}
         stages = ((("mbar",), lambda: [_run_mbar(system, plan, config, out)]),
                   (("smc",), lambda: [_run_smc(system, plan, config, out, say)]),
                   (("lfep", "lbar"), lambda: _run_flow_routes(system, plan, config, out, say)))
@@ -491,7 +475,7 @@ def compare(system, out, config: CompareConfig = CompareConfig(),
                 continue
             say(f"compare {system.name}: {' and '.join(ROUTE_LABELS[r] for r in routes)}")
             for result in run():
-                results[result.method] = _keep(out, result)
+                results[result.method] = _keep(store, result)
                 shown = result.recounted(config.counting)
                 say(f"compare {system.name}: {result.method} beta F / N = "
                     f"{shown.value:.6f} +- {shown.stderr:.6f} in {shown.wall_time:.0f} s")

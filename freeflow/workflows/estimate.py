@@ -29,7 +29,9 @@ from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import base_config
 from freeflow.flows.model import BaseModel
 from freeflow.flows.works import model_works, reverse_works
-from freeflow.physics.system import System, check_same_system, load_system
+from freeflow.physics.system import System
+from freeflow.physics.system_files import load_system
+from freeflow.physics.identity import check_same_system
 from freeflow.sampling.hmc import integrated_autocorrelation_time
 from freeflow.workflows.baseline import PathConfig, mbar_free_energy
 from freeflow.workflows.smc import SMCConfig, smc_free_energy
@@ -49,22 +51,21 @@ def counted(result: FreeEnergy, system, wall_time: float) -> FreeEnergy:
 
 
 def lfep_from_model(model, params, system, key, num_samples: int = 100_000,
-                    batch_size: int = 256, progress: bool = True,
-                    bootstrap: int = 200) -> FreeEnergy:
+                    batch_size: int = 256, bootstrap: int = 200) -> FreeEnergy:
     """LFEP ``beta F / N`` of ``system`` from ``num_samples`` samples of a flow (exact energy).
 
     See ``freeflow.estimators.lfep.lfep`` for the estimator and when to trust it. The value
     is in the default counting (``FreeEnergy.recounted`` gives the other).
     """
     start = time.perf_counter()
-    work = model_works(model, params, system, key, num_samples, batch_size, progress)
+    work = model_works(model, params, system, key, num_samples, batch_size)
     result = lfep(work, system.num_particles, reference_length=system.units.reference_length,
                   system=system.name, bootstrap=bootstrap)
     return counted(result, system, time.perf_counter() - start)
 
 
 def lbar_from_model(model, params, system, key, num_model_samples: int, target_positions,
-                    batch_size: int = 256, progress: bool = True) -> FreeEnergy:
+                    batch_size: int = 256) -> FreeEnergy:
     """LBAR for a flow ``model`` (interface: ``sample_and_log_prob(params, key, n) -> (x [n,
     N, 3], log_q [n])`` and ``log_prob(params, y [m, N, 3]) -> [m]``).
 
@@ -75,10 +76,8 @@ def lbar_from_model(model, params, system, key, num_model_samples: int, target_p
     """
     start = time.perf_counter()
     # Model samples are drawn and evaluated batch by batch, so 10^5-10^6 fit in memory.
-    forward = model_works(model, params, system, key, int(num_model_samples), batch_size,
-                          progress)
-    reverse = reverse_works(model, params, system, np.asarray(target_positions), batch_size,
-                            progress)
+    forward = model_works(model, params, system, key, int(num_model_samples), batch_size)
+    reverse = reverse_works(model, params, system, np.asarray(target_positions), batch_size)
     result = lbar(forward, reverse, system.num_particles, system.units.reference_length,
                   system=system.name, energy_evaluations=len(forward) + len(reverse))
     return counted(result, system, time.perf_counter() - start)
@@ -168,8 +167,7 @@ class WorksConfig:
 
 
 def estimate(start, method: str = "lfep", config=None, *, target_samples=None,
-             seed: int = 0, workdir=None, counting: str = DEFAULT_COUNTING,
-             progress: bool | None = None) -> FreeEnergy:
+             seed: int = 0, workdir=None, counting: str = DEFAULT_COUNTING) -> FreeEnergy:
     """``beta F / N`` by any of freeflow's methods, from a trained flow or from a base.
 
     Args:
@@ -189,16 +187,16 @@ def estimate(start, method: str = "lfep", config=None, *, target_samples=None,
       counting: ``"bravais"`` (the literature's) or ``"exact"``; see
         ``freeflow.estimators.conventions``. Every method estimates in the default counting;
         the result is recounted once, at the end (``FreeEnergy.recounted``).
-      progress: progress on stderr: ``None`` a bar on a terminal and plain lines in a log
-        file, ``False`` none.
+
+    Progress goes to stderr as ``freeflow.progress.showing`` sets it (by default a bar on a
+    terminal and plain lines in a log).
     """
     if counting not in COUNTINGS:
         raise ValueError(f"unknown counting {counting!r}; use one of {', '.join(COUNTINGS)}")
-    return _estimate(start, method, config, target_samples, seed, workdir,
-                     progress).recounted(counting)
+    return _estimate(start, method, config, target_samples, seed, workdir).recounted(counting)
 
 
-def _estimate(start, method, config, target_samples, seed, workdir, progress) -> FreeEnergy:
+def _estimate(start, method, config, target_samples, seed, workdir) -> FreeEnergy:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     wanted = {"lfep": WorksConfig, "lbar": WorksConfig, "smc": SMCConfig,
@@ -208,17 +206,15 @@ def _estimate(start, method, config, target_samples, seed, workdir, progress) ->
         raise ValueError(f"{method} takes a {wanted.__name__}; got a "
                          f"{type(config).__name__}")
     if method == "mbar":
-        return _mbar(start, config, seed, workdir, progress)
+        return _mbar(start, config, seed, workdir)
     if method == "smc":
         run, system, base = _smc_start(start)
         return smc_free_energy(run, system=system, base=base, config=config, seed=seed,
-                               workdir=workdir, progress=progress)
+                               workdir=workdir)
     system, model, params = _flow_start(start)
     key = jax.random.PRNGKey(seed)
-    progress = progress is not False  # the works show a bar on a terminal, lines in a log
     if method == "lfep":
-        return lfep_from_model(model, params, system, key, config.samples, config.batch_size,
-                               progress)
+        return lfep_from_model(model, params, system, key, config.samples, config.batch_size)
     if target_samples is None:
         raise ValueError("LBAR needs target samples: pass --target-samples FILE (made with "
                          "'freeflow sample SYSTEM --out FILE')")
@@ -227,7 +223,7 @@ def _estimate(start, method, config, target_samples, seed, workdir, progress) ->
         target_samples, sampled, _ = rundir.load_samples(path)
         check_same_system(system, sampled, f"target sample file {path}")
     return lbar_from_model(model, params, system, key, config.samples,
-                           np.asarray(target_samples), config.batch_size, progress)
+                           np.asarray(target_samples), config.batch_size)
 
 
 def _flow_start(start):
@@ -257,7 +253,7 @@ def _smc_start(start):
     return start, None, None
 
 
-def _mbar(start, config: PathConfig, seed: int, workdir, progress):
+def _mbar(start, config: PathConfig, seed: int, workdir):
     if isinstance(start, FromBase):
         if start.base != "harmonic":
             raise ValueError(f"MBAR starts from the harmonic crystal (or an Einstein crystal, "
@@ -268,7 +264,7 @@ def _mbar(start, config: PathConfig, seed: int, workdir, progress):
             start = rundir.load_run(start)[0]  # a run directory: MBAR of its system
         else:
             start = load_system(start)
-    return mbar_free_energy(start, config, seed=seed, workdir=workdir, progress=progress)
+    return mbar_free_energy(start, config, seed=seed, workdir=workdir)
 
 
 def _base_start(system, base: str):

@@ -24,7 +24,8 @@ import numpy as np
 from freeflow.flows.bases import harmonic_base
 from freeflow.physics.space import minimum_image, wrap
 
-__all__ = ["START_STEP_SIZE", "SiteFrame", "Whitening", "crystal_densities"]
+__all__ = ["START_STEP_SIZE", "SiteFrame", "Whitening", "absolute_positions", "crystal_densities",
+           "crystal_energy"]
 
 #: The first leapfrog step in whitened coordinates (harmonic modes of period 2 pi); later
 #: ones adapt.
@@ -115,25 +116,38 @@ class Whitening:
         return d.reshape(*d.shape[:-2], -1) @ jnp.asarray(self.whiten, d.dtype)
 
 
-def crystal_densities(system, frame: SiteFrame, whitening: "Whitening", log_start):
-    """``(ln q(u), ln p(u))`` in the whitened coordinates of one configuration ``u [3P]``.
+def absolute_positions(frame: SiteFrame, whitening: "Whitening", u):
+    """All ``N`` absolute positions ``[..., N, 3]`` of whitened configurations ``u [..., 3P]``,
+    in ``u``'s precision."""
+    return frame.full(jnp.asarray(frame.sites, u.dtype) + whitening.displacement(u))
 
-    ``ln p = -beta U`` where every particle is within ``R`` of its own site (the displacements
-    themselves, not their images: one copy of the crystal region), ``-inf`` elsewhere."""
+
+def crystal_energy(system, frame: SiteFrame, whitening: "Whitening"):
+    """``U(u)`` of one whitened configuration ``u [3P]`` where every particle is within ``R``
+    of its own site (the displacements themselves, not their images: one copy of the crystal
+    region), ``+inf`` elsewhere."""
     energy = system.energy_fn(strays="nan")
+
+    def of(u):
+        d = whitening.displacement(u)
+        inside = jnp.all(jnp.sum(d**2, axis=-1) < frame.radius**2)
+        return jnp.where(inside, energy(frame.full(jnp.asarray(frame.sites, u.dtype) + d)),
+                         jnp.inf)
+
+    return of
+
+
+def crystal_densities(system, frame: SiteFrame, whitening: "Whitening", log_start):
+    """``(ln q(u), ln p(u))`` in the whitened coordinates of one configuration ``u [3P]``:
+    ``ln p = -beta U`` on the crystal's region (``crystal_energy``), ``-inf`` elsewhere."""
     beta = float(system.beta)
     sites = jnp.asarray(frame.sites, jnp.float32)
-
-    def positions(u):
-        d = whitening.displacement(u)
-        return d, sites + d
+    energy = crystal_energy(system, frame, whitening)
 
     def log_start_u(u):
-        return log_start(positions(u)[1])
+        return log_start(sites + whitening.displacement(u))
 
     def log_target_u(u):
-        d, y = positions(u)
-        inside = jnp.all(jnp.sum(d**2, axis=-1) < frame.radius**2)
-        return jnp.where(inside, -beta * energy(frame.full(y)), -jnp.inf)
+        return -beta * energy(u)
 
     return log_start_u, log_target_u

@@ -15,8 +15,8 @@ import jax
 import numpy as np
 
 from freeflow import rundir
-from freeflow.physics.system import check_same_system
-from freeflow.progress import progress_bar
+from freeflow.physics.identity import check_same_system
+from freeflow.progress import progress_bar, showing
 from freeflow.sampling.hmc import HMCConfig, integrated_autocorrelation_time, sample_system
 
 __all__ = ["sample_to_file"]
@@ -26,7 +26,7 @@ _MIN_CHUNK = 50
 
 
 def sample_to_file(system, path, *, num_samples: int, num_chains: int, num_warmup: int,
-                   thin: int, seed: int = 0, progress: bool | None = None) -> dict:
+                   thin: int, seed: int = 0) -> dict:
     """Draw at least ``num_samples`` samples over ``num_chains`` chains into ``path``.
 
     Returns a summary: acceptance, step size, tau of U (saved samples), the mean ``U`` and its
@@ -44,17 +44,16 @@ def sample_to_file(system, path, *, num_samples: int, num_chains: int, num_warmu
     key = jax.random.key(seed)
     chunk = max(_MIN_CHUNK, -(-per_chain // 10))
     acceptance, evaluations = [], 0
-    with progress_bar(per_chain, f"sampling {system.name}", "sample", progress,
-                      initial=have) as bar:
+    with progress_bar(per_chain, f"sampling {system.name}", "sample", initial=have) as bar:
         while have < per_chain:
             n = min(chunk, per_chain - have)
             warm = chains is None
             config = HMCConfig(num_chains=num_chains, num_samples=n,
                                num_warmup=num_warmup if warm else 0, thin=thin,
                                step_size=None if warm else chains["step_size"])
-            result = sample_system(system, jax.random.fold_in(key, have), config,
-                                   progress=False,
-                                   initial_positions=None if warm else chains["positions"])
+            with showing(False):  # one bar, this one, over the chunks
+                result = sample_system(system, jax.random.fold_in(key, have), config,
+                                       initial_positions=None if warm else chains["positions"])
             new = result.by_chain(result.positions)
             new_u = result.by_chain(result.energies)
             saved = new if saved is None else np.concatenate([saved, new], axis=1)

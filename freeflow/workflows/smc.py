@@ -22,12 +22,10 @@ standard error (``freeflow.estimators.smc.combine_log_z``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
 import os
-import sys
 import time
 
 import jax
@@ -42,10 +40,14 @@ from freeflow.estimators.result import FreeEnergy
 from freeflow.estimators.smc import combine_log_z
 from freeflow.flows.bases import base_distribution
 from freeflow.flows.config import base_config
-from freeflow.physics.system import System, load_system, system_fingerprint
-from freeflow.progress import progress_bar
+from freeflow.physics.system import System
+from freeflow.physics.system_files import load_system
+from freeflow.physics.identity import system_fingerprint
+from freeflow.progress import progress_bar, status
 from freeflow.sampling.smc import AnnealConfig, anneal
-from freeflow.workflows.frame import START_STEP_SIZE, SiteFrame, Whitening, crystal_densities
+from freeflow.rundir import SmcWorkdir
+from freeflow.workflows.frame import (START_STEP_SIZE, SiteFrame, Whitening, absolute_positions,
+                                      crystal_densities)
 
 __all__ = ["SMCConfig", "resolve_start", "smc_free_energy", "start_identity"]
 
@@ -166,8 +168,7 @@ class SMCConfig:
 
 
 def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMCConfig(),
-                    seed: int = 0, workdir=None,
-                    progress: bool | None = None) -> FreeEnergy:
+                    seed: int = 0, workdir=None) -> FreeEnergy:
     """``beta F / N`` by annealed SMC from a flow (``run``) or a base (``system``, ``base``).
 
     Args:
@@ -181,7 +182,6 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
       workdir: a directory where every finished group of runs is saved
         (``freeflow.rundir.SmcWorkdir``); calling again with the same settings reuses them,
         so an interrupted estimate continues where it stopped, and more ``repeats`` extend it.
-      progress: a bar over the annealing parameter; ``None``: on a terminal.
 
     Returns:
       ``FreeEnergy`` with ``method="smc"``, in the ``"bravais"`` counting
@@ -197,22 +197,14 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
     if group_size is None:
         group_size = 1 if workdir is not None else repeats
     start_time = time.perf_counter()
-    def say(text):
-        if progress is not False:
-            print(text, file=sys.stderr, flush=True)
-
     system, sites, sample, log_start, start, distribution, leaves = resolve_start(
-        run, system, base, say)
+        run, system, base, status)
     system.check_batch_memory(group_size * particles, f"SMC of {group_size} runs of "
                               f"{particles} particles at once (group_size)")
     frame = SiteFrame.of(system, sites)
     whitening = Whitening.of(system, distribution)
     log_start_u, log_target_u = crystal_densities(system, frame, whitening, log_start)
     settings = config.record(group_size, seed)
-    store = None
-    if workdir is not None:
-        store = rundir.SmcWorkdir(workdir)
-        record = _group_record(system, start, start_identity(leaves), settings)
 
     def run_group(index: int, size: int):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
@@ -220,12 +212,11 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
         y0 = frame.label(jnp.asarray(sample(k_start, size * particles), jnp.float32))
         u0 = whitening.coordinates(frame.offsets(y0)).reshape(size, particles, -1)
         result = anneal(log_start_u, log_target_u, u0, k_anneal, config.anneal, box=None,
-                        step_size=START_STEP_SIZE, progress=progress,
+                        step_size=START_STEP_SIZE,
                         desc=f"SMC {system.name} runs {index * group_size + 1}-"
                              f"{index * group_size + size}/{repeats}")
         u = jnp.asarray(result.positions.reshape(size * particles, -1))
-        positions = np.asarray(frame.full(jnp.asarray(frame.sites, jnp.float32)
-                                          + whitening.displacement(u)))
+        positions = np.asarray(absolute_positions(frame, whitening, u))
         info = {"temperatures": [t.tolist() for t in result.temperatures],
                 "final_ess": result.final_ess.tolist(), "acceptance": result.acceptance,
                 "target_evaluations": result.target_evaluations,
@@ -234,10 +225,10 @@ def smc_free_energy(run=None, *, system=None, base=None, config: SMCConfig = SMC
         return result.log_z, positions, info
 
     groups = []
-    with (rundir.DirectoryLock(workdir) if store is not None else contextlib.nullcontext()), \
-            progress_bar(repeats, f"SMC {system.name}", "run", progress) as bar:
+    with SmcWorkdir.open(workdir) as store, \
+            progress_bar(repeats, f"SMC {system.name}", "run") as bar:
         if store is not None:
-            store.check_config(record)
+            store.check_settings(_group_record(system, start, start_identity(leaves), settings))
         for index in range(-(-repeats // group_size)):
             size = min(group_size, repeats - index * group_size)
             saved = store.read_group(index) if store is not None else None

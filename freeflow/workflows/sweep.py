@@ -17,7 +17,7 @@ The route, for requested temperatures ``T_1 < T_2 < ... < T_K``:
 ``R`` independent runs advance together; ``freeflow.estimators.curve`` turns their ``ln Z``,
 final energies and the final configurations' ``dU/dV`` (``freeflow.physics.pressure``) into
 the curve with error bars and the covariance across temperatures.
-With a ``workdir`` every finished stage is saved (``stage_###.npz``: each run's ``ln Z``
+With a ``workdir`` (``freeflow.rundir.SweepWorkdir``) every finished stage is saved (``stage_###.npz``: each run's ``ln Z``
 increment, the whitened particles, their energies); a rerun continues after the last one,
 with the same key per stage (``fold_in(PRNGKey(seed), k)``), so an interrupted sweep gives
 the numbers of an uninterrupted one, and more temperatures above the last extend it.
@@ -25,30 +25,28 @@ the numbers of an uninterrupted one, and more temperatures above the last extend
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
-import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freeflow import rundir
 from freeflow.estimators.curve import Curve, curve_from_runs
 from freeflow.physics.pressure import volume_derivative_fn
-from freeflow.physics.system import System, load_system, system_fingerprint
+from freeflow.progress import status
+from freeflow.physics.system import System
+from freeflow.physics.system_files import load_system
+from freeflow.physics.identity import system_fingerprint
 from freeflow.sampling.smc import AnnealConfig, anneal
-from freeflow.workflows.frame import START_STEP_SIZE, SiteFrame, Whitening, crystal_densities
+from freeflow.rundir import SweepWorkdir
+from freeflow.workflows.frame import (START_STEP_SIZE, SiteFrame, Whitening, absolute_positions,
+                                      crystal_densities, crystal_energy)
 from freeflow.workflows.smc import SMCConfig, resolve_start, start_identity
 
 __all__ = ["SweepConfig", "check_temperatures", "free_energy_curve", "parse_temperatures"]
 
-_CONFIG = "sweep_config.json"
-_LOG = "sweep.log"
 #: Configurations whose energies are evaluated together (memory).
 _ENERGY_BATCH = 256
 
@@ -127,20 +125,6 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
     return check_temperatures(values)
 
 
-def _crystal_energy(system, frame, whitening):
-    """``U(u)`` of one whitened configuration ``u [3P]`` inside the crystal region (every
-    particle within ``R`` of its own site, as ``crystal_densities``), ``+inf`` outside."""
-    energy = system.energy_fn(strays="nan")
-    sites = jnp.asarray(frame.sites, jnp.float32)
-
-    def of(u):
-        d = whitening.displacement(u)
-        inside = jnp.all(jnp.sum(d**2, axis=-1) < frame.radius**2)
-        return jnp.where(inside, energy(frame.full(sites + d)), jnp.inf)
-
-    return of
-
-
 def _beta_stage(crystal_energy, beta_from: float, beta_to: float):
     """``(ln q, ln p) = (-beta_from U, -beta_to U)`` on the crystal region."""
     def log_start(u):
@@ -150,33 +134,6 @@ def _beta_stage(crystal_energy, beta_from: float, beta_to: float):
         return -beta_to * crystal_energy(u)
 
     return log_start, log_target
-
-
-class _Stages:
-    """The stage files of a sweep's work directory (module docstring), or none."""
-
-    def __init__(self, path):
-        self.path = None if path is None else Path(path)
-
-    def file(self, k: int) -> Path:
-        return self.path / f"stage_{k:03d}.npz"
-
-    def read(self, k: int, temperature: float):
-        if self.path is None or not self.file(k).is_file():
-            return None
-        with np.load(self.file(k)) as saved:
-            info = json.loads(str(saved["info"]))
-            if abs(info["temperature"] - temperature) > 1e-9:
-                raise ValueError(f"{self.path} holds a sweep whose temperature {k + 1} is "
-                                 f"{info['temperature']:g}, not {temperature:g}; sweep the "
-                                 "same temperatures (more may follow) or use a fresh --out")
-            return saved["log_z"], saved["positions"], saved["energies"], info
-
-    def write(self, k: int, log_z, positions, energies, info):
-        if self.path is not None:
-            rundir.atomic_write_bytes(self.file(k), rundir.npz_bytes(
-                log_z=np.asarray(log_z, np.float64), positions=np.asarray(positions),
-                energies=np.asarray(energies, np.float64), info=json.dumps(info)))
 
 
 def _energies(crystal_energy, positions):
@@ -202,7 +159,7 @@ def _setup(system, temperatures, config, say):
 
 
 def free_energy_curve(system, temperatures, config: SweepConfig = SweepConfig(), *,
-                      seed: int = 0, workdir=None, progress: bool | None = None) -> Curve:
+                      seed: int = 0, workdir=None) -> Curve:
     """``beta F / N``, ``F / N``, ``U / N``, ``S / N``, ``C_v / N`` and the pressure of
     ``system`` at every temperature, by one SMC sweep (module docstring; ``freeflow.estimators.curve``).
 
@@ -214,39 +171,24 @@ def free_energy_curve(system, temperatures, config: SweepConfig = SweepConfig(),
       seed: PRNG seed.
       workdir: a directory where every finished stage is kept, so a rerun continues; it
         also receives ``sweep.log``.
-      progress: bars over each stage's annealing; ``None``: on a terminal.
 
     Returns:
       ``Curve`` in the ``"bravais"`` counting (``Curve.recounted`` gives the other).
     """
     temperatures = check_temperatures(temperatures)
     began = time.perf_counter()
-    store = _Stages(workdir)
-    log = None
-
-    def say(text):
-        if progress is not False:
-            print(text, file=sys.stderr, flush=True)
-        if log is not None:
-            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
-            log.flush()
-
-    with (rundir.DirectoryLock(workdir) if workdir is not None else contextlib.nullcontext()):
-        if workdir is not None:
-            log = open(Path(workdir) / _LOG, "a")
-        try:
-            cold, frame, whitening, sample, log_start, start, identity = _setup(
-                system, temperatures, config, say)
-            record = {"system": cold.name, "system_fingerprint": system_fingerprint(cold),
-                      "start": start, "start_fingerprint": identity, **config.record(seed)}
-            if workdir is not None:
-                _check_config(Path(workdir), record)
-            stages = _run_stages(cold, temperatures, config, seed, store, progress, say,
-                                 (frame, whitening, sample, log_start))
-            volume_derivatives = _volume_derivatives(cold, frame, whitening, stages, say)
-        finally:
-            if log is not None:
-                log.close()
+    with SweepWorkdir.open(workdir) as store:
+        say = status if store is None else store.log
+        cold, frame, whitening, sample, log_start, start, identity = _setup(
+            system, temperatures, config, say)
+        if store is not None:
+            store.check_settings({"system": cold.name,
+                                  "system_fingerprint": system_fingerprint(cold),
+                                  "start": start, "start_fingerprint": identity,
+                                  **config.record(seed)})
+        stages = _run_stages(cold, temperatures, config, seed, store, say,
+                             (frame, whitening, sample, log_start))
+        volume_derivatives = _volume_derivatives(cold, frame, whitening, stages, say)
     log_z = np.cumsum(np.stack([s[0] for s in stages], axis=1), axis=1)
     energies = np.stack([s[2] for s in stages], axis=2)
     details = {"start": start, **config.record(seed),
@@ -265,9 +207,8 @@ def _volume_derivatives(system, frame, whitening, stages, say):
         per_run = []
         for u in stage[1]:  # one run's [n, 3P] at a time (memory)
             with jax.enable_x64(True):
-                u = jnp.asarray(u, jnp.float64)
-                positions = np.asarray(frame.full(jnp.asarray(frame.sites)
-                                                  + whitening.displacement(u)))
+                positions = np.asarray(absolute_positions(frame, whitening,
+                                                          jnp.asarray(u, jnp.float64)))
             per_run.append(derivative(positions))
         out.append(np.stack(per_run))
     say(f"sweep {system.name}: pressures of the final particles in "
@@ -275,32 +216,19 @@ def _volume_derivatives(system, frame, whitening, stages, say):
     return np.stack(out, axis=2)
 
 
-def _check_config(path: Path, record: dict):
-    """Write ``record`` as the sweep's settings, or refuse one that differs from the saved."""
-    file = path / _CONFIG
-    if file.is_file():
-        saved = json.loads(file.read_text())
-        if saved != record:
-            changed = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
-            raise ValueError(f"{path} holds a sweep with other settings ({', '.join(changed)}); "
-                             "use the same settings or a fresh --out")
-        return
-    rundir.write_json(file, record)
-
-
-def _run_stages(cold, temperatures, config, seed, store, progress, say, shared):
+def _run_stages(cold, temperatures, config, seed, store, say, shared):
     """Every stage, read from ``store`` where finished, else annealed (and saved):
     ``[(log_z [R], positions [R, n, 3P], energies [R, n], info)]``."""
     frame, whitening, sample, log_start = shared
-    crystal_energy = _crystal_energy(cold, frame, whitening)
+    energy = crystal_energy(cold, frame, whitening)
     runs, particles = int(config.repeats), int(config.particles)
     stages, step = [], START_STEP_SIZE
     for k, temperature in enumerate(temperatures):
-        saved = store.read(k, temperature)
+        saved = store.read_stage(k, temperature) if store is not None else None
         if saved is not None:
             stages.append(saved)
             step = saved[3]["step_size"]
-            say(f"sweep {cold.name}: T = {temperature:g} read from {store.file(k)}")
+            say(f"sweep {cold.name}: T = {temperature:g} read from {store.stage_file(k)}")
             continue
         key = jax.random.fold_in(jax.random.PRNGKey(seed), k)
         desc = f"sweep {cold.name} T = {temperature:g} ({k + 1}/{len(temperatures)})"
@@ -311,11 +239,11 @@ def _run_stages(cold, temperatures, config, seed, store, progress, say, shared):
             log_q, log_p = crystal_densities(cold, frame, whitening, log_start)
         else:
             u0 = jnp.asarray(stages[-1][1])
-            log_q, log_p = _beta_stage(crystal_energy, cold.units.beta(temperatures[k - 1]),
+            log_q, log_p = _beta_stage(energy, cold.units.beta(temperatures[k - 1]),
                                        cold.units.beta(temperature))
         result = anneal(log_q, log_p, u0, key, config.anneal, box=None, step_size=step,
-                        progress=progress, desc=desc)
-        energies = _energies(crystal_energy, result.positions)
+                        desc=desc)
+        energies = _energies(energy, result.positions)
         step = float(np.median(result.step_sizes))
         info = {"temperature": float(temperature),
                 "num_temperatures": result.num_temperatures.tolist(),
@@ -323,7 +251,8 @@ def _run_stages(cold, temperatures, config, seed, store, progress, say, shared):
                 "step_size": step, "target_evaluations": result.target_evaluations,
                 "wall_time": result.wall_time}
         stage = (result.log_z, result.positions, energies, info)
-        store.write(k, *stage)
+        if store is not None:
+            store.write_stage(k, *stage)
         stages.append(stage)
         say(f"sweep {cold.name}: T = {temperature:g} done in {result.wall_time:.1f} s, "
             f"{int(np.max(result.num_temperatures))} steps, acceptance "

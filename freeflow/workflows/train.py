@@ -25,7 +25,9 @@ from freeflow.flows.model import FlowModel
 from freeflow.flows.memory import attention_memory
 from freeflow.parallel import batch_mesh, writes_files
 from freeflow.physics.memory import check_device_memory
-from freeflow.physics.system import System, load_system
+from freeflow.progress import shown
+from freeflow.physics.system import System
+from freeflow.physics.system_files import load_system
 from freeflow.training.config import TrainingConfig, presets
 from freeflow.training.trainer import (TrainingDiverged, check_devices, compile_step, fit,
                                        init_state, optimizer)
@@ -121,8 +123,7 @@ def _extended(out, extend: int, model_config, training, overrides: dict):
 
 def train(system: System | str, out: str | os.PathLike | None = None, *,
           preset: str = "cpu", model_config: ModelConfig | None = None,
-          training: TrainingConfig | None = None, progress: bool = True,
-          callback=None, max_wall_time: float | None = None, extend: int | None = None,
+          training: TrainingConfig | None = None, callback=None, max_wall_time: float | None = None, extend: int | None = None,
           **overrides) -> TrainResult:
     """Train a flow for ``system`` and return it with its metrics.
 
@@ -133,7 +134,6 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
       preset: ``"cpu"`` or ``"paper"`` (model and training settings, see
         ``freeflow.training.config``).
       model_config, training: explicit configs, overriding the preset.
-      progress: show a progress bar.
       callback: optional ``callback(step, record)`` called after every step (and after the
         step's checkpoint, if any); it may raise to stop training.
       max_wall_time: stop (with a checkpoint) after this many seconds; re-running resumes.
@@ -171,11 +171,11 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
         if writes:
             stack.enter_context(rundir.DirectoryLock(run_dir))
         return _train_in(system, model, model_config, training, run_dir, writes, callback,
-                         max_wall_time, progress)
+                         max_wall_time)
 
 
 def _train_in(system, model, model_config, training, run_dir, writes: bool, callback,
-              max_wall_time, progress) -> TrainResult:
+              max_wall_time) -> TrainResult:
     """The body of ``train`` once the run directory (if any) is locked."""
     state = init_state(model, training, optimizer(training))
     metrics_log: list[dict] = []
@@ -194,7 +194,7 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
     # compilation counts against max_wall_time, as it did when the first step compiled.
     compiled, started = None, time.perf_counter()
     if int(state.step) < training.num_steps:
-        if progress is not False and writes_files():  # tens of seconds before the first step
+        if shown() is not False and writes_files():  # tens of seconds before the first step
             print(f"train {system.name}: compiling the training step", file=sys.stderr,
                   flush=True)
         compiled = compile_step(model, system, training, state)
@@ -220,7 +220,7 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
 
     try:
         state = fit(model, system, training, state, on_step=on_step,
-                    max_wall_time=max_wall_time, progress=progress, compiled=compiled)
+                    max_wall_time=max_wall_time, compiled=compiled)
     except TrainingDiverged as error:
         where = (f"the last good checkpoint is {rundir.checkpoint_path(run_dir)} "
                  f"(step {last_saved})" if last_saved is not None and run_dir

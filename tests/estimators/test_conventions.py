@@ -46,11 +46,10 @@ def test_every_method_agrees_with_the_analytic_value_and_shifts_by_ln_m_over_n()
     # Every method estimates in the Bravais counting; the exact one is the same result
     # recounted (FreeEnergy.recounted).
     results = [
-        lfep_from_model(model, params, system, jax.random.PRNGKey(1), 2048, progress=False),
+        lfep_from_model(model, params, system, jax.random.PRNGKey(1), 2048),
         lbar_from_model(model, params, system, jax.random.PRNGKey(2), 512,
                         np.asarray(target_samples)),
-        mbar_free_energy(system, PathConfig(num_states=3, samples_per_state=512, num_chains=8),
-                         progress=False),
+        mbar_free_energy(system, PathConfig(num_states=3, samples_per_state=512, num_chains=8)),
     ]
     for bravais in results:
         # float32 works of size ~20 round at ~1e-6 per particle; add that to 3 sigma.
@@ -74,7 +73,7 @@ def test_every_method_agrees_with_the_analytic_value_and_shifts_by_ln_m_over_n()
 def test_unknown_counting_is_refused_before_any_work():
     system, _ = harmonic_diamond()
     with pytest.raises(ValueError, match="unknown counting 'cubic'"):
-        freeflow.estimate(system, "mbar", counting="cubic", progress=False)
+        freeflow.estimate(system, "mbar", counting="cubic")
     with pytest.raises(ValueError, match="unknown counting"):
         convert_counting(1.0, 8, 2, "exact", "cubic")
     with pytest.raises(ValueError, match="does not record its counting"):

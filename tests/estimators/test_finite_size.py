@@ -19,7 +19,7 @@ def test_the_wave_vector_sum_is_freeflows_harmonic_crystal(cells):
     (lj_32 and lj_108, whose boxes are shorter than two cutoffs: several images interact)."""
     from freeflow.estimators.conventions import beta_f_from_ln_z_fixed
     from freeflow.physics.harmonic import harmonic_crystal
-    from freeflow.physics.system import load_system
+    from freeflow.physics.system_files import load_system
 
     system = load_system(f"lj_{4 * cells**3}")
     ln_z = -system.beta * system.lattice_energy() + harmonic_crystal(system).ln_z_fixed

@@ -42,8 +42,7 @@ def test_a_step_larger_than_the_memory_is_refused_by_xla_s_figure(tmp_path, monk
     monkeypatch.setattr(memory, "available_memory", lambda: (5 * bound, "a test limit"))
     out = tmp_path / "run"
     with pytest.raises(ValueError, match="a training step of 8 configurations of N = 64") as e:
-        freeflow.train(system, out, model_config=TINY, batch_size=8, num_steps=1,
-                       progress=False)
+        freeflow.train(system, out, model_config=TINY, batch_size=8, num_steps=1)
     assert "a test limit" in str(e.value) and "--batch-size" in str(e.value)
     assert needed_bytes(str(e.value)) > 5 * bound
     assert not (out / "run.json").exists()
@@ -72,7 +71,7 @@ def test_a_crystal_whose_attention_no_machine_holds_is_refused_before_the_model(
     monkeypatch.setattr(train_module, "FlowModel", never)
     out = tmp_path / "run"
     with pytest.raises(ValueError, match="attention weights alone") as e:
-        freeflow.train(system, out, progress=False)
+        freeflow.train(system, out)
     assert needed_bytes(str(e.value)) == pytest.approx(need, rel=5e-3)
     assert not out.exists()
 
@@ -82,7 +81,7 @@ def test_a_finished_run_loads_without_compiling_or_checking(tmp_path, monkeypatc
     step (none is left to take), so the step's memory is not what decides whether a finished
     run can be read on a smaller machine."""
     out = tmp_path / "run"
-    small = dict(model_config=TINY, batch_size=8, num_steps=1, eval_every=0, progress=False)
+    small = dict(model_config=TINY, batch_size=8, num_steps=1, eval_every=0)
     system = freeflow.load_system("mw_cubic_8")
     first = freeflow.train(system, out, **small)
 

@@ -26,12 +26,8 @@ from freeflow.physics.potentials.eam_analytic import (
     zhou_funcfl_test_tables,
     zhou_tables,
 )
-from freeflow.physics.system import (
-    load_system,
-    system_from_dict,
-    system_to_dict,
-    systems_directory,
-)
+from freeflow.physics.system_files import load_system, systems_directory
+from freeflow.physics.identity import system_from_dict, system_to_dict
 
 RELATIVE = 1e-12
 A0 = 3.614979  # the analytic form's 0 K lattice constant to 1e-6 Angstrom, in cu_*.toml

@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 
 from freeflow.physics.lattice import build_lattice, repeat_cell
-from freeflow.physics.system import system_from_definition
+from freeflow.physics.system_files import system_from_definition
 
 
 def shells(atoms, count=2):

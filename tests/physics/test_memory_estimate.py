@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import freeflow.physics.memory as memory
-import freeflow.physics.system as system_module
+import freeflow.physics.system_files as system_module
 from freeflow import LennardJones, build_lattice, load_system, system_from_atoms
 from freeflow.physics.memory import (
     BYTES_PER_ELEMENT,
@@ -28,7 +28,7 @@ from freeflow.physics.neighbors import (
     plan_memory,
     plan_neighbors,
 )
-from freeflow.physics.system import systems_directory
+from freeflow.physics.system_files import systems_directory
 
 
 def _limit(monkeypatch, available):

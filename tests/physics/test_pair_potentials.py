@@ -21,7 +21,7 @@ from freeflow.physics.potentials import (
     PairPotential,
     potential_from_config,
 )
-from freeflow.physics.system import load_system, system_from_atoms
+from freeflow.physics.system_files import load_system, system_from_atoms
 from freeflow.physics.units import physical_units, reduced_units
 
 RTOL = 1e-11

@@ -13,7 +13,7 @@ import pytest
 from lammps_oracle import lammps_run_zero, require_lammps
 
 from freeflow.physics.pressure import volume_derivative_fn
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
 from freeflow.physics.units import BAR_PER_ENERGY_PER_CUBIC_ANGSTROM
 
 RTOL = 1e-5

@@ -15,7 +15,7 @@ from lammps_oracle import lammps_energy_and_forces, require_lammps
 from freeflow.physics.lattice import build_lattice, nearest_neighbour_distance
 from freeflow.physics.potentials import MonatomicWater, StillingerWeber, potential_from_config
 from freeflow.physics.potentials.stillinger_weber import PARAMETER_SETS
-from freeflow.physics.system import load_system
+from freeflow.physics.system_files import load_system
 
 RTOL = 1e-11
 #: Stillinger and Weber's zero-temperature lattice constant of diamond silicon (Angstrom).

@@ -103,7 +103,7 @@ def test_non_periodic_cell_is_refused():
 
 
 def _definition_path(name):
-    from freeflow.physics.system import systems_directory
+    from freeflow.physics.system_files import systems_directory
     return systems_directory() / f"{name}.toml"
 
 

@@ -22,7 +22,7 @@ from freeflow.physics.potentials import (
     SymmetricEinsteinCrystal,
 )
 from freeflow.physics.potentials.stillinger_weber import PARAMETER_SETS
-from freeflow.physics.system import read_structure, systems_directory
+from freeflow.physics.system_files import read_structure, systems_directory
 
 
 def _edited(tmp_path, name, old, new, filename="edited.toml"):

@@ -19,7 +19,8 @@ from conftest import perturbed
 from freeflow.physics.potentials import POTENTIALS, FunctionPotential, register_potential
 from freeflow.physics.potentials.base import CheckedParameters
 from freeflow.physics.potentials.pair import PairForm
-from freeflow.physics.system import load_system, system_from_atoms, system_to_dict
+from freeflow.physics.system_files import load_system, system_from_atoms
+from freeflow.physics.identity import system_to_dict
 from freeflow.physics.units import reduced_units
 from freeflow.physics.validation import POSITIVE
 

@@ -9,7 +9,8 @@ import pytest
 
 from freeflow.cli import main
 from freeflow.estimators.finite_size import fit_finite_size
-from freeflow.physics.system import crystal_identity, load_system
+from freeflow.physics.system_files import load_system
+from freeflow.physics.identity import crystal_identity
 from freeflow.reports.limit import _check_one_crystal
 
 SIZES = (64, 216, 512)
@@ -123,7 +124,7 @@ def test_a_row_of_another_crystal_or_an_unknown_system_is_refused(tmp_path, caps
 
 def test_system_files_name_their_rows(tmp_path, capsys):
     """A user's crystal, given by its system files: rows are found by the files' names."""
-    from freeflow.physics.system import systems_directory
+    from freeflow.physics.system_files import systems_directory
     paths = []
     for n in SIZES:
         text = (systems_directory() / f"mw_cubic_{n}.toml").read_text()

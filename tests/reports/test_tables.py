@@ -8,16 +8,9 @@ import re
 import pytest
 
 from freeflow.estimators.result import FreeEnergy
-from freeflow.reports.tables import (
-    Row,
-    TableConfig,
-    TableSources,
-    agree_within,
-    build_table,
-    format_value_error,
-    to_csv,
-    to_markdown,
-)
+from freeflow.reports.formatting import format_value_error
+from freeflow.reports.table_text import agree_within, to_csv, to_markdown
+from freeflow.reports.tables import Row, TableConfig, TableSources, build_table
 
 
 @pytest.mark.parametrize("value, stderr, text", [
@@ -84,8 +77,7 @@ def test_build_table_without_runs_reads_the_baseline(tmp_path):
               "counting": "bravais", "num_particles": 32, "lattice_multiplicity": 1}]
     baseline.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"cut sh')
     rows = build_table(["lj_32", "mw_cubic_8"],
-                       TableSources(runs_dir=tmp_path / "runs", baseline_file=baseline),
-                       progress=False)
+                       TableSources(runs_dir=tmp_path / "runs", baseline_file=baseline))
     assert rows[0].mbar.value == 2.91916 and rows[0].lfep is None
     assert rows[1].mbar is None and any("no MBAR" in note for note in rows[1].notes)
     assert any("no run" in note for note in rows[0].notes)
@@ -106,7 +98,7 @@ def test_malformed_result_rows_are_refused_with_file_and_line(tmp_path, line, wo
     baseline = tmp_path / "baseline.jsonl"
     baseline.write_text(line + "\n" + json.dumps({"system": "mw_cubic_8"}) + "\n")
     with pytest.raises(ValueError, match=re.escape(words)):
-        build_table(["lj_32"], TableSources(baseline_file=baseline), progress=False)
+        build_table(["lj_32"], TableSources(baseline_file=baseline))
 
 
 def test_table_cache_is_shared_by_relative_and_absolute_run_paths(tiny_run, tmp_path,
@@ -114,12 +106,11 @@ def test_table_cache_is_shared_by_relative_and_absolute_run_paths(tiny_run, tmp_
     cache = tmp_path / "cache.jsonl"
     runs = tiny_run.parent
     config = TableConfig(num_samples=64, check_preset=False)
-    first = build_table(["mw_cubic_8"], TableSources(runs_dir=runs, cache_file=cache), config,
-                        progress=False)
+    first = build_table(["mw_cubic_8"], TableSources(runs_dir=runs, cache_file=cache), config)
     lines = cache.read_text().splitlines()
     monkeypatch.chdir(runs.parent)
     second = build_table(["mw_cubic_8"], TableSources(runs_dir=runs.name, cache_file=cache),
-                         config, progress=False)
+                         config)
     assert cache.read_text().splitlines() == lines  # nothing recomputed
     assert second[0].lfep.value == first[0].lfep.value
 
@@ -137,7 +128,7 @@ def test_build_table_reads_stored_flow_rows_where_there_is_no_run(tmp_path):
                   "beta_f_per_particle": 2.9, "stderr": 1e-3})  # not the cpu table's
     flows.write_text("".join(json.dumps(r) + "\n" for r in lines))
     rows = build_table(["mw_cubic_8", "lj_32"],
-                       TableSources(runs_dir=tmp_path / "runs", flow_file=flows), progress=False)
+                       TableSources(runs_dir=tmp_path / "runs", flow_file=flows))
     ice, lj = rows
     assert (ice.lfep.value, ice.lfep.ess, ice.lfep.wall_time) == (-25.17, 0.012, 900.0)
     assert (ice.lbar.value, ice.lbar.stderr, ice.lbar.energy_evaluations) == (-25.163, 2e-4,
@@ -155,8 +146,7 @@ def test_build_table_reads_stored_flow_rows_where_there_is_no_run(tmp_path):
     (tmp_path / "runs" / "mw_cubic_8" / "run.json").write_text(
         json.dumps({"model": {"num_layers": 1, "base": "harmonic"},
                     "training": {"num_steps": 10}}))
-    ice = build_table(["mw_cubic_8"], TableSources(runs_dir=tmp_path / "runs", flow_file=flows),
-                      progress=False)[0]
+    ice = build_table(["mw_cubic_8"], TableSources(runs_dir=tmp_path / "runs", flow_file=flows))[0]
     assert ice.lbar.value == -25.163
     assert any("another model configuration" in note for note in ice.notes)
 
@@ -168,8 +158,7 @@ def test_stored_rows_of_a_base_alone_say_so(tmp_path):
            "train_wall_time": 0.0, "counting": "bravais", "num_particles": 8,
            "lattice_multiplicity": 2, "target_samples": 512}
     flows.write_text(json.dumps(row) + "\n")
-    ice = build_table(["mw_cubic_8"], TableSources(runs_dir=tmp_path / "runs", flow_file=flows),
-                      progress=False)[0]
+    ice = build_table(["mw_cubic_8"], TableSources(runs_dir=tmp_path / "runs", flow_file=flows))[0]
     assert ice.lbar.value == -25.163
     assert any("the harmonic base alone (no training)" in note and "trained" not in note
                for note in ice.notes), ice.notes
@@ -177,6 +166,5 @@ def test_stored_rows_of_a_base_alone_say_so(tmp_path):
     # An LFEP of 1000 samples at ESS 2% rests on 20 of them: the table says so.
     lfep = {**row, "method": "lfep", "ess": 0.02, "beta_f_per_particle": -25.16}
     flows.write_text(json.dumps(row) + "\n" + json.dumps(lfep) + "\n")
-    ice = build_table(["mw_cubic_8"], TableSources(runs_dir=tmp_path / "runs", flow_file=flows),
-                      progress=False)[0]
+    ice = build_table(["mw_cubic_8"], TableSources(runs_dir=tmp_path / "runs", flow_file=flows))[0]
     assert "LFEP rests on 20 effective samples (fewer than 100)" in to_markdown([ice])

@@ -22,7 +22,7 @@ def test_einstein_crystal_mean_energy(systems):
     ec = EinsteinCrystal(k).energy_fn(system.box, system.lattice)
     res = sample_system(system, jax.random.key(1),
                         HMCConfig(num_chains=32, num_samples=150, num_warmup=150, thin=2),
-                        energy_fn=ec, progress=False)
+                        energy_fn=ec)
     exact = 1.5 * (system.num_particles - 1) / system.beta
     mean, err = res.mean_and_stderr()
     assert abs(mean - exact) < Z_TOL * err, (mean, exact, err)
@@ -55,7 +55,7 @@ def test_double_well_mean_energy():
     exact = integrate.quad(boltzmann, -4, 4, args=(1,))[0] / z
     res = sample(Boltzmann(double_well, 1.0), np.zeros((1, 1)), jax.random.key(2),
                  HMCConfig(num_chains=64, num_samples=300, num_warmup=200, thin=1,
-                           num_integration_steps=4), progress=False)
+                           num_integration_steps=4))
     mean, err = res.mean_and_stderr()
     assert abs(mean - exact) < Z_TOL * err, (mean, exact, err)
     # Able to fail: the error bar is a small fraction of k_B T / 2 (the scale of <U>).

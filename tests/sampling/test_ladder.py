@@ -35,7 +35,7 @@ def _einstein_to_einstein(system, key, samples_per_state, workdir=None):
     config = HMCConfig(num_chains=32, num_samples=samples_per_chain(samples_per_state, 32),
                        num_warmup=100, thin=2)
     store = MbarWorkdir(workdir) if workdir is not None else None
-    out = path_free_energy(path, system.lattice, key, config, store=store, progress=False)
+    out = path_free_energy(path, system.lattice, key, config, store=store)
     exact = (einstein_ln_z_fixed(beta, k1, system.box, n - 1)
              - einstein_ln_z_fixed(beta, k2, system.box, n - 1))
     return out, exact

@@ -26,7 +26,7 @@ TRANSITIONS = textwrap.dedent("""
     system = load_system("mw_cubic_8")
     result = sample_system(system, jax.random.key(3),
                            HMCConfig(num_chains=8, num_samples=3, num_warmup=0, thin=1,
-                                     step_size=0.02), progress=False)
+                                     step_size=0.02))
     np.save(sys.argv[1], np.asarray(result.positions))
 """)
 

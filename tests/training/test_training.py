@@ -37,8 +37,7 @@ def params_equal(a, b):
 
 def test_resume_after_interruption_gives_identical_parameters(tmp_path):
     system = freeflow.load_system("mw_cubic_8")
-    whole = train(system, tmp_path / "whole", model_config=TINY, training=tiny_training(),
-                  progress=False)
+    whole = train(system, tmp_path / "whole", model_config=TINY, training=tiny_training())
 
     class Interrupt(Exception):
         pass
@@ -48,9 +47,8 @@ def test_resume_after_interruption_gives_identical_parameters(tmp_path):
             raise Interrupt  # after the checkpoint at step 4, before the one at 6
     with pytest.raises(Interrupt):
         train(system, tmp_path / "cut", model_config=TINY, training=tiny_training(),
-              progress=False, callback=kill_at_step_5)
-    resumed = train(system, tmp_path / "cut", model_config=TINY, training=tiny_training(),
-                    progress=False)
+              callback=kill_at_step_5)
+    resumed = train(system, tmp_path / "cut", model_config=TINY, training=tiny_training())
     assert params_equal(whole.params, resumed.params)
     steps = [r["step"] for r in resumed.metrics]
     assert steps == list(range(1, 7))  # the metrics of the lost step 5 are not duplicated
@@ -120,7 +118,7 @@ def test_nan_guard_names_the_step_and_checkpoint(tmp_path):
                              temperature=1.0)
     with pytest.raises(TrainingDiverged, match=r"diverged at step 0.*no checkpoint"):
         train(system, None, model_config=dataclasses.replace(TINY, noise_scale=0.05),
-              training=tiny_training(), progress=False)
+              training=tiny_training())
 
 
 @pytest.mark.parametrize("gradient", ["reparameterized", "path"])
@@ -133,7 +131,7 @@ def test_one_and_two_devices_agree(tmp_path, gradient):
         assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
         cfg = ModelConfig(**{dataclasses.asdict(TINY)!r})
         t = TrainingConfig(**{dataclasses.asdict(tiny_training(num_steps=3, gradient_estimator=gradient))!r})
-        r = train("mw_cubic_8", None, model_config=cfg, training=t, progress=False)
+        r = train("mw_cubic_8", None, model_config=cfg, training=t)
         np.savez(sys.argv[1], *[np.asarray(l) for l in jax.tree.leaves(r.params)],
                  loss=[m["loss"] for m in r.metrics], grad_norm=[m["grad_norm"] for m in r.metrics])
     """)
@@ -178,10 +176,8 @@ def test_lfep_on_analytic_harmonic_crystal(tmp_path):
     model = dataclasses.replace(TINY, noise_scale=0.05)
     result = train(system, tmp_path / "h", model_config=model,
                    training=tiny_training(num_steps=400, batch_size=64, learning_rate=5e-3,
-                                          decay_steps=(300,), checkpoint_every=400),
-                   progress=False)
-    estimate = freeflow.estimate(tmp_path / "h", config=freeflow.WorksConfig(20_000),
-                                 progress=False)
+                                          decay_steps=(300,), checkpoint_every=400))
+    estimate = freeflow.estimate(tmp_path / "h", config=freeflow.WorksConfig(20_000))
     exact_log_z = target.log_partition_function(system)
     exact = freeflow.estimators.conventions.beta_f_per_particle(exact_log_z, 32, 1.0)
     # This target is not a physical crystal: the flow's ln Z is its full ln Z (no ln m), and
@@ -202,7 +198,7 @@ def test_harmonic_base_is_exact_on_a_harmonic_crystal():
     model = freeflow.FlowModel(system, dataclasses.replace(TINY, base="harmonic"))
     params = model.init(jax.random.PRNGKey(0))
     estimate = freeflow.lfep_from_model(model, params, system, jax.random.PRNGKey(1), num_samples=2048,
-                             progress=False, bootstrap=0)
+                             bootstrap=0)
     exact = freeflow.estimators.conventions.beta_f_per_particle(target.log_partition_function(system),
                                                      32, 1.0)
     # float32 works of size ~100: rounding ~1e-5 per work.
@@ -240,48 +236,43 @@ def test_unknown_gradient_estimator_is_refused():
 
 def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path):
     run = tmp_path / "run"
-    train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=2),
-          progress=False)
+    train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=2))
     with pytest.raises(ValueError, match="holds a different run"):
-        train("lj_32", run, model_config=TINY, training=tiny_training(num_steps=2),
-              progress=False)
+        train("lj_32", run, model_config=TINY, training=tiny_training(num_steps=2))
     bigger = dataclasses.replace(TINY, embedding_size=32)
     with pytest.raises(ValueError, match="model config differs"):
-        train("mw_cubic_8", run, model_config=bigger, training=tiny_training(num_steps=2),
-              progress=False)
+        train("mw_cubic_8", run, model_config=bigger, training=tiny_training(num_steps=2))
     with pytest.raises(ValueError, match=r"training config differs in \['warmup_steps'\] "
                                          r"\(the run has warmup_steps=0; asked for "
                                          r"warmup_steps=2\)"):
         train("mw_cubic_8", run, model_config=TINY,
-              training=tiny_training(num_steps=3, warmup_steps=2), progress=False)
+              training=tiny_training(num_steps=3, warmup_steps=2))
     # Only the schedule differs: the refusal points to --extend.
     with pytest.raises(ValueError, match="to train on with the run's own schedule use "
                                          "--extend STEPS"):
         train("mw_cubic_8", run, model_config=TINY,
-              training=tiny_training(num_steps=3, warmup_steps=2), progress=False)
+              training=tiny_training(num_steps=3, warmup_steps=2))
     # A run written before a training field existed resumes as if it had the default.
     spec = json.loads((run / "run.json").read_text())
     del spec["training"]["warmup_steps"]
     (run / "run.json").write_text(json.dumps(spec))
-    resumed = train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=3),
-                    progress=False)
+    resumed = train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=3))
     assert resumed.metrics[-1]["step"] == 3
     # ... and is refused, naming its value, by settings that differ from that default.
     del spec["training"]["gradient_estimator"]
     (run / "run.json").write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="the run has gradient_estimator='reparameterized'"):
         train("mw_cubic_8", run, model_config=TINY,
-              training=tiny_training(num_steps=3, gradient_estimator="path"), progress=False)
+              training=tiny_training(num_steps=3, gradient_estimator="path"))
     (run / "checkpoint.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="corrupt"):
-        train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=4),
-              progress=False)
+        train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=4))
 
 
 def test_max_wall_time_stops_with_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     result = train("mw_cubic_8", run, model_config=TINY, training=tiny_training(num_steps=5),
-                   progress=False, max_wall_time=0.0)
+                   max_wall_time=0.0)
     assert result.metrics == []
     system, _, params, _ = load_run(run)  # a checkpoint exists: the run resumes from it
     assert system.name == "mw_cubic_8" and params_equal(params, result.params)

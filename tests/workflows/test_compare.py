@@ -10,6 +10,8 @@ import pytest
 
 import freeflow
 from freeflow import cli
+from freeflow.cli import flows as cli_flows
+from freeflow.cli.common import duration
 from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import ModelConfig
 from freeflow.reports.compare import to_text
@@ -110,11 +112,11 @@ def test_timings_are_measured():
 
 
 def test_budget_durations():
-    assert cli._duration("20m") == 1200.0 and cli._duration("1.5h") == 5400.0
-    assert cli._duration("900s") == 900.0 and cli._duration("20") == 1200.0
+    assert duration("20m") == 1200.0 and duration("1.5h") == 5400.0
+    assert duration("900s") == 900.0 and duration("20") == 1200.0
     for bad in ("0", "-5m", "soon", "nanm"):
         with pytest.raises(Exception, match="positive duration"):
-            cli._duration(bad)
+            duration(bad)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +153,7 @@ def test_tiny_comparison_resumes_and_refuses_other_settings(tiny_comparison, mon
     with pytest.raises(ValueError, match="budget 40.0 there, 80.0 here"):
         cmp.compare("mw_cubic_8", out, dataclasses.replace(TINY, budget=80.0))
     # The command line on the finished directory: the table, and the files beside it.
-    monkeypatch.setattr(cli, "CompareConfig", lambda **kw: dataclasses.replace(TINY, **kw))
+    monkeypatch.setattr(cli_flows, "CompareConfig", lambda **kw: dataclasses.replace(TINY, **kw))
     assert cli.main(["compare", "mw_cubic_8", "--out", str(out), "--budget", "40s",
                      "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)

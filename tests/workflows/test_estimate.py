@@ -39,10 +39,9 @@ def test_lbar_from_model_plumbing():
 
 
 def test_estimate_of_a_run_records_its_counting(tiny_run):
-    result = freeflow.estimate(tiny_run, config=freeflow.WorksConfig(64), progress=False)
+    result = freeflow.estimate(tiny_run, config=freeflow.WorksConfig(64))
     assert result.details["counting"] == "bravais" and result.details["lattice_multiplicity"] == 2
-    exact = freeflow.estimate(tiny_run, config=freeflow.WorksConfig(64), progress=False,
-                              counting="exact")
+    exact = freeflow.estimate(tiny_run, config=freeflow.WorksConfig(64), counting="exact")
     assert exact.value - result.value == pytest.approx(-math.log(2) / 8, abs=1e-12)
 
 
@@ -73,13 +72,12 @@ def test_estimates_from_a_base_agree_with_smc_from_it():
 
     system = freeflow.load_system("mw_cubic_8")
     by_smc = smc_free_energy(system=system, base="harmonic",
-                             config=SMCConfig(particles=64, repeats=4), progress=False)
+                             config=SMCConfig(particles=64, repeats=4))
     start, works = freeflow.FromBase(system, "harmonic"), freeflow.WorksConfig(4000)
-    by_lfep = freeflow.estimate(start, "lfep", works, progress=False)
+    by_lfep = freeflow.estimate(start, "lfep", works)
     assert by_lfep.ess > 0.2
     # SMC's final particles are target samples: LBAR's reference set.
-    by_lbar = freeflow.estimate(start, "lbar", works, target_samples=by_smc.samples,
-                                progress=False)
+    by_lbar = freeflow.estimate(start, "lbar", works, target_samples=by_smc.samples)
     assert by_lbar.energy_evaluations == 4000 + len(by_smc.samples)
     for result in (by_lfep, by_lbar):
         assert result.details["counting"] == "bravais"

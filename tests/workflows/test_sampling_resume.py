@@ -11,8 +11,7 @@ from freeflow.workflows import sampling
 
 def test_resumed_samples_equal_an_uninterrupted_run(tmp_path, monkeypatch):
     system = freeflow.load_system("mw_cubic_8")
-    settings = dict(num_samples=4 * 120, num_chains=4, num_warmup=20, thin=1, seed=2,
-                    progress=False)
+    settings = dict(num_samples=4 * 120, num_chains=4, num_warmup=20, thin=1, seed=2)
     whole = tmp_path / "whole.npz"
     sampling.sample_to_file(system, whole, **settings)
 
@@ -44,6 +43,6 @@ def test_resumed_samples_equal_an_uninterrupted_run(tmp_path, monkeypatch):
 def test_one_sample_has_no_error_bar(tmp_path):
     system = freeflow.load_system("mw_cubic_8")
     summary = sampling.sample_to_file(system, tmp_path / "one.npz", num_samples=1,
-                                      num_chains=1, num_warmup=5, thin=1, progress=False)
+                                      num_chains=1, num_warmup=5, thin=1)
     assert summary["num_saved"] == 1
     assert summary["energy_stderr"] is None

@@ -65,7 +65,7 @@ def test_anneal_between_gaussians():
     exact = c + 0.5 * dim * math.log(2 * math.pi * s**2)
     runs, n = 16, 256
     y0 = jax.random.normal(jax.random.PRNGKey(0), (runs, n, dim))
-    result = anneal(log_q, log_p, y0, jax.random.PRNGKey(1), step_size=0.3, progress=False)
+    result = anneal(log_q, log_p, y0, jax.random.PRNGKey(1), step_size=0.3)
     value, stderr = combine_log_z(result.log_z)
     assert abs(value - exact) < 4 * stderr
     assert 0 < stderr < 0.05
@@ -82,7 +82,7 @@ def test_matched_base_takes_one_step_with_equal_weights():
     every weight equal, and ln Z_fixed exact."""
     system, exact = _springs()
     result = smc_free_energy(system=system, base="harmonic",
-                             config=SMCConfig(particles=32, repeats=2), progress=False)
+                             config=SMCConfig(particles=32, repeats=2))
     d = result.details
     assert d["num_temperatures"] == [1, 1]
     assert min(d["final_ess"]) > 1 - 1e-5
@@ -119,7 +119,7 @@ def test_coverage_from_a_mismatched_base():
     blocks, repeats = 100, 16
     result = smc_free_energy(system=system, base=harmonic_base(system, 2.0),
                              config=SMCConfig(particles=64, repeats=blocks * repeats),
-                             seed=1, progress=False)
+                             seed=1)
     assert min(result.details["num_temperatures"]) > 2  # a real annealing, not one jump
     runs = np.asarray(result.details["ln_z_fixed_runs"]).reshape(blocks, repeats)
     z = np.array([(combine_log_z(b)[0] - exact) / combine_log_z(b)[1] for b in runs])
@@ -135,7 +135,7 @@ def test_smc_from_an_untrained_flow_matches_its_base(tiny_run):
     """The tiny run's flow is the identity on its base, so SMC from the flow and SMC from the
     base estimate the same ln Z; both agree within their errors."""
     system, model, _, _ = freeflow.load_run(tiny_run)
-    kwargs = dict(config=SMCConfig(particles=32, repeats=4), progress=False)
+    kwargs = dict(config=SMCConfig(particles=32, repeats=4))
     from_flow = smc_free_energy(tiny_run, **kwargs)
     from_base = smc_free_energy(system=system, base=model.base, **kwargs)
     assert from_flow.details["start"] == "flow"
@@ -150,7 +150,7 @@ import json, freeflow
 from freeflow.workflows.smc import SMCConfig, smc_free_energy
 import jax
 r = smc_free_energy(system="mw_cubic_8", base="harmonic",
-                    config=SMCConfig(particles=16, repeats=2), progress=False)
+                    config=SMCConfig(particles=16, repeats=2))
 print(json.dumps({"devices": jax.device_count(), "runs": r.details["ln_z_fixed_runs"]}))
 """
 
@@ -215,7 +215,7 @@ def test_workdir_resumes_to_the_same_result(tmp_path):
     system, _ = _springs()
     base = harmonic_base(system, 2.0)
     config = SMCConfig(particles=16, repeats=3, group_size=1)
-    kwargs = dict(system=system, base=base, config=config, progress=False)
+    kwargs = dict(system=system, base=base, config=config)
     whole = smc_free_energy(**kwargs)
     work = tmp_path / "smc"
     first = smc_free_energy(**kwargs, workdir=work)

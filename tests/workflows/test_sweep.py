@@ -104,8 +104,7 @@ def sweep(tmp_path_factory):
                        "--out", str(out), "--json"])
     assert status == 0
     printed = json.loads(stdout.getvalue())
-    curve = free_energy_curve(system, TEMPERATURES, CONFIG, seed=3, workdir=out / "springs",
-                              progress=False)
+    curve = free_energy_curve(system, TEMPERATURES, CONFIG, seed=3, workdir=out / "springs")
     return system, k, radius, curve, out, printed
 
 
@@ -195,18 +194,15 @@ def test_resumed_sweep_gives_identical_numbers_and_refuses_other_settings(sweep)
     assert [r["pressure"] for r in fresh] == curve.pressure.tolist()
     assert [r["beta_f_per_particle"] for r in fresh] == curve.beta_f_per_particle.tolist()
     (workdir / "stage_002.npz").unlink()  # interrupted before the last temperature
-    again = free_energy_curve(system, TEMPERATURES, CONFIG, seed=3, workdir=workdir,
-                              progress=False)
+    again = free_energy_curve(system, TEMPERATURES, CONFIG, seed=3, workdir=workdir)
     for field in ("beta_f_per_particle", "stderr", "u_per_particle", "cv_per_particle",
                   "covariance", "pressure", "pressure_stderr"):
         assert np.array_equal(getattr(again, field), getattr(curve, field)), field
     assert "read from" in (workdir / "sweep.log").read_text()
     with pytest.raises(ValueError, match="other settings"):
-        free_energy_curve(system, TEMPERATURES, CONFIG, seed=4, workdir=workdir,
-                          progress=False)
+        free_energy_curve(system, TEMPERATURES, CONFIG, seed=4, workdir=workdir)
     with pytest.raises(ValueError, match="temperature 2 is 1.3, not 1.4"):
-        free_energy_curve(system, (0.5, 1.4), CONFIG, seed=3, workdir=workdir,
-                          progress=False)
+        free_energy_curve(system, (0.5, 1.4), CONFIG, seed=3, workdir=workdir)
 
 
 def test_reports_and_counting(sweep, tmp_path):

@@ -244,7 +244,7 @@ class PairPotential(PairForm):
       name: a label for messages and run records (default: the function's name).
 
     Not a dataclass: a system of it is recorded in a run directory by ``repr`` and cannot be
-    rebuilt from there (``freeflow.physics.system.system_to_dict``).
+    rebuilt from there (``freeflow.physics.identity.system_to_dict``).
     """
 
     kind = "pair"

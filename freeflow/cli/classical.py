@@ -1,0 +1,235 @@
+"""The commands that need no flow: ``systems``, ``energy``, ``sample``, ``baseline``,
+``sweep``, ``limit`` and ``table``. Each parses nothing itself (``freeflow.cli.options`` does),
+calls one workflow or report, and prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from freeflow import rundir
+from freeflow.cli.common import positive, strict_json
+from freeflow.estimators.curve import delta_f_curve
+from freeflow.physics.system_files import load_system, named_systems, system_from_atoms
+from freeflow.progress import progress_bar
+from freeflow.reports import limit as limit_report
+from freeflow.reports import sweep as sweep_report
+from freeflow.reports.table_text import to_csv, to_markdown
+from freeflow.reports.tables import TableConfig, TableSources, build_table
+from freeflow.rundir import SAMPLE_SUFFIXES, check_writable_dir, check_writable_file, read_jsonl
+from freeflow.sampling.smc import AnnealConfig
+from freeflow.workflows.baseline import PathConfig, mbar_free_energy
+from freeflow.workflows.sampling import sample_to_file
+from freeflow.workflows.sweep import SweepConfig, free_energy_curve, parse_temperatures
+
+
+def run_systems(args) -> int:
+    rows = []
+    names = named_systems()
+    with progress_bar(len(names), "lattice energies", "system") as bar:
+        for name in names:
+            system = load_system(name)
+            summary = system.summary()
+            u = system.lattice_energy() / system.num_particles
+            summary.update(lattice=system.definition["lattice"]["kind"],
+                           energy_per_particle=u, beta_energy_per_particle=system.beta * u)
+            rows.append(summary)
+            bar.update(1)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("system", "potential", "lattice", "N", "T", "density", "box", "beta", "U/N",
+              "beta U/N")
+    table = [header]
+    for r in rows:
+        table.append((r["system"], r["potential"], r["lattice"], str(r["num_particles"]),
+                      f"{r['temperature']:g} {r['temperature_unit']}",
+                      f"{r['number_density']:.6g}/{r['length_unit']}^3",
+                      " x ".join(f"{b:.4f}" for b in r["box"]),
+                      f"{r['beta']:.5f}",
+                      f"{r['energy_per_particle']:.5f} {r['energy_unit']}",
+                      f"{r['beta_energy_per_particle']:.5f}"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for k, row in enumerate(table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def run_energy(args) -> int:
+    system = load_system(args.system)
+    if args.structure:
+        target = system_from_atoms(args.structure, system.potential, system.temperature)
+        positions = target.atoms.positions
+    else:
+        target, positions = system, system.lattice
+    energy = float(target.energy(jnp.asarray(positions, jnp.float32)))
+    n = target.num_particles
+    if not np.isfinite(energy):
+        raise ValueError(f"the energy of {args.structure or 'the lattice'} is not finite "
+                         f"({energy}): overlapping particles, or a structure outside the "
+                         "potential's range")
+    result = {
+        "system": system.name,
+        "structure": args.structure or "perfect lattice",
+        "num_particles": n,
+        "energy_per_particle": energy / n,
+        "beta_energy_per_particle": system.beta * energy / n,
+        "energy_unit": system.units.energy,
+        "beta": system.beta,
+    }
+    if args.json:
+        print(strict_json(result))
+    else:
+        print(f"{system.name} ({result['structure']}, N = {n}, beta = {system.beta:.6g}):")
+        print(f"  U/N      = {energy / n:.6f} {system.units.energy}")
+        print(f"  beta U/N = {system.beta * energy / n:.6f}")
+    return 0
+
+
+def run_sample(args) -> int:
+    positive(args.samples, "--samples")
+    positive(args.chains, "--chains")
+    positive(args.thin, "--thin")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be at least 0; got {args.warmup}")
+    check_writable_file(args.out, SAMPLE_SUFFIXES)
+    system = load_system(args.system)
+    saved = -(-args.samples // args.chains) * args.chains
+    if saved != args.samples:
+        print(f"freeflow sample: saving {saved} samples (--samples {args.samples} rounded up "
+              f"to a multiple of --chains {args.chains})", file=sys.stderr)
+    summary = sample_to_file(system, args.out, num_samples=args.samples, num_chains=args.chains,
+                             num_warmup=args.warmup, thin=args.thin, seed=args.seed)
+    n = system.num_particles
+    stderr = summary["energy_stderr"]
+    summary.update(energy_per_particle=summary["energy_mean"] / n,
+                   energy_per_particle_stderr=None if stderr is None else stderr / n,
+                   energy_unit=system.units.energy)
+    if args.json:
+        print(strict_json(summary))
+        return 0
+    extra = f", {summary['continued']} of them continued" if summary["continued"] else ""
+    print(f"{system.name}: {summary['num_saved']} samples ({args.chains} chains{extra}) -> "
+          f"{args.out}")
+    acceptance = summary["acceptance"]
+    if acceptance is not None:
+        print(f"  acceptance {acceptance:.3f}, step {summary['step_size']:.4g} "
+              f"{system.units.length}, tau(U) {summary['tau']:.2f} saved samples")
+    error = summary["energy_per_particle_stderr"]
+    print(f"  U/N = {summary['energy_per_particle']:.6f} "
+          + (f"+- {error:.6f} " if error is not None else "")
+          + system.units.energy + (" (one sample: no error estimate)" if error is None else ""))
+    print(f"  energy evaluations: {summary['energy_evaluations']}, "
+          f"{summary['wall_time']:.1f} s")
+    return 0
+
+
+def run_baseline(args) -> int:
+    positive(args.samples_per_state, "--samples-per-state")
+    positive(args.chains, "--chains")
+    if args.workdir is not None:
+        check_writable_dir(args.workdir)
+    system = load_system(args.system)
+    config = PathConfig(reference=args.reference, num_states=args.states,
+                        samples_per_state=args.samples_per_state, num_chains=args.chains,
+                        num_warmup=args.warmup, width=args.width)
+    result = mbar_free_energy(system, config, workdir=args.workdir,
+                              seed=args.seed).recounted(args.counting)
+    row = result.to_dict()
+    if args.json:
+        print(strict_json(row))
+        return 0 if np.isfinite(result.value) else 1
+    print(f"{system.name}: beta F / N = {result.value:.6f} +- {result.stderr:.6f} (MBAR, "
+          f"{result.num_states} states, {result.num_samples} decorrelated samples, "
+          f"{row['counting']} counting)")
+    start = (f"Einstein crystal of width {row['einstein_width']:.4g} {system.units.length}"
+             if row["reference"] == "einstein" else "harmonic crystal")
+    print(f"  reference: {start}; smallest neighbour overlap "
+          f"{row['min_neighbour_overlap']:.3f}")
+    print(f"  energy evaluations: {result.energy_evaluations}, {result.wall_time:.1f} s")
+    return 0 if np.isfinite(result.value) else 1
+
+
+def run_sweep(args) -> int:
+    temperatures = parse_temperatures(args.temperatures)
+    if len(args.systems) > 2:
+        raise ValueError(f"sweep takes one system, or two to compare; got {len(args.systems)}")
+    names = [Path(name).stem for name in args.systems]
+    if len(set(names)) != len(names):
+        raise ValueError(f"give two different systems to compare; got {names[0]} twice")
+    config = SweepConfig(particles=positive(args.particles, "--particles"),
+                         repeats=args.repeats,
+                         anneal=AnnealConfig(mcmc_steps=args.mcmc_steps,
+                                             integration_steps=args.integration_steps))
+    systems = [load_system(name) for name in args.systems]
+    if len({(s.units.energy, s.units.temperature) for s in systems}) > 1:
+        raise ValueError(f"{names[0]} and {names[1]} are in different units; compare crystals "
+                         "of one potential")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        rundir.check_writable_dir(out)
+    curves = [free_energy_curve(system, temperatures, config, seed=args.seed,
+                                workdir=None if out is None else out / name).recounted(args.counting)
+              for system, name in zip(systems, names)]
+    delta = delta_f_curve(*curves) if len(curves) == 2 else None
+    data = json.loads(strict_json(sweep_report.record(curves, delta)))
+    if out is not None:
+        rundir.write_json(out / "sweep.json", data)
+        sweep_report.to_csv(curves, out / "sweep.csv", delta)
+        sweep_report.to_png(curves, out, delta)
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(sweep_report.to_text(curves, delta), end="")
+        if out is not None:
+            logs = ", ".join(f"{name}/sweep.log" for name in names)
+            print(f"written: {out}/sweep.json, sweep.csv, sweep_*.png, {logs}")
+    return 0
+
+
+def run_limit(args) -> int:
+    crystals = limit_report.crystals_from_results(
+        args.crystals, args.results, method=args.method, counting=args.counting,
+        min_particles=positive(args.min_particles, "--min-particles"))
+    fits = limit_report.limits(crystals, fit_log_coefficient=args.fit_log_coefficient)
+    if args.json:
+        print(strict_json(limit_report.record(fits, args.method)))
+    else:
+        print(limit_report.to_text(fits, args.method), end="")
+    return 0
+
+
+def run_table(args) -> int:
+    if args.samples < 2:
+        raise ValueError(f"--samples must be at least 2; got {args.samples}")
+    if args.out and Path(args.out).suffix.lower() not in (".md", ".csv"):
+        raise ValueError(f"--out must end in .md or .csv; got {args.out}")
+    sources = TableSources.from_results(args.results, runs_dir=args.runs,
+                                        reference_dir=args.references, cache_file=args.cache)
+    read = ", ".join(f"{Path(path).name} ({len(read_jsonl(path))} rows)"
+                     for path in (sources.baseline_file, sources.smc_file, sources.flow_file)
+                     if path is not None)
+    print(f"freeflow table: results from {Path(args.results).resolve()}: {read}",
+          file=sys.stderr)
+    config = TableConfig(preset=args.preset, num_samples=args.samples, seed=args.seed,
+                         compute_baseline=args.compute_baseline)
+    rows = build_table(args.systems, sources, config, counting=args.counting)
+    if args.out and args.out.lower().endswith(".csv"):
+        to_csv(rows, args.out)
+        print(f"{len(rows)} rows -> {args.out}")
+        return 0
+    text = to_markdown(rows)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"{len(rows)} rows -> {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
