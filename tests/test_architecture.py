@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "freeflow"
 
 #: Bottom to top. A module may import modules of its own layer or of layers below it. The
 #: package itself (``freeflow/__init__.py``, the public API) sits on top.
-LAYERS = ["freeflow.checks", "freeflow.progress", "freeflow.parallel", "freeflow.physics",
+LAYERS = ["freeflow.checks", "freeflow.fingerprint", "freeflow.progress", "freeflow.parallel", "freeflow.physics",
           "freeflow.flows", "freeflow.estimators", "freeflow.sampling", "freeflow.fields",
           "freeflow.rundir", "freeflow.training", "freeflow.workflows", "freeflow.reports",
           "freeflow.cli", "freeflow"]

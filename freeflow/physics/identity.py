@@ -5,12 +5,11 @@ name), and a crystal's identity across sizes (``freeflow limit``)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 
 import numpy as np
 from ase import Atoms
 
+from freeflow.fingerprint import fingerprint
 from freeflow.physics.potentials import potential_from_config
 from freeflow.physics.system import System
 
@@ -71,8 +70,7 @@ def crystal_identity(system: System) -> dict:
 
 def system_fingerprint(system: System) -> str:
     """A short hash of ``system_identity``: equal for the same state point, whatever its name."""
-    text = json.dumps(system_identity(system), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return fingerprint(system_identity(system))
 
 
 def describe_system(system: System) -> str:

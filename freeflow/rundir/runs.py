@@ -4,7 +4,6 @@ leaves) and ``metrics.jsonl`` (one record per step), and loading a trained run."
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -14,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from freeflow.fingerprint import fingerprint
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
 from freeflow.physics.system import System
@@ -58,8 +58,7 @@ def write_run_record(run_dir: str | os.PathLike, record: dict):
 def run_fingerprint(run_dir: str | os.PathLike) -> str:
     """A short hash of ``run.json``'s record (brought up to date, keys sorted): changes
     whenever the run's settings do, and not when an old file is merely rewritten."""
-    record = json.dumps(read_run_record(run_dir), sort_keys=True)
-    return hashlib.sha256(record.encode()).hexdigest()[:16]
+    return fingerprint(read_run_record(run_dir))
 
 
 def model_config_of(record: dict) -> ModelConfig:
@@ -87,7 +86,7 @@ def checkpoint_identity(record: dict) -> str:
     part = {"system": system_fingerprint(system) if system is not None
             else json.dumps(record["system"], sort_keys=True),
             "model": record["model"]}
-    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint(part)
 
 
 def describe_run(record: dict) -> str:

@@ -23,7 +23,6 @@ standard error (``freeflow.estimators.smc.combine_log_z``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import time
@@ -38,6 +37,7 @@ from freeflow.estimators.conventions import (beta_f_from_ln_z_fixed,
                                              translation_multiplicity)
 from freeflow.estimators.result import FreeEnergy
 from freeflow.estimators.smc import combine_log_z
+from freeflow.fingerprint import array_fingerprint
 from freeflow.flows.bases import base_distribution
 from freeflow.flows.config import base_config
 from freeflow.physics.system import System
@@ -121,10 +121,7 @@ def _group_record(system, start: str, identity: str, settings: dict) -> dict:
 
 def start_identity(leaves) -> str:
     """A short hash of the arrays that identify the start density (``resolve_start``)."""
-    digest = hashlib.sha256()
-    for leaf in leaves:
-        digest.update(np.ascontiguousarray(np.asarray(leaf, np.float64)).tobytes())
-    return digest.hexdigest()[:16]
+    return array_fingerprint(leaves)
 
 
 @dataclasses.dataclass(frozen=True)
