@@ -175,3 +175,19 @@ def test_sweep_workdir_stages_round_trip_and_refuse_another_temperature(tmp_path
         with pytest.raises(ValueError, match="temperature 1 is 180, not 200"):
             work.read_stage(0, 200.0)
     assert (tmp_path / "sweep.log").is_file() and work.stage_file(0).is_file()
+
+
+def test_a_training_run_directory_is_a_work_directory(systems, tmp_path):
+    """The run directory opens, locks and keeps its settings like every work directory;
+    its settings file is run.json."""
+    record = rundir.run_record(systems("mw_cubic_8"), ModelConfig(), TrainingConfig())
+    with rundir.RunDir.open(tmp_path / "run") as run:
+        assert isinstance(run, rundir.WorkDir) and run.read_settings() is None
+        run.write_settings(record)
+        with pytest.raises(ValueError, match="in use by freeflow process"):
+            with rundir.RunDir.open(tmp_path / "run"):
+                pass
+        assert run.read_settings() == record
+        assert rundir.read_run_record(tmp_path / "run") == record
+        run.append_metrics({"step": 1, "loss": 2.0})
+        assert rundir.read_metrics(tmp_path / "run") == [{"step": 1, "loss": 2.0}]

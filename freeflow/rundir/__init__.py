@@ -38,6 +38,7 @@ from freeflow.rundir.files import (  # noqa: F401
     write_json,
 )
 from freeflow.rundir.runs import (  # noqa: F401
+    RunDir,
     append_metrics,
     check_checkpoint_identity,
     checkpoint_identity,
@@ -86,6 +87,7 @@ __all__ = [
     "METRICS",
     "MbarWorkdir",
     "RUN_JSON",
+    "RunDir",
     "SAMPLE_SUFFIXES",
     "SmcWorkdir",
     "SweepWorkdir",

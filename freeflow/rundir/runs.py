@@ -21,6 +21,7 @@ from freeflow.physics.system_files import system_from_definition
 from freeflow.physics.identity import (describe_system, system_fingerprint, system_from_dict, system_to_dict)
 from freeflow.rundir.files import (CHECKPOINT, METRICS, RUN_JSON, atomic_write_bytes,
                                    npz_bytes, write_json)
+from freeflow.rundir.workdirs import WorkDir
 
 
 # -- run.json ----------------------------------------------------------------------------------
@@ -275,3 +276,44 @@ def load_run(run_dir: str | os.PathLike):
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train first "
                                 f"('freeflow train {system.name} --out {run_dir}')")
     return system, model, params, record
+
+
+class RunDir(WorkDir):
+    """A training run directory (``freeflow train --out DIR``), the same kind of object as the
+    work directories of the estimates (``WorkDir``): ``run.json`` is its settings,
+    ``checkpoint.npz`` the state it resumes from and ``metrics.jsonl`` the log of its steps.
+
+    Training refuses other settings itself (``freeflow.workflows.train.check_same_run``, which
+    tells a rescheduled run from a different one); a run's checkpoint is also refused when it
+    was trained for another system or model (``check_checkpoint_identity``).
+    """
+
+    CONFIG = RUN_JSON
+    JOB = "a training run"
+    OPTION = "--out"
+
+    def read_settings(self) -> dict | None:
+        return read_run_record(self.path)
+
+    def write_settings(self, record: dict) -> None:
+        write_run_record(self.path, record)
+
+    def resume(self, record: dict, template):
+        """``(state, metrics)``: the checkpointed state (``template`` where there is none),
+        after checking it belongs to ``record``'s system and model, and the metrics up to its
+        step."""
+        check_checkpoint_identity(self.path, record)
+        state = load_checkpoint(self.path, template=template) or template
+        return state, read_metrics(self.path, up_to_step=int(state.step))
+
+    def checkpoint(self, state, stamp: dict[str, str]) -> None:
+        save_checkpoint(self.path, state, stamp)
+
+    def checkpoint_file(self) -> Path:
+        return checkpoint_path(self.path)
+
+    def write_metrics(self, records: list[dict]) -> None:
+        write_metrics(self.path, records)
+
+    def append_metrics(self, record: dict) -> None:
+        append_metrics(self.path, record)

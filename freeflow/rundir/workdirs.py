@@ -12,6 +12,8 @@ in the log. The kinds differ only in their parts:
 * ``SmcWorkdir`` (``freeflow estimate --method smc --workdir``): one ``group_###.npz`` per
   finished group of independent runs;
 * ``SweepWorkdir`` (``freeflow sweep --out``): one ``stage_###.npz`` per finished temperature;
+* ``RunDir`` (``freeflow train --out``, in ``freeflow.rundir.runs``): ``run.json`` as its
+  settings, the checkpoint it resumes from and its metrics;
 * ``CompareWorkdir`` (``freeflow compare --out``): ``plan.json`` as its settings, ``compare.log``,
   and each route's estimate as JSON in ``results/`` (the routes keep their own work
   directories inside).

@@ -9,7 +9,6 @@ file system to resume).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 
 from freeflow import rundir
+from freeflow.rundir import RunDir
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
 from freeflow.flows.memory import attention_memory
@@ -166,30 +166,24 @@ def train(system: System | str, out: str | os.PathLike | None = None, *,
             f"N = {system.num_particles} (its attention weights alone)",
             "use a smaller --batch-size, fewer layers, blocks or heads, or more devices")
     model = FlowModel(system, model_config)
-    writes = run_dir is not None and writes_files()
-    with contextlib.ExitStack() as stack:
-        if writes:
-            stack.enter_context(rundir.DirectoryLock(run_dir))
-        return _train_in(system, model, model_config, training, run_dir, writes, callback,
-                         max_wall_time)
+    with RunDir.open(run_dir) as run:
+        return _train_in(system, model, model_config, training, run, callback, max_wall_time)
 
 
-def _train_in(system, model, model_config, training, run_dir, writes: bool, callback,
+def _train_in(system, model, model_config, training, run: RunDir | None, callback,
               max_wall_time) -> TrainResult:
-    """The body of ``train`` once the run directory (if any) is locked."""
+    """The body of ``train`` once the run directory (if any) is open and locked."""
     state = init_state(model, training, optimizer(training))
     metrics_log: list[dict] = []
     stamp = None  # computed once from the run.json record; every checkpoint carries it
-    if run_dir is not None:
+    writes = run is not None and writes_files()  # one process of a job writes
+    if run is not None:
         spec = rundir.run_record(system, model_config, training)
         stamp = rundir.checkpoint_stamp(spec)
-        rundir.check_writable_dir(run_dir)
-        saved = rundir.read_run_record(run_dir)
+        saved = run.read_settings()
         if saved is not None:
-            check_same_run(saved, spec, run_dir)
-        rundir.check_checkpoint_identity(run_dir, spec)
-        state = rundir.load_checkpoint(run_dir, template=state) or state
-        metrics_log = rundir.read_metrics(run_dir, up_to_step=int(state.step))
+            check_same_run(saved, spec, run.path)
+        state, metrics_log = run.resume(spec, state)
     # After the quick refusals, before anything is written: the compiled step's memory. Its
     # compilation counts against max_wall_time, as it did when the first step compiled.
     compiled, started = None, time.perf_counter()
@@ -202,8 +196,8 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         max_wall_time = max(0.0, max_wall_time - (time.perf_counter() - started))
     if writes:
         if saved != spec:
-            rundir.write_run_record(run_dir, spec)
-        rundir.write_metrics(run_dir, metrics_log)
+            run.write_settings(spec)
+        run.write_metrics(metrics_log)
     last_saved = int(state.step) or None
 
     def on_step(new_state, record):
@@ -211,9 +205,9 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         metrics_log.append(record)
         done = record["step"]
         if writes:
-            rundir.append_metrics(run_dir, record)
+            run.append_metrics(record)
             if done % training.checkpoint_every == 0 or done == training.num_steps:
-                rundir.save_checkpoint(run_dir, new_state, stamp)
+                run.checkpoint(new_state, stamp)
                 last_saved = done
         if callback is not None:
             callback(done, record)
@@ -222,12 +216,12 @@ def _train_in(system, model, model_config, training, run_dir, writes: bool, call
         state = fit(model, system, training, state, on_step=on_step,
                     max_wall_time=max_wall_time, compiled=compiled)
     except TrainingDiverged as error:
-        where = (f"the last good checkpoint is {rundir.checkpoint_path(run_dir)} "
-                 f"(step {last_saved})" if last_saved is not None and run_dir
+        where = (f"the last good checkpoint is {run.checkpoint_file()} "
+                 f"(step {last_saved})" if last_saved is not None and run is not None
                  else "no checkpoint was written yet")
         raise TrainingDiverged(f"{error}; {where}. Lower the learning rate or check the "
                                "energy function.") from None
     if writes and last_saved != int(state.step):
-        rundir.save_checkpoint(run_dir, state, stamp)  # stopped early by max_wall_time
-    return TrainResult(model=model, params=state.params, metrics=metrics_log, run_dir=run_dir,
-                       system=system)
+        run.checkpoint(state, stamp)  # stopped early by max_wall_time
+    return TrainResult(model=model, params=state.params, metrics=metrics_log,
+                       run_dir=None if run is None else run.path, system=system)
