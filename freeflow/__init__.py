@@ -67,7 +67,7 @@ from freeflow.workflows.compare import CompareConfig, compare
 from freeflow.workflows.estimate import (FromBase, WorksConfig, estimate, lbar_from_model,
                                          lfep_from_model)
 from freeflow.workflows.smc import SMCConfig, smc_free_energy
-from freeflow.workflows.sweep import SweepConfig, free_energy_curve
+from freeflow.workflows.sweep import LadderConfig, SweepConfig, free_energy_curve
 from freeflow.estimators.curve import Curve, DeltaCurve, delta_f_curve
 from freeflow.estimators.finite_size import (ThermodynamicLimit, fit_finite_size,
                                              thermodynamic_limit)
@@ -85,6 +85,6 @@ __all__ = [
     "delta_f", "estimate", "lfep", "load_run", "smc_free_energy", "train",
     "AnnealConfig", "Boltzmann", "CompareConfig", "FromBase", "HMCConfig", "PathConfig",
     "SMCConfig", "WorksConfig", "compare",
-    "Curve", "DeltaCurve", "SweepConfig", "delta_f_curve", "free_energy_curve",
+    "Curve", "DeltaCurve", "LadderConfig", "SweepConfig", "delta_f_curve", "free_energy_curve",
     "ThermodynamicLimit", "fit_finite_size", "thermodynamic_limit",
 ]

@@ -24,7 +24,9 @@ from freeflow.rundir import SAMPLE_SUFFIXES, check_writable_dir, check_writable_
 from freeflow.sampling.smc import AnnealConfig
 from freeflow.workflows.baseline import PathConfig, mbar_free_energy
 from freeflow.workflows.sampling import sample_to_file
-from freeflow.workflows.sweep import SweepConfig, free_energy_curve, parse_temperatures
+from freeflow.sampling.hmc import HMCConfig
+from freeflow.workflows.sweep import (LadderConfig, SweepConfig, free_energy_curve,
+                                      parse_temperatures)
 
 
 def run_systems(args) -> int:
@@ -156,6 +158,23 @@ def run_baseline(args) -> int:
     return 0 if np.isfinite(result.value) else 1
 
 
+def _sweep_config(args) -> SweepConfig | LadderConfig:
+    """The route's settings from the options (``--route``)."""
+    if args.route == "mbar":
+        return LadderConfig(
+            anchor=PathConfig(num_states=args.anchor_states,
+                              samples_per_state=positive(args.anchor_samples,
+                                                         "--anchor-samples")),
+            anchor_temperature=args.anchor_temperature,
+            sampling=HMCConfig(num_chains=args.chains,
+                               num_samples=positive(args.samples, "--samples"), thin=2,
+                               num_integration_steps=args.integration_steps))
+    return SweepConfig(particles=positive(args.particles, "--particles"),
+                       repeats=args.repeats,
+                       anneal=AnnealConfig(mcmc_steps=args.mcmc_steps,
+                                           integration_steps=args.integration_steps))
+
+
 def run_sweep(args) -> int:
     temperatures = parse_temperatures(args.temperatures)
     if len(args.systems) > 2:
@@ -163,10 +182,7 @@ def run_sweep(args) -> int:
     names = [Path(name).stem for name in args.systems]
     if len(set(names)) != len(names):
         raise ValueError(f"give two different systems to compare; got {names[0]} twice")
-    config = SweepConfig(particles=positive(args.particles, "--particles"),
-                         repeats=args.repeats,
-                         anneal=AnnealConfig(mcmc_steps=args.mcmc_steps,
-                                             integration_steps=args.integration_steps))
+    config = _sweep_config(args)
     systems = [load_system(name) for name in args.systems]
     if len({(s.units.energy, s.units.temperature) for s in systems}) > 1:
         raise ValueError(f"{names[0]} and {names[1]} are in different units; compare crystals "
@@ -188,7 +204,8 @@ def run_sweep(args) -> int:
     else:
         print(sweep_report.to_text(curves, delta), end="")
         if out is not None:
-            logs = ", ".join(f"{name}/sweep.log" for name in names)
+            log = "ladder.log" if args.route == "mbar" else "sweep.log"
+            logs = ", ".join(f"{name}/{log}" for name in names)
             print(f"written: {out}/sweep.json, sweep.csv, sweep_*.png, {logs}")
     return 0
 

@@ -43,7 +43,7 @@ from freeflow.estimators.conventions import (beta_f_from_ln_z_fixed, convert_cou
                                              translation_multiplicity)
 from freeflow.estimators.smc import combine_log_z
 
-__all__ = ["Curve", "DeltaCurve", "curve_from_runs", "delta_f_curve"]
+__all__ = ["Curve", "DeltaCurve", "curve_from_chains", "curve_from_runs", "delta_f_curve"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +134,7 @@ def _weights_covariance(log_z):
 
 def curve_from_runs(system, temperatures, log_z, energies, *, volume_derivatives=None,
                     details=None) -> Curve:
-    """The ``Curve`` of a system from its runs (module docstring).
+    """The ``Curve`` of a system from its SMC runs (module docstring).
 
     Args:
       system: the ``System`` (any of its temperatures: only N, the box, the lattice and the
@@ -147,52 +147,102 @@ def curve_from_runs(system, temperatures, log_z, energies, *, volume_derivatives
         (energy / length^3), for the pressure; ``None``: no pressure.
     """
     log_z = np.asarray(log_z, np.float64)
+    energies = _checked_groups(energies, volume_derivatives, log_z.shape)
+    ln_z, cov_ln_z, weights = _weights_covariance(log_z)
+    beta = np.array([system.units.beta(t) for t in temperatures])
+    u_runs = energies.mean(axis=1) / system.num_particles          # [R, K]
+    # Per-run influence of S = beta U / N - beta F / N (delta method, module docstring).
+    influence = beta * (u_runs - u_runs.mean(axis=0)) + (weights - 1.0) / system.num_particles
+    s_stderr = influence.std(axis=0, ddof=1) / math.sqrt(log_z.shape[0])
+    return _curve(system, temperatures, ln_z, cov_ln_z, energies, volume_derivatives, s_stderr,
+                  {"ln_z_fixed_runs": log_z.tolist(), **(details or {})})
+
+
+def curve_from_chains(system, temperatures, ln_z_fixed, ln_z_covariance, energies, *,
+                      volume_derivatives=None, details=None) -> Curve:
+    """The ``Curve`` of a system from ``ln Z_fixed`` at every temperature with its covariance
+    (an MBAR temperature ladder anchored at one absolute value, say) and independent Markov
+    chains at every temperature for the averages.
+
+    Args:
+      system, temperatures: as ``curve_from_runs``.
+      ln_z_fixed: ``[K]``; ln_z_covariance: ``[K, K]``, its covariance.
+      energies: ``[C, S, K]`` potential energies of ``S`` samples of each of ``C >= 2``
+        independent chains at each temperature. The chains' means give the errors of ``U``,
+        ``C_v`` and ``P`` (honest for correlated samples as long as each chain is long
+        against its correlation time).
+      volume_derivatives: ``[C, S, K]`` ``dU/dV`` of the same samples, or ``None``.
+
+    ``S / N``'s error adds the errors of ``beta U / N`` and ``beta F / N`` in quadrature,
+    treating them as independent (they come from different samples but for the ladder's
+    reweighting).
+    """
+    energies = _checked_groups(energies, volume_derivatives,
+                               (np.shape(energies)[0], len(temperatures)))
+    beta = np.array([system.units.beta(t) for t in temperatures])
+    n = system.num_particles
+    u_chains = energies.mean(axis=1) / n
+    u_stderr = u_chains.std(axis=0, ddof=1) / math.sqrt(energies.shape[0])
+    f_stderr = np.sqrt(np.diag(np.asarray(ln_z_covariance, np.float64))) / n
+    return _curve(system, temperatures, np.asarray(ln_z_fixed, np.float64),
+                  np.asarray(ln_z_covariance, np.float64), energies, volume_derivatives,
+                  np.hypot(beta * u_stderr, f_stderr), dict(details or {}))
+
+
+def _checked_groups(energies, volume_derivatives, shape) -> np.ndarray:
+    """``energies`` ``[G, n, K]`` as float64, refused unless ``G`` and ``K`` match ``shape``
+    (``(groups, temperatures)``, at least 2 groups) and every value is finite."""
     energies = np.asarray(energies, np.float64)
-    temperatures = np.asarray(temperatures, np.float64)
-    runs, k = log_z.shape
-    if runs < 2 or energies.shape[0] != runs or energies.shape[2] != k:
-        raise ValueError(f"need [R >= 2, K] ln Z and [R, n, K] energies; got {log_z.shape} "
-                         f"and {energies.shape}")
+    groups, k = shape
+    if groups < 2 or energies.ndim != 3 or energies.shape[0] != groups \
+            or energies.shape[2] != k:
+        raise ValueError(f"need [R >= 2, K] ln Z and [R, n, K] energies; got {shape} and "
+                         f"{energies.shape}")
     if not np.all(np.isfinite(energies)):
-        raise ValueError("a final particle's energy is not finite (it left the crystal "
+        raise ValueError("a configuration's energy is not finite (it left the crystal "
                          "region); use more particles or MCMC steps")
+    if volume_derivatives is not None and np.shape(volume_derivatives) != energies.shape:
+        raise ValueError(f"volume_derivatives must have the energies' shape "
+                         f"{energies.shape}; got {np.shape(volume_derivatives)}")
+    return energies
+
+
+def _curve(system, temperatures, ln_z, cov_ln_z, energies, volume_derivatives, s_stderr,
+           details) -> Curve:
+    """The ``Curve`` from ``ln Z_fixed`` ``[K]`` with its covariance and ``G`` independent
+    groups (runs or chains) of configurations ``[G, n, K]``."""
+    temperatures = np.asarray(temperatures, np.float64)
     n, volume = system.num_particles, float(np.prod(system.box))
     units = system.units
     beta = np.array([units.beta(t) for t in temperatures])
-    ln_z, cov_ln_z, weights = _weights_covariance(log_z)
     beta_f = np.array([beta_f_from_ln_z_fixed(v, n, volume, units.reference_length)
                        for v in ln_z])
     covariance = cov_ln_z / n**2
-    u_runs = energies.mean(axis=1) / n                             # [R, K]
-    cv_runs = beta**2 * energies.var(axis=1, ddof=1) / n           # [R, K]
-    u = u_runs.mean(axis=0)
-    # Per-run influence of S = beta U / N - beta F / N (delta method, module docstring).
-    influence = beta * (u_runs - u) + (weights - 1.0) / n
-    root = math.sqrt(runs)
+    u_groups = energies.mean(axis=1) / n                             # [G, K]
+    cv_groups = beta**2 * energies.var(axis=1, ddof=1) / n           # [G, K]
+    u = u_groups.mean(axis=0)
+    root = math.sqrt(energies.shape[0])
     pressure = {}
     if volume_derivatives is not None:
         volume_derivatives = np.asarray(volume_derivatives, np.float64)
-        if volume_derivatives.shape != energies.shape:
-            raise ValueError(f"volume_derivatives must have the energies' shape "
-                             f"{energies.shape}; got {volume_derivatives.shape}")
         if not np.all(np.isfinite(volume_derivatives)):
-            raise ValueError("a final particle's dU/dV is not finite; check the potential "
+            raise ValueError("a configuration's dU/dV is not finite; check the potential "
                              "in a box scaled by 1 +- 1e-5")
-        p_runs = n / (beta * volume) - volume_derivatives.mean(axis=1)   # [R, K]
-        pressure = dict(pressure=p_runs.mean(axis=0),
-                        pressure_stderr=p_runs.std(axis=0, ddof=1) / root,
+        p_groups = n / (beta * volume) - volume_derivatives.mean(axis=1)   # [G, K]
+        pressure = dict(pressure=p_groups.mean(axis=0),
+                        pressure_stderr=p_groups.std(axis=0, ddof=1) / root,
                         pressure_unit=units.pressure,
                         bar_per_pressure_unit=units.bar_per_pressure_unit)
     return Curve(
         system=system.name, num_particles=n, temperatures=temperatures, beta=beta,
         beta_f_per_particle=beta_f, stderr=np.sqrt(np.diag(covariance)),
         covariance=covariance, u_per_particle=u,
-        u_stderr=u_runs.std(axis=0, ddof=1) / root,
-        s_per_particle=beta * u - beta_f, s_stderr=influence.std(axis=0, ddof=1) / root,
-        cv_per_particle=cv_runs.mean(axis=0), cv_stderr=cv_runs.std(axis=0, ddof=1) / root,
+        u_stderr=u_groups.std(axis=0, ddof=1) / root,
+        s_per_particle=beta * u - beta_f, s_stderr=s_stderr,
+        cv_per_particle=cv_groups.mean(axis=0), cv_stderr=cv_groups.std(axis=0, ddof=1) / root,
         temperature_unit=units.temperature, energy_unit=units.energy, counting="bravais",
         lattice_multiplicity=translation_multiplicity(system.lattice, system.box),
-        **pressure, details={"ln_z_fixed_runs": log_z.tolist(), **(details or {})})
+        **pressure, details=details)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from freeflow.estimators.result import ReducedFreeEnergy
 
-__all__ = ["linear_path_mbar", "mbar", "pymbar_guard", "uncorrelated_indices"]
+__all__ = ["linear_path_mbar", "mbar", "mbar_states", "pymbar_guard", "uncorrelated_indices"]
 
 
 @contextlib.contextmanager
@@ -78,6 +78,40 @@ def mbar(u_kn, n_k) -> ReducedFreeEnergy:
                              stderr=float(out["dDelta_f"][0, -1]), num_samples=int(n_k.sum()),
                              details={"f_k": [float(f) for f in out["Delta_f"][0]],
                                       "min_neighbour_overlap": neighbour})
+
+
+def mbar_states(u_kn, n_k, anchor: int = 0, *, uncertainty: bool = True
+                ) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+    """Every state's reduced free energy relative to state ``anchor``, with their covariance.
+
+    Args: as ``mbar``; ``anchor`` indexes the state whose ``f`` is 0; ``uncertainty=False``
+    skips the covariance and the overlap (a bootstrap replicate needs only ``f``).
+
+    Returns:
+      ``(f [K], covariance [K, K], smallest neighbour overlap)``: ``f_k - f_anchor`` and the
+      covariance of those differences, from pymbar's pairwise errors ``d_jk`` of ``f_k - f_j``:
+      ``cov_jk = (d_aj^2 + d_ak^2 - d_jk^2) / 2`` (zero in the anchor's row and column).
+      pymbar's errors are asymptotic: with little overlap between states they run small.
+    """
+    u_kn = np.asarray(u_kn, dtype=np.float64)
+    n_k = np.asarray(n_k)
+    if u_kn.ndim != 2 or len(n_k) != len(u_kn) or int(n_k.sum()) != u_kn.shape[1]:
+        raise ValueError(f"u_kn must be [K, sum(n_k)]; got {u_kn.shape} for n_k = "
+                         f"{n_k.tolist()}")
+    if not np.all(np.isfinite(u_kn)):
+        raise FloatingPointError("non-finite reduced energies in the MBAR matrix")
+    with pymbar_guard() as pymbar:
+        solver = pymbar.MBAR(u_kn, n_k, solver_protocol="robust")
+        out = solver.compute_free_energy_differences(compute_uncertainty=uncertainty)
+        overlap = solver.compute_overlap()["matrix"] if uncertainty else None
+    f = np.asarray(out["Delta_f"][anchor], np.float64)
+    if not uncertainty:
+        return f, None, None
+    d2 = np.asarray(out["dDelta_f"], np.float64) ** 2
+    covariance = 0.5 * (d2[anchor][:, None] + d2[anchor][None, :] - d2)
+    k = len(n_k)
+    neighbour = min(float(overlap[i, i + 1]) for i in range(k - 1)) if k > 1 else 1.0
+    return f, covariance, neighbour
 
 
 def linear_path_mbar(components: list[np.ndarray], lambdas, beta: float) -> ReducedFreeEnergy:

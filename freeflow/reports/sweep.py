@@ -23,6 +23,7 @@ def record(curves: list[Curve], delta: DeltaCurve | None = None) -> dict:
         "temperature_unit": c.temperature_unit, "energy_unit": c.energy_unit,
         "entropy_and_heat_capacity": "configurational, in k_B per particle (no kinetic part)",
         "pressure_unit": c.pressure_unit,
+        "route": c.details.get("route", "smc"),
         "smc_particles": c.details.get("smc_particles"), "repeats": c.details.get("repeats"),
         "wall_time": c.details.get("wall_time"), "temperatures": c.rows(),
         "covariance": c.covariance.tolist(),

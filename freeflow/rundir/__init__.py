@@ -62,6 +62,7 @@ from freeflow.rundir.runs import (  # noqa: F401
 )
 from freeflow.rundir.workdirs import (  # noqa: F401
     CompareWorkdir,
+    LadderWorkdir,
     MbarWorkdir,
     SmcWorkdir,
     SweepWorkdir,
@@ -84,6 +85,7 @@ __all__ = [
     "CompareWorkdir",
     "DirectoryLock",
     "LOCK",
+    "LadderWorkdir",
     "METRICS",
     "MbarWorkdir",
     "RUN_JSON",

@@ -12,6 +12,8 @@ in the log. The kinds differ only in their parts:
 * ``SmcWorkdir`` (``freeflow estimate --method smc --workdir``): one ``group_###.npz`` per
   finished group of independent runs;
 * ``SweepWorkdir`` (``freeflow sweep --out``): one ``stage_###.npz`` per finished temperature;
+* ``LadderWorkdir`` (``freeflow sweep --route mbar --out``): the anchor's MBAR work directory
+  in ``anchor/`` and one ``temperature_###.npz`` of HMC chains per finished temperature;
 * ``RunDir`` (``freeflow train --out``, in ``freeflow.rundir.runs``): ``run.json`` as its
   settings, the checkpoint it resumes from and its metrics;
 * ``CompareWorkdir`` (``freeflow compare --out``): ``plan.json`` as its settings, ``compare.log``,
@@ -35,8 +37,8 @@ from freeflow.progress import status
 from freeflow.rundir.files import (DirectoryLock, atomic_write_bytes, check_writable_dir,
                                    npz_bytes, write_json)
 
-__all__ = ["CompareWorkdir", "MbarWorkdir", "SmcWorkdir", "SweepWorkdir", "WorkDir",
-           "settings_differences"]
+__all__ = ["CompareWorkdir", "LadderWorkdir", "MbarWorkdir", "SmcWorkdir", "SweepWorkdir",
+           "WorkDir", "settings_differences"]
 
 
 def settings_differences(saved: dict, wanted: dict, ignore=()) -> list[str]:
@@ -267,3 +269,38 @@ class CompareWorkdir(WorkDir):
     def read_result(self, route: str) -> dict | None:
         file = self.result_file(route)
         return json.loads(file.read_text()) if file.is_file() else None
+
+
+class LadderWorkdir(WorkDir):
+    """A resumable MBAR route along temperature: ``ladder_config.json``, ``ladder.log``, the
+    anchor's MBAR work directory ``anchor/`` and one ``temperature_###.npz`` per finished
+    temperature.
+
+    A temperature file holds ``energies`` and ``volume_derivatives`` ``[C, S]`` (every saved
+    sample of every chain), ``final_positions`` ``[C, N, 3]`` (where the next temperature's
+    chains start) and ``info`` (JSON: the temperature, acceptance, step size, cost).
+    """
+
+    CONFIG = "ladder_config.json"
+    LOG = "ladder.log"
+    JOB = "an MBAR ladder"
+    OPTION = "--out"
+
+    def temperature_file(self, index: int) -> Path:
+        return self._part("temperature", index)
+
+    def read_temperature(self, index: int, temperature: float) -> dict | None:
+        """The finished temperature ``index`` as written, or ``None``; refuses one of another
+        temperature."""
+        part = self._read_part("temperature", index)
+        if part is not None and abs(part["info"]["temperature"] - temperature) > 1e-9:
+            raise ValueError(f"{self.path} holds a ladder whose temperature {index + 1} is "
+                             f"{part['info']['temperature']:g}, not {temperature:g}; use the "
+                             "same temperatures (more may follow) or a fresh --out")
+        return part
+
+    def write_temperature(self, index: int, part: dict) -> None:
+        self._write_part("temperature", index, part["info"],
+                         energies=np.asarray(part["energies"], np.float64),
+                         volume_derivatives=np.asarray(part["volume_derivatives"], np.float64),
+                         final_positions=np.asarray(part["final_positions"], np.float32))

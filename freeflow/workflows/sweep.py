@@ -43,9 +43,11 @@ from freeflow.sampling.smc import AnnealConfig, anneal
 from freeflow.rundir import SweepWorkdir
 from freeflow.workflows.frame import (START_STEP_SIZE, SiteFrame, Whitening, absolute_positions,
                                       crystal_densities, crystal_energy)
+from freeflow.workflows.temperature_ladder import LadderConfig, ladder_curve
 from freeflow.workflows.smc import SMCConfig, resolve_start, start_identity
 
-__all__ = ["SweepConfig", "check_temperatures", "free_energy_curve", "parse_temperatures"]
+__all__ = ["LadderConfig", "SweepConfig", "check_temperatures", "free_energy_curve",
+           "parse_temperatures"]
 
 #: Configurations whose energies are evaluated together (memory).
 _ENERGY_BATCH = 256
@@ -158,16 +160,18 @@ def _setup(system, temperatures, config, say):
     return cold, frame, whitening, sample, log_start, start, start_identity(leaves)
 
 
-def free_energy_curve(system, temperatures, config: SweepConfig = SweepConfig(), *,
-                      seed: int = 0, workdir=None) -> Curve:
+def free_energy_curve(system, temperatures, config: SweepConfig | LadderConfig = SweepConfig(),
+                      *, seed: int = 0, workdir=None) -> Curve:
     """``beta F / N``, ``F / N``, ``U / N``, ``S / N``, ``C_v / N`` and the pressure of
-    ``system`` at every temperature, by one SMC sweep (module docstring; ``freeflow.estimators.curve``).
+    ``system`` at every temperature, by one SMC sweep (module docstring;
+    ``freeflow.estimators.curve``) or, with a ``LadderConfig``, by the MBAR route
+    (``freeflow.workflows.temperature_ladder``).
 
     Args:
       system: a named system, a ``.toml`` file or a ``System`` (its own temperature is
         ignored).
       temperatures: increasing temperatures in the system's temperature unit.
-      config: ``SweepConfig``.
+      config: ``SweepConfig`` (the SMC sweep) or ``LadderConfig`` (the MBAR route).
       seed: PRNG seed.
       workdir: a directory where every finished stage is kept, so a rerun continues; it
         also receives ``sweep.log``.
@@ -176,6 +180,8 @@ def free_energy_curve(system, temperatures, config: SweepConfig = SweepConfig(),
       ``Curve`` in the ``"bravais"`` counting (``Curve.recounted`` gives the other).
     """
     temperatures = check_temperatures(temperatures)
+    if isinstance(config, LadderConfig):
+        return ladder_curve(system, temperatures, config, seed=seed, workdir=workdir)
     began = time.perf_counter()
     with SweepWorkdir.open(workdir) as store:
         say = status if store is None else store.log

@@ -1,0 +1,123 @@
+"""Coverage of the temperature routes' error bars, on a crystal with exact thermodynamics.
+
+Runs ``freeflow.free_energy_curve`` many times with different seeds on the Einstein-spring
+crystal of ``tests/springs_oracle.py`` (8 particles, T = 0.5, 1.3, 1.5; exact ``ln Z``, ``U``
+and ``C_v``), by the SMC sweep and by the MBAR ladder, with the settings of the tests, and
+records for each quantity (``beta F / N``, ``U / N``, ``C_v / N``, ``S / N``, ``P``) the
+fraction of values within 1 and 2 standard errors of the exact one. Honest error bars give
+about 68% and 95%; the binomial spread of that fraction over ``repeats x 3`` values is
+printed with it. For ``beta F / N`` the lowest temperature is left out: both routes start
+there from the harmonic crystal, which is the springs themselves but for the region's cut,
+so its error is ~1e-9 (the ladder) or 0 (the sweep), below float32 rounding.
+The ladder runs with the bootstrap over chains (``LadderConfig(bootstrap=200)``) and its
+``beta F / N`` is also scored against pymbar's asymptotic errors, the route's default
+(``beta_f_pymbar_errors``).
+
+    python bench/suite/sweep_coverage.py --repeats 40 --out bench/results/sweep_coverage.jsonl
+
+docs/sweep.md ("Checks") quotes the stored run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from springs_oracle import TEMPERATURES, exact, springs  # noqa: E402
+
+from freeflow.progress import showing  # noqa: E402
+from freeflow.sampling.hmc import HMCConfig  # noqa: E402
+from freeflow.sampling.smc import AnnealConfig  # noqa: E402
+from freeflow.workflows.baseline import PathConfig  # noqa: E402
+from freeflow.workflows.sweep import LadderConfig, SweepConfig, free_energy_curve  # noqa: E402
+
+#: The tests' settings (tests/workflows/test_sweep.py and test_temperature_ladder.py, which
+#: explain the 4 leapfrog steps); the ladder's errors by the bootstrap over chains, its
+#: pymbar errors scored beside them.
+ROUTES = {
+    "smc": SweepConfig(particles=128, repeats=16,
+                       anneal=AnnealConfig(mcmc_steps=10, integration_steps=4)),
+    "mbar": LadderConfig(anchor=PathConfig(num_states=3, samples_per_state=256, num_chains=4),
+                         sampling=HMCConfig(num_chains=8, num_samples=300, num_warmup=100,
+                                            thin=2, num_integration_steps=4), bootstrap=200),
+}
+QUANTITIES = ("beta_f_per_particle", "u_per_particle", "cv_per_particle", "s_per_particle",
+              "pressure")
+
+
+def _z_scores(system, k, radius, curve, route) -> dict[str, list[float]]:
+    z = {q: [] for q in QUANTITIES}
+    if route == "mbar":
+        # The ladder's values against pymbar's asymptotic errors instead of the bootstrap's
+        # over chains (what the route reported before the bootstrap).
+        z["beta_f_pymbar_errors"] = []
+        pymbar = np.hypot(curve.details["ladder_stderr_pymbar"],
+                          curve.details["anchor"]["stderr"])
+    for i, row in enumerate(curve.rows()):
+        beta_f, u, cv = exact(system, k, radius, row["temperature"])
+        truth = {"beta_f_per_particle": beta_f, "u_per_particle": u, "cv_per_particle": cv,
+                 "s_per_particle": u / row["temperature"] - beta_f,
+                 "pressure": row["temperature"] / system.volume}
+        for q in QUANTITIES:
+            if q == "beta_f_per_particle" and i == 0:
+                continue  # from the harmonic crystal itself: exact to float32 rounding
+            error = row["stderr" if q == "beta_f_per_particle" else
+                        q.replace("_per_particle", "") + "_stderr"]
+            z[q].append((row[q] - truth[q]) / error)
+        if route == "mbar" and i > 0:
+            z["beta_f_pymbar_errors"].append((row["beta_f_per_particle"]
+                                              - truth["beta_f_per_particle"]) / pymbar[i])
+    return z
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES))
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    directory = Path(tempfile.mkdtemp())
+    _, system, k, radius = springs(directory)
+    for route in args.routes:
+        began = time.perf_counter()
+        z = {}
+        with showing(False):
+            for seed in range(100, 100 + args.repeats):
+                curve = free_energy_curve(system, TEMPERATURES, ROUTES[route], seed=seed)
+                for q, values in _z_scores(system, k, radius, curve, route).items():
+                    z.setdefault(q, []).extend(values)
+        record = {"bench": "sweep_coverage", "route": route, "repeats": args.repeats,
+                  "temperatures": list(TEMPERATURES), "wall_time": time.perf_counter() - began,
+                  "machine": f"{platform.machine()} cpu x {jax.device_count()}"}
+        for q, values in z.items():
+            values = np.abs(np.asarray(values))
+            within2 = float(np.mean(values <= 2))
+            signed = np.asarray(z[q])
+            record[q] = {"values": len(values), "mean_z": float(signed.mean()),
+                         "within_1_sigma": float(np.mean(values <= 1)),
+                         "within_2_sigma": within2,
+                         "binomial_sd_at_95": math.sqrt(0.95 * 0.05 / len(values)),
+                         "max_abs_z": float(values.max())}
+            print(f"{route} {q}: {100 * within2:.1f}% within 2 sigma of {len(values)} "
+                  f"(binomial sd {100 * record[q]['binomial_sd_at_95']:.1f}%), "
+                  f"{100 * record[q]['within_1_sigma']:.1f}% within 1", file=sys.stderr)
+        line = json.dumps(record)
+        print(line)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
