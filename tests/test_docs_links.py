@@ -175,3 +175,9 @@ def test_the_check_finds_broken_links(tmp_path):
     page = broken_links(tmp_path / "docs" / "a.md", root=tmp_path)
     assert [p.split(": ", 1)[1].split(":")[0] for p in page] == [
         "b.md#energy-forces", "b.md#energy--forces", "../bench/README.md"]
+
+
+def test_the_readme_stays_a_front_page():
+    """Issue 35: the README is a front page of at most 120 lines; studies go to docs/."""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert len(readme.read_text().splitlines()) <= 120
