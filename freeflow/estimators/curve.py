@@ -179,14 +179,9 @@ def curve_from_chains(system, temperatures, ln_z_fixed, ln_z_covariance, energie
     """
     energies = _checked_groups(energies, volume_derivatives,
                                (np.shape(energies)[0], len(temperatures)))
-    beta = np.array([system.units.beta(t) for t in temperatures])
-    n = system.num_particles
-    u_chains = energies.mean(axis=1) / n
-    u_stderr = u_chains.std(axis=0, ddof=1) / math.sqrt(energies.shape[0])
-    f_stderr = np.sqrt(np.diag(np.asarray(ln_z_covariance, np.float64))) / n
     return _curve(system, temperatures, np.asarray(ln_z_fixed, np.float64),
-                  np.asarray(ln_z_covariance, np.float64), energies, volume_derivatives,
-                  np.hypot(beta * u_stderr, f_stderr), dict(details or {}))
+                  np.asarray(ln_z_covariance, np.float64), energies, volume_derivatives, None,
+                  dict(details or {}))
 
 
 def _checked_groups(energies, volume_derivatives, shape) -> np.ndarray:
@@ -210,7 +205,8 @@ def _checked_groups(energies, volume_derivatives, shape) -> np.ndarray:
 def _curve(system, temperatures, ln_z, cov_ln_z, energies, volume_derivatives, s_stderr,
            details) -> Curve:
     """The ``Curve`` from ``ln Z_fixed`` ``[K]`` with its covariance and ``G`` independent
-    groups (runs or chains) of configurations ``[G, n, K]``."""
+    groups (runs or chains) of configurations ``[G, n, K]``. ``s_stderr`` ``None``: the errors
+    of ``beta U / N`` and ``beta F / N`` in quadrature."""
     temperatures = np.asarray(temperatures, np.float64)
     n, volume = system.num_particles, float(np.prod(system.box))
     units = system.units
@@ -222,6 +218,9 @@ def _curve(system, temperatures, ln_z, cov_ln_z, energies, volume_derivatives, s
     cv_groups = beta**2 * energies.var(axis=1, ddof=1) / n           # [G, K]
     u = u_groups.mean(axis=0)
     root = math.sqrt(energies.shape[0])
+    u_stderr = u_groups.std(axis=0, ddof=1) / root
+    if s_stderr is None:
+        s_stderr = np.hypot(beta * u_stderr, np.sqrt(np.diag(covariance)))
     pressure = {}
     if volume_derivatives is not None:
         volume_derivatives = np.asarray(volume_derivatives, np.float64)
@@ -237,7 +236,7 @@ def _curve(system, temperatures, ln_z, cov_ln_z, energies, volume_derivatives, s
         system=system.name, num_particles=n, temperatures=temperatures, beta=beta,
         beta_f_per_particle=beta_f, stderr=np.sqrt(np.diag(covariance)),
         covariance=covariance, u_per_particle=u,
-        u_stderr=u_groups.std(axis=0, ddof=1) / root,
+        u_stderr=u_stderr,
         s_per_particle=beta * u - beta_f, s_stderr=s_stderr,
         cv_per_particle=cv_groups.mean(axis=0), cv_stderr=cv_groups.std(axis=0, ddof=1) / root,
         temperature_unit=units.temperature, energy_unit=units.energy, counting="bravais",
