@@ -35,7 +35,7 @@ from freeflow.estimators.result import ReducedFreeEnergy
 from freeflow.progress import progress_bar
 from freeflow.sampling.hmc import Boltzmann, HMCConfig, integrated_autocorrelation_time, sample
 
-__all__ = ["LinearPath", "lambda_schedule", "path_free_energy"]
+__all__ = ["LinearPath", "lambda_schedule", "path_free_energy", "transition_seconds"]
 
 
 def lambda_schedule(num_states: int, power: float = 2.0) -> np.ndarray:
@@ -272,6 +272,31 @@ def path_free_energy(path: LinearPath, initial_positions, key, config: HMCConfig
     result = linear_path_mbar(comps, lambdas, path.beta)
     return dataclasses.replace(result, energy_evaluations=evaluations,
                                details=dict(result.details, states=states))
+
+
+def transition_seconds(path: LinearPath, initial_positions, key, config: HMCConfig, *,
+                       lam: float = 0.5, num_transitions: int = 40) -> float:
+    """Seconds of one HMC transition of ``path`` at ``lam``, sampled as ``path_free_energy``
+    samples a state (the same compiled kernel, chains, leapfrog steps, thinning and recorded
+    components): the second of two runs of ``num_transitions`` transitions, so compiling is
+    not counted.
+
+    Args:
+      path: ``LinearPath``; initial_positions: ``[P, D]``; key: a ``jax.random`` key;
+      config: ``HMCConfig`` of the states (its ``num_samples`` and ``num_warmup`` are not used).
+    """
+    energy, components = _path_functions(path.reference_fn, path.target_fn)
+    ladder = _Ladder(path, energy, components, config)
+    saved = max(1, num_transitions // config.thin)
+    x = np.asarray(initial_positions, np.float32)
+    seconds = []
+    for attempt in range(2):
+        start = time.perf_counter()
+        _, x, info = _sample_state(ladder, lam, x, jax.random.fold_in(key, attempt),
+                                   num_samples=saved, num_warmup=0,
+                                   step_size=config.step_size, desc="timing")
+        seconds.append((time.perf_counter() - start) / (saved * config.thin))
+    return seconds[-1]
 
 
 def samples_per_chain(samples_per_state: int, num_chains: int) -> int:

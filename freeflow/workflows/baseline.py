@@ -62,9 +62,10 @@ from freeflow.physics.identity import system_fingerprint
 from freeflow.rundir import MbarWorkdir
 from freeflow.sampling.hmc import HMCConfig, sample_system
 from freeflow.sampling.ladder import (LinearPath, lambda_schedule, path_free_energy,
-                                      samples_per_chain)
+                                      samples_per_chain, transition_seconds)
 
-__all__ = ["PathConfig", "REFERENCES", "mbar_free_energy", "unit_einstein_energy_fn"]
+__all__ = ["PathConfig", "REFERENCES", "mbar_free_energy", "mbar_transition_seconds",
+           "unit_einstein_energy_fn"]
 
 
 # Cached by value (box and sites), so equal systems share one reference function.
@@ -205,19 +206,45 @@ def mbar_free_energy(system, config: PathConfig = PathConfig(), *, key=None, see
                                   "pilot_evaluations": pilot_evaluations,
                                   "target_shift": shift}, within="settings", ignore=free)
         crystal, reference_details = _reference_crystal(system, c.reference, width)
-        fixed = np.zeros(system.num_particles, bool)
-        fixed[0] = True
-        path = LinearPath(crystal.energy_fn, system.energy_fn(strays="nan"), system.beta,
-                          lambdas, box=system.box, target_shift=shift, fixed=fixed,
-                          reference_sampler=crystal.sample)
-        sampling = HMCConfig(num_chains=c.num_chains,
-                             num_samples=samples_per_chain(c.samples_per_state, c.num_chains),
-                             num_warmup=c.num_warmup, thin=c.thin,
-                             num_integration_steps=c.num_integration_steps)
-        out = path_free_energy(path, system.lattice, key, sampling, store=store,
+        path = _linear_path(system, crystal, lambdas, shift)
+        out = path_free_energy(path, system.lattice, key, _sampling(c), store=store,
                                label=f"mbar {system.name}")
         return _free_energy(system, crystal, reference_details, config, lambdas, shift, out,
                             pilot_evaluations, time.perf_counter() - start)
+
+
+def _linear_path(system, crystal, lambdas, shift: float) -> LinearPath:
+    """The path from ``crystal`` to the system's energy, particle 0 held on its site."""
+    fixed = np.zeros(system.num_particles, bool)
+    fixed[0] = True
+    return LinearPath(crystal.energy_fn, system.energy_fn(strays="nan"), system.beta,
+                      lambdas, box=system.box, target_shift=shift, fixed=fixed,
+                      reference_sampler=crystal.sample)
+
+
+def _sampling(config: PathConfig) -> HMCConfig:
+    return HMCConfig(num_chains=config.num_chains,
+                     num_samples=samples_per_chain(config.samples_per_state, config.num_chains),
+                     num_warmup=config.num_warmup, thin=config.thin,
+                     num_integration_steps=config.num_integration_steps)
+
+
+def mbar_transition_seconds(system, config: PathConfig = PathConfig(), *,
+                            seed: int = 0) -> float:
+    """Seconds of one HMC transition of ``mbar_free_energy``'s path for ``config`` at its
+    middle state (lambda = 1/2), on this machine, compiling not counted
+    (``freeflow.sampling.ladder.transition_seconds``). ``mbar_free_energy`` takes about
+    ``num_warmup + (K - 2) * max(50, num_warmup // 4) + (K - 1) * thin * samples_per_state
+    / num_chains`` of them. An Einstein reference without a width is timed at 3% of the
+    nearest-neighbour spacing (the cost does not depend on it); no pilot run is counted."""
+    width = config.width
+    if config.reference == "einstein" and width is None:
+        width = 0.03 * float(np.prod(system.box) / system.num_particles) ** (1 / 3)
+    crystal, _ = _reference_crystal(system, config.reference, width)
+    path = _linear_path(system, crystal, lambda_schedule(config.num_states,
+                                                         config.schedule_power),
+                        system.lattice_energy())
+    return transition_seconds(path, system.lattice, jax.random.key(seed), _sampling(config))
 
 
 def _free_energy(system, crystal, reference_details: dict, config: PathConfig, lambdas,

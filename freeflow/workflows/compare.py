@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from freeflow import rundir
@@ -42,7 +41,7 @@ from freeflow.physics.system_files import load_system
 from freeflow.physics.identity import system_fingerprint
 from freeflow.progress import showing
 from freeflow.training.config import presets, scheduled_over
-from freeflow.workflows.baseline import PathConfig, mbar_free_energy
+from freeflow.workflows.baseline import PathConfig, mbar_free_energy, mbar_transition_seconds
 from freeflow.workflows.estimate import lfep_and_lbar
 from freeflow.workflows.sampling import sample_to_file
 from freeflow.workflows.smc import SMCConfig, smc_free_energy
@@ -71,12 +70,8 @@ SHARES = {"mbar": 0.2, "smc": 0.2, "train": 0.35, "flow_estimates": 0.25}
 #: ``(value, standard error)``, where freeflow's test suite holds them.
 PUBLISHED = {"mw_cubic_64": (-25.16306, 0.00020), "mw_hex_64": (-25.18687, 0.00026)}
 
-#: HMC leapfrog steps per transition, as freeflow's samplers use by default.
-_INTEGRATION_STEPS = 8
-#: Thinning of MBAR's saved samples (``mbar_free_energy``'s default) and of the target samples.
-_MBAR_THIN, _TARGET_THIN = 2, 4
-#: Warm-up transitions: MBAR's first state, later states, the target samples.
-_MBAR_WARMUP, _MBAR_LATER_WARMUP, _TARGET_WARMUP = 200, 50, 150
+#: Thinning and warm-up transitions of the target samples.
+_TARGET_THIN, _TARGET_WARMUP = 4, 150
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +130,8 @@ class ComparePlan:
     """The sizes of every route, fixed at a comparison's first call.
 
     Attributes:
-      transition_seconds: one HMC transition of ``mbar_chains`` chains, measured.
+      transition_seconds: one HMC transition of MBAR's path (``mbar_chains`` chains), measured
+        (``freeflow.workflows.baseline.mbar_transition_seconds``).
       step_seconds: one training step, measured.
       train_steps: planned training steps; train_seconds: the training's share (s).
       mbar_samples_per_state: MBAR's saved samples per state over all chains.
@@ -221,29 +217,10 @@ def _sigmas(a, b) -> float:
 # -- the plan ----------------------------------------------------------------------------------
 
 
-def _transition_seconds(system: System, num_chains: int) -> float:
-    """Seconds of one HMC transition of ``num_chains`` chains: ``L + 1`` energy gradients of
-    the chains together, chained inside one compiled loop as the samplers run them (median
-    of 7 calls after compiling)."""
-    energy = system.energy_fn(strays="nan")
-    grad = jax.vmap(jax.value_and_grad(energy))
-
-    @jax.jit
-    def transition(x):
-        def leapfrog(_, x):
-            _, g = grad(x)
-            return x - 1e-6 * jnp.clip(g, -1.0, 1.0)
-        return jax.lax.fori_loop(0, _INTEGRATION_STEPS + 1, leapfrog, x)
-
-    noise = 0.01 * np.random.default_rng(0).standard_normal((num_chains, *system.lattice.shape))
-    x = jnp.asarray(system.lattice[None] + noise, jnp.float32)
-    jax.block_until_ready(transition(x))
-    times = []
-    for _ in range(7):
-        start = time.perf_counter()
-        jax.block_until_ready(transition(x))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def _mbar_path(config: CompareConfig, samples_per_state: int = 1024) -> PathConfig:
+    """MBAR's path and its sampling (warm-up and thinning are ``PathConfig``'s defaults)."""
+    return PathConfig(num_states=config.mbar_states, samples_per_state=samples_per_state,
+                      num_chains=config.mbar_chains)
 
 
 def _flow_configs(system: System, config: CompareConfig, steps: int):
@@ -286,8 +263,10 @@ def split_budget(system: System, config: CompareConfig, transition_seconds: floa
     """
     budget = config.budget
     k, chains = config.mbar_states, config.mbar_chains
-    warmup = _MBAR_WARMUP + (k - 2) * _MBAR_LATER_WARMUP
-    per_chain = (SHARES["mbar"] * budget / transition_seconds - warmup) / ((k - 1) * _MBAR_THIN)
+    path = _mbar_path(config)
+    # path_free_energy's warm-up: the first sampled state's, then max(50, a quarter) each.
+    warmup = path.num_warmup + (k - 2) * max(50, path.num_warmup // 4)
+    per_chain = (SHARES["mbar"] * budget / transition_seconds - warmup) / ((k - 1) * path.thin)
     estimates = SHARES["flow_estimates"] * budget
     target_transition = transition_seconds * min(1.0, config.target_chains / chains)
     target_transitions = estimates / 3 / target_transition
@@ -312,7 +291,9 @@ def plan_comparison(system: System, config: CompareConfig, say=lambda text: None
     few steps of the flow's training."""
     started = time.perf_counter()
     say(f"compare {system.name}: timing one HMC transition and a few training steps")
-    transition = _transition_seconds(system, config.mbar_chains)
+    # The path's own transition, as MBAR will run it: a bare gradient loop was timed 1.45
+    # times too fast on the README's comparison (docs/benchmarks.md).
+    transition = mbar_transition_seconds(system, _mbar_path(config), seed=config.seed)
     step = _step_seconds(system, config)
     return split_budget(system, config, transition, step, time.perf_counter() - started)
 
@@ -356,10 +337,7 @@ def _plain(value):
 
 
 def _run_mbar(system, plan: ComparePlan, config: CompareConfig, out: Path) -> FreeEnergy:
-    path = PathConfig(num_states=config.mbar_states,
-                      samples_per_state=plan.mbar_samples_per_state,
-                      num_chains=config.mbar_chains)
-    return mbar_free_energy(system, path, workdir=out / "mbar", seed=config.seed)
+    return mbar_free_energy(system, _mbar_path(config, plan.mbar_samples_per_state), workdir=out / "mbar", seed=config.seed)
 
 
 def _run_smc(system, plan: ComparePlan, config: CompareConfig, out: Path, say) -> FreeEnergy:

@@ -16,13 +16,14 @@ from freeflow.estimators.result import FreeEnergy
 from freeflow.flows.config import ModelConfig
 from freeflow.reports.compare import to_text
 from freeflow.workflows import compare as cmp
+from freeflow.workflows.baseline import PathConfig, mbar_transition_seconds
 
 TINY_MODEL = ModelConfig(num_layers=2, num_bins=8, embedding_size=16, num_heads=2,
                          num_blocks=1, num_frequencies=2, base="harmonic")
 TINY = cmp.CompareConfig(budget=40.0, mbar_states=3, mbar_chains=8, smc_particles=16,
                          smc_min_repeats=2, smc_max_repeats=2, target_chains=4, model=TINY_MODEL)
 #: Seconds of one HMC transition and one training step, given rather than measured: the
-#: measurement compiles a training step of its own (``test_timings_are_measured``).
+#: measurement compiles a training step of its own (``test_timings_are_measured_on_the_path_mbar_samples``).
 TIMINGS = (0.02, 0.05)
 
 
@@ -103,12 +104,16 @@ def test_table_shows_verdicts_and_deviations():
     assert "-25.1630(4)" in smc_line and "+0.8" in smc_line
 
 
-def test_timings_are_measured():
+def test_timings_are_measured_on_the_path_mbar_samples():
     system = freeflow.load_system("mw_cubic_8")
-    transition = cmp._transition_seconds(system, num_chains=8)
-    # Nine gradients of eight 8-molecule configurations: well under a second, more than a
-    # microsecond on any machine.
+    config = PathConfig(num_states=4, num_chains=8)
+    transition = mbar_transition_seconds(system, config)
+    # One transition (nine gradients) of eight 8-molecule chains: well under a second, more
+    # than a microsecond on any machine.
     assert 1e-6 < transition < 1.0
+    # The Einstein reference is timed without its pilot run.
+    assert 1e-6 < mbar_transition_seconds(
+        system, dataclasses.replace(config, reference="einstein")) < 1.0
 
 
 def test_budget_durations():
