@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-__all__ = ["array_fingerprint", "fingerprint"]
+__all__ = ["array_fingerprint", "fingerprint", "json_form"]
 
 #: Hex digits kept: 64 bits, ample against accidental collisions between runs.
 LENGTH = 16
@@ -25,6 +25,21 @@ def fingerprint(record) -> str:
     """The fingerprint of JSON-able ``record`` (keys sorted, so their order does not matter)."""
     text = json.dumps(record, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:LENGTH]
+
+
+def json_form(record):
+    """``record`` as it reads back from a JSON file: tuples become lists, numpy scalars and
+    arrays become numbers and lists. Settings are compared and fingerprinted in this form,
+    so that a record read back equals the one that was written."""
+    return json.loads(json.dumps(record, default=_plain))
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def array_fingerprint(arrays) -> str:

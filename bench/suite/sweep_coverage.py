@@ -21,6 +21,7 @@ docs/sweep.md ("Checks") quotes the stored run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -57,6 +58,7 @@ QUANTITIES = ("beta_f_per_particle", "u_per_particle", "cv_per_particle", "s_per
 
 def _z_scores(system, k, radius, curve, route) -> dict[str, list[float]]:
     z = {q: [] for q in QUANTITIES}
+    raw = {"difference": [], "stderr": []}
     if route == "mbar":
         # The ladder's values against pymbar's asymptotic errors instead of the bootstrap's
         # over chains (what the route reported before the bootstrap).
@@ -74,31 +76,59 @@ def _z_scores(system, k, radius, curve, route) -> dict[str, list[float]]:
             error = row["stderr" if q == "beta_f_per_particle" else
                         q.replace("_per_particle", "") + "_stderr"]
             z[q].append((row[q] - truth[q]) / error)
+            if q == "beta_f_per_particle":
+                raw["difference"].append(row[q] - truth[q])
+                raw["stderr"].append(error)
         if route == "mbar" and i > 0:
             z["beta_f_pymbar_errors"].append((row["beta_f_per_particle"]
                                               - truth["beta_f_per_particle"]) / pymbar[i])
-    return z
+    return z, raw
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES))
+    parser.add_argument("--particles", type=int, default=None,
+                        help="SMC sweep: particles per run (default: the tests' 128)")
+    parser.add_argument("--chains", type=int, default=None,
+                        help="MBAR route: HMC chains per temperature (default: the tests' 8)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="MBAR route: samples per chain (default: the tests' 300)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    routes = dict(ROUTES)
+    if args.particles is not None:
+        routes["smc"] = dataclasses.replace(routes["smc"], particles=args.particles)
+    sampling = routes["mbar"].sampling
+    if args.chains is not None:
+        sampling = dataclasses.replace(sampling, num_chains=args.chains)
+    if args.samples is not None:
+        sampling = dataclasses.replace(sampling, num_samples=args.samples)
+    routes["mbar"] = dataclasses.replace(routes["mbar"], sampling=sampling)
     directory = Path(tempfile.mkdtemp())
     _, system, k, radius = springs(directory)
     for route in args.routes:
         began = time.perf_counter()
-        z = {}
+        z, beta_f = {}, {}
         with showing(False):
             for seed in range(100, 100 + args.repeats):
-                curve = free_energy_curve(system, TEMPERATURES, ROUTES[route], seed=seed)
-                for q, values in _z_scores(system, k, radius, curve, route).items():
+                curve = free_energy_curve(system, TEMPERATURES, routes[route], seed=seed)
+                scores, raw = _z_scores(system, k, radius, curve, route)
+                for q, values in scores.items():
                     z.setdefault(q, []).extend(values)
+                for q, values in raw.items():
+                    beta_f.setdefault(q, []).extend(values)
+        settings = ({"particles": routes[route].particles, "runs": routes[route].repeats}
+                    if route == "smc" else {"chains": routes[route].sampling.num_chains,
+                                            "samples": routes[route].sampling.num_samples})
         record = {"bench": "sweep_coverage", "route": route, "repeats": args.repeats,
+                  **settings,
                   "temperatures": list(TEMPERATURES), "wall_time": time.perf_counter() - began,
                   "machine": f"{platform.machine()} cpu x {jax.device_count()}"}
+        # The bias of beta F / N in absolute terms: its mean error against its mean stderr.
+        record["beta_f_mean_difference"] = float(np.mean(beta_f["difference"]))
+        record["beta_f_mean_stderr"] = float(np.mean(beta_f["stderr"]))
         for q, values in z.items():
             values = np.abs(np.asarray(values))
             within2 = float(np.mean(values <= 2))

@@ -201,6 +201,57 @@ def _running_log_mean(log_z, decay: float = 0.95) -> np.ndarray:
     return out
 
 
+def _loss_panel(ax, step, loss, window: int):
+    ax.plot(step, loss, color="C0", alpha=0.3, lw=0.6)
+    ax.plot(step, _smooth(loss, window), color="C0", lw=1.4, label="loss / N (batch mean work)")
+    # The first steps' losses can be orders of magnitude above the converged ones.
+    late = _finite(loss[len(loss) // 10:])
+    if len(late):
+        lo, hi = np.percentile(late, [0.5, 99.5])
+        pad = 0.1 * (hi - lo) or 0.1 * abs(hi) or 1.0
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_ylabel(r"$\langle\beta\Phi\rangle / N$")
+    ax.legend(frameon=False, fontsize="small")
+
+
+def _ess_panel(ax, step, ess, eval_ess, window: int):
+    """Batch and evaluation ESS in percent, on a log axis (ESS spans decades in training)."""
+    ax.plot(step, ess, color="C1", alpha=0.3, lw=0.6)
+    ax.plot(step, _smooth(ess, window), color="C1", lw=1.4, label="batch ESS")
+    if np.any(np.isfinite(eval_ess)):
+        ok = np.isfinite(eval_ess)
+        ax.plot(step[ok], eval_ess[ok], "o", color="C3", label="evaluation ESS")
+    positive = _finite(np.concatenate([ess, eval_ess]))
+    positive = positive[positive > 0]
+    if len(positive):
+        ax.set_yscale("log")
+        ax.set_ylim(max(0.7 * np.min(positive), 1e-4), 100.0)
+    ax.set_ylabel("ESS / %")
+    ax.legend(frameon=False, fontsize="small")
+
+
+def _estimate_panel(ax, step, bf, eval_bf, num_particles: int, reference):
+    ax.plot(step, bf, color="C0", alpha=0.25, lw=0.6, label="batch estimate")
+    # beta F / N is affine in ln Z (slope -1/N), so the running estimate can be computed
+    # from the batch values without knowing the offset.
+    running = -_running_log_mean(-num_particles * bf) / num_particles
+    ax.plot(step, running, color="C0", lw=1.4, label="running estimate (EMA 0.95)")
+    if np.any(np.isfinite(eval_bf)):
+        ok = np.isfinite(eval_bf)
+        ax.plot(step[ok], eval_bf[ok], "o", color="C3", label="LFEP evaluation (exact U)")
+    shown = [_finite(running[len(running) // 10:]), _finite(eval_bf)]
+    if reference is not None and np.isfinite(reference[0]):
+        value, err = reference
+        ax.axhline(value, color="k", lw=0.8, label=f"reference {value:.5f}")
+        if np.isfinite(err) and err > 0:
+            ax.axhspan(value - err, value + err, color="k", alpha=0.15, lw=0)
+        shown.append(np.asarray([value]))
+    _fit_ylim(ax, shown)
+    ax.set_ylabel(r"$\beta F / N$")
+    ax.set_xlabel("training step")
+    ax.legend(frameon=False, fontsize="small")
+
+
 def plot_training_curves(metrics: Sequence[dict], path, num_particles: int, *,
                          reference: tuple[float, float] | None = None,
                          title: str | None = None) -> Path:
@@ -230,58 +281,10 @@ def plot_training_curves(metrics: Sequence[dict], path, num_particles: int, *,
 
     step = column("step")
     window = max(1, len(step) // 50)
-
-    loss = column("loss") / num_particles
-    ax = axes[0]
-    ax.plot(step, loss, color="C0", alpha=0.3, lw=0.6)
-    ax.plot(step, _smooth(loss, window), color="C0", lw=1.4, label="loss / N (batch mean work)")
-    # The first steps' losses can be orders of magnitude above the converged ones.
-    late = _finite(loss[len(loss) // 10:])
-    if len(late):
-        lo, hi = np.percentile(late, [0.5, 99.5])
-        pad = 0.1 * (hi - lo) or 0.1 * abs(hi) or 1.0
-        ax.set_ylim(lo - pad, hi + pad)
-    ax.set_ylabel(r"$\langle\beta\Phi\rangle / N$")
-    ax.legend(frameon=False, fontsize="small")
-
-    ess = 100 * column("ess")
-    ax = axes[1]
-    ax.plot(step, ess, color="C1", alpha=0.3, lw=0.6)
-    ax.plot(step, _smooth(ess, window), color="C1", lw=1.4, label="batch ESS")
-    eval_ess = 100 * column("eval_ess")
-    if np.any(np.isfinite(eval_ess)):
-        ok = np.isfinite(eval_ess)
-        ax.plot(step[ok], eval_ess[ok], "o", color="C3", label="evaluation ESS")
-    positive = _finite(np.concatenate([ess, eval_ess]))
-    positive = positive[positive > 0]
-    if len(positive):
-        ax.set_yscale("log")  # ESS spans decades during training
-        ax.set_ylim(max(0.7 * np.min(positive), 1e-4), 100.0)
-    ax.set_ylabel("ESS / %")
-    ax.legend(frameon=False, fontsize="small")
-
-    bf = column("beta_f_per_particle_batch")
-    ax = axes[2]
-    ax.plot(step, bf, color="C0", alpha=0.25, lw=0.6, label="batch estimate")
-    # beta F / N is affine in ln Z (slope -1/N), so the running estimate can be computed
-    # from the batch values without knowing the offset.
-    running = -_running_log_mean(-num_particles * bf) / num_particles
-    ax.plot(step, running, color="C0", lw=1.4, label="running estimate (EMA 0.95)")
-    eval_bf = column("eval_beta_f_per_particle")
-    if np.any(np.isfinite(eval_bf)):
-        ok = np.isfinite(eval_bf)
-        ax.plot(step[ok], eval_bf[ok], "o", color="C3", label="LFEP evaluation (exact U)")
-    shown = [_finite(running[len(running) // 10:]), _finite(eval_bf)]
-    if reference is not None and np.isfinite(reference[0]):
-        value, err = reference
-        ax.axhline(value, color="k", lw=0.8, label=f"reference {value:.5f}")
-        if np.isfinite(err) and err > 0:
-            ax.axhspan(value - err, value + err, color="k", alpha=0.15, lw=0)
-        shown.append(np.asarray([value]))
-    _fit_ylim(ax, shown)
-    ax.set_ylabel(r"$\beta F / N$")
-    ax.set_xlabel("training step")
-    ax.legend(frameon=False, fontsize="small")
+    _loss_panel(axes[0], step, column("loss") / num_particles, window)
+    _ess_panel(axes[1], step, 100 * column("ess"), 100 * column("eval_ess"), window)
+    _estimate_panel(axes[2], step, column("beta_f_per_particle_batch"),
+                    column("eval_beta_f_per_particle"), num_particles, reference)
     if title:
         axes[0].set_title(title)
     return _save(fig, path)

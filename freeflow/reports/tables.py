@@ -20,6 +20,7 @@ from typing import Iterable
 from freeflow.checks import check_whole_numbers
 from freeflow.estimators.conventions import DEFAULT_COUNTING
 from freeflow.estimators.result import FreeEnergy
+from freeflow.fingerprint import json_form
 from freeflow.flows.config import config_to_dict, model_preset
 from freeflow.physics.system_files import load_system
 from freeflow.progress import status
@@ -362,7 +363,7 @@ def build_table(systems: Iterable[str], sources: TableSources = TableSources(),
         row = Row(system=name, num_particles=system.num_particles)
         run_dir = runs_dir / name if runs_dir is not None else None
         # The paper preset's frequencies depend on the system.
-        wanted_model = json.loads(json.dumps(config_to_dict(model_preset(preset, system))))
+        wanted_model = json_form(config_to_dict(model_preset(preset, system)))
         record, note = _usable_run(run_dir, wanted_model, preset, config.check_preset, name)
         if record is None and any(name in rows_of for rows_of in stored.values()):
             if run_dir is not None and read_run_record(run_dir) is not None:

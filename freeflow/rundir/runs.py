@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freeflow.fingerprint import fingerprint
+from freeflow.fingerprint import fingerprint, json_form
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
 from freeflow.physics.system import System
@@ -32,7 +32,7 @@ def run_record(system, model_config: ModelConfig, training) -> dict:
     takes there (tuples become lists)."""
     spec = {"system": system_to_dict(system), "model": config_to_dict(model_config),
             "training": config_to_dict(training)}
-    return json.loads(json.dumps(spec))
+    return json_form(spec)
 
 
 def read_run_record(run_dir: str | os.PathLike) -> dict | None:

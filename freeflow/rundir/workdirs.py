@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from freeflow.fingerprint import json_form
 from freeflow.progress import status
 from freeflow.rundir.files import (DirectoryLock, atomic_write_bytes, check_writable_dir,
                                    npz_bytes, write_json)
@@ -108,7 +109,7 @@ class WorkDir:
         differs from ``saved`` in any key but ``ignore``; ``within``: compare only that entry
         of both (the rest is the job's own bookkeeping)."""
         there, here = (saved, record) if within is None else (saved[within], record[within])
-        differ = settings_differences(there, _as_json(here), ignore)
+        differ = settings_differences(there, json_form(here), ignore)
         if differ:
             raise ValueError(f"{self.path} holds {self.JOB} with other settings "
                              f"({'; '.join(differ)}); use the same settings to continue it, "
@@ -122,7 +123,7 @@ class WorkDir:
         saved = self.read_settings()
         if saved is not None:
             self.refuse_other_settings(saved, record, within=within, ignore=ignore)
-        if saved != _as_json(record):
+        if saved != json_form(record):
             self.write_settings(record)
         return saved
 
@@ -151,11 +152,6 @@ class WorkDir:
     def _write_part(self, stem: str, index: int, info: dict, **arrays) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self._part(stem, index), npz_bytes(info=json.dumps(info), **arrays))
-
-
-def _as_json(data):
-    """``data`` as it reads back from JSON (tuples become lists, keys strings)."""
-    return json.loads(json.dumps(data))
 
 
 class MbarWorkdir(WorkDir):

@@ -245,6 +245,28 @@ class AnnealConfig:
                             optional=("batch_size",))
 
 
+def _runs_and_particles(y, step_size: float) -> tuple[int, int]:
+    """``(R, n)`` of ``anneal``'s start ``[R, n, ...]``, checked with the first step."""
+    if y.ndim < 3:
+        raise ValueError(f"start_positions must be [runs, particles, ...]; got {y.shape}")
+    runs, n = int(y.shape[0]), int(y.shape[1])
+    if n < 2 or runs < 1:
+        raise ValueError(f"need at least 1 run of at least 2 particles; got {runs} x {n}")
+    if not (math.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"step_size must be a positive number; got {step_size}")
+    return runs, n
+
+
+def _initial_population(evaluate, y, runs: int, n: int, step_size: float) -> _Population:
+    """Every run at ``t = 0``: equal weights, ``ln Z`` ratio 0, the first step size."""
+    ls, lt = evaluate(y)
+    return _Population(y=y, loglik=(lt - ls).reshape(runs, n),
+                       log_w=jnp.full((runs, n), -math.log(n), jnp.float32),
+                       t=jnp.zeros(runs, jnp.float32), log_z=np.zeros(runs),
+                       log_step=np.full(runs, math.log(step_size)),
+                       temperatures=[[] for _ in range(runs)], final_ess=np.ones(runs))
+
+
 def anneal(log_start: Callable, log_target: Callable, start_positions, key,
            config: AnnealConfig = AnnealConfig(), *, box=None, step_size: float,
            desc: str = "SMC") -> AnnealResult:
@@ -273,13 +295,7 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
     """
     start = time.perf_counter()
     y = jnp.asarray(start_positions, jnp.float32)
-    if y.ndim < 3:
-        raise ValueError(f"start_positions must be [runs, particles, ...]; got {y.shape}")
-    runs, n = int(y.shape[0]), int(y.shape[1])
-    if n < 2 or runs < 1:
-        raise ValueError(f"need at least 1 run of at least 2 particles; got {runs} x {n}")
-    if not (math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step_size must be a positive number; got {step_size}")
+    runs, n = _runs_and_particles(y, step_size)
     has_box = box is not None
     box_arr = jnp.asarray(box if has_box else np.ones(y.shape[-1]), jnp.float32)
     kernels = _kernels(log_start, log_target, has_box, config.integration_steps,
@@ -291,12 +307,7 @@ def anneal(log_start: Callable, log_target: Callable, start_positions, key,
     if mesh.size > 1 and (runs * n) % mesh.size == 0:
         y = jax.device_put(y, batch_sharding(mesh))
 
-    ls, lt = evaluate(y)
-    state = _Population(y=y, loglik=(lt - ls).reshape(runs, n),
-                        log_w=jnp.full((runs, n), -math.log(n), jnp.float32),
-                        t=jnp.zeros(runs, jnp.float32), log_z=np.zeros(runs),
-                        log_step=np.full(runs, math.log(step_size)),
-                        temperatures=[[] for _ in range(runs)], final_ess=np.ones(runs))
+    state = _initial_population(evaluate, y, runs, n, step_size)
     accept_sum, accept_count, evaluations = 0.0, 0, runs * n
 
     with progress_bar(_PROGRESS_UNITS, desc, "t/1000", leave=False) as bar:

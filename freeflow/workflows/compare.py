@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from freeflow import rundir
 from freeflow.checks import check_whole_numbers
 from freeflow.estimators.conventions import (COUNTINGS, DEFAULT_COUNTING, convert_counting,
                                              translation_multiplicity)
 from freeflow.estimators.result import FreeEnergy
+from freeflow.fingerprint import json_form
 from freeflow.flows.config import BASES, ModelConfig
 from freeflow.physics.system import System
 from freeflow.rundir import CompareWorkdir
@@ -323,17 +323,9 @@ def _finished(store: CompareWorkdir, route: str) -> FreeEnergy | None:
 
 
 def _keep(store: CompareWorkdir, result: FreeEnergy) -> FreeEnergy:
-    row = json.loads(json.dumps(result.to_dict(), default=_plain))
+    row = json_form(result.to_dict())
     store.write_result(store.result_file(result.method).relative_to(store.path), row)
     return result
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def _run_mbar(system, plan: ComparePlan, config: CompareConfig, out: Path) -> FreeEnergy:
@@ -465,7 +457,7 @@ def compare(system, out, config: CompareConfig = CompareConfig(),
 
 def _identity(config: CompareConfig) -> dict:
     """The settings a plan is made for: all but the counting, which only the report uses."""
-    settings = json.loads(json.dumps(dataclasses.asdict(config)))
+    settings = json_form(dataclasses.asdict(config))
     settings.pop("counting")
     return settings
 

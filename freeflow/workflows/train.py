@@ -10,7 +10,6 @@ file system to resume).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 
 from freeflow import rundir
+from freeflow.fingerprint import json_form
 from freeflow.rundir import RunDir
 from freeflow.flows.config import ModelConfig, config_from_dict, config_to_dict
 from freeflow.flows.model import FlowModel
@@ -63,7 +63,7 @@ def resolve_training(base: TrainingConfig, overrides: dict) -> TrainingConfig:
 
 def _with_defaults(cls, fields: dict) -> dict:
     try:
-        return json.loads(json.dumps(config_to_dict(config_from_dict(cls, fields))))
+        return json_form(config_to_dict(config_from_dict(cls, fields)))
     except (TypeError, ValueError):
         return fields  # reported as a difference below
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import jax.numpy as jnp
 from ase.data import chemical_symbols
@@ -102,63 +103,12 @@ class StillingerWeberForm:
         if softened:
             pair = linearised_below(self.pair, self.soft_linear_below)
             min_distance = SOFT_MIN_DISTANCE
-        c0 = self.cos_theta0
-        cutoff = self.cutoff
-        three = 0.5 * self.lam * self.epsilon  # each ordered pair {j, k} appears twice in O
-
-        def entries(r2, mask):
-            """``(phi2, r, f)`` of each entry as functions of its unfloored ``r^2``."""
-            # Compared in r, not r^2: in float32 an r^2 just below cutoff^2 can still round to
-            # r == cutoff, where exp(sigma / (r - cutoff)) is infinite.
-            inside = mask & (jnp.sqrt(floored(r2, min_distance)) < cutoff)
-
-            def fn(raw):
-                # Outside the cutoff the placeholder r = cutoff / 2 keeps every branch finite.
-                r = jnp.where(inside, jnp.sqrt(floored(raw, min_distance)), 0.5 * cutoff)
-                f = jnp.where(inside, jnp.exp(self.gamma * self.sigma / (r - cutoff)), 0.0)
-                return jnp.where(inside, pair(r), 0.0), r, f
-            return fn
-
-        def moments(d, phi2, r, f):
-            e = tuple(a / r for a in d)
-            q = e[0] * e[0] + e[1] * e[1] + e[2] * e[2] - c0
-            # Pair terms are seen from both ends (halved); each three-body term belongs to
-            # its central particle, the row it is computed in. The j == k terms are removed
-            # with |e_j|^2 rather than 1: under the training energy's distance clip,
-            # e_j = d_j / max(r_j, 0.01) is shorter than a unit vector.
-            sums = entry_sums(phi2, f, *(f * a for a in e),
-                              *(f * e[a] * e[b] for a, b in _UPPER), f * f * q * q)
-            two, s, v, t_upper, self_terms = sums[0], sums[1], sums[2:5], sums[5:11], sums[11]
-            tt = sum((1.0 if a == b else 2.0) * t * t for (a, b), t in zip(_UPPER, t_upper))
-            ordered = tt - 2.0 * c0 * sum(x * x for x in v) + c0**2 * s * s - self_terms
-            energy = 0.5 * jnp.sum(two) + three * jnp.sum(ordered)
-            return energy, e, q, s, v, t_upper
-
-        def rows_energy(d, mask):
-            _, raw = squared_distances(d, mask, min_distance)
-            return moments(d, *entries(raw, mask)(raw))[0]
-
-        def rows_gradient(d, mask):
-            _, raw = squared_distances(d, mask, min_distance)
-            (phi2, r, f), (dphi2, dr, df) = value_and_slope(entries(raw, mask), raw)
-            energy, e, q, s, v, t_upper = moments(d, phi2, r, f)
-            s, v = row_scalars(s, f), tuple(row_scalars(x, f) for x in v)
-            t = {ab: row_scalars(x, f) for ab, x in zip(_UPPER, t_upper)}
-            te = tuple(sum(t[tuple(sorted((a, b)))] * e[b] for b in range(3)) for a in range(3))
-            ve = sum(v[a] * e[a] for a in range(3))
-            ete = sum(e[a] * te[a] for a in range(3))
-            d_f = 2.0 * ete - 4.0 * c0 * ve + 2.0 * c0**2 * s - 2.0 * f * q * q
-            d_e = tuple(4.0 * f * (te[a] - c0 * v[a] - f * q * e[a]) for a in range(3))
-            # U = 1/2 sum phi2 + three O(e(d), f(r^2(d))); with e = d / r(r^2):
-            # dU/dd = 2 [phi2'/2 + three (dO/df f' - (dO/de . d) r' / r^2)] d + three/r dO/de.
-            de_d = sum(d_e[a] * d[a] for a in range(3))
-            along = 2.0 * (0.5 * dphi2 + three * (d_f * df - de_d * dr / (r * r)))
-            across = three / r
-            slopes = tuple(along * d[a] + across * d_e[a] for a in range(3))
-            return energy, entry_sums(*slopes), slopes
-
+        terms = _ShellTerms(pair=pair, min_distance=min_distance, cos_theta0=self.cos_theta0,
+                            cutoff=self.cutoff, gamma_sigma=self.gamma * self.sigma,
+                            # each ordered pair {j, k} appears twice in O
+                            three=0.5 * self.lam * self.epsilon)
         return over_configurations(planned_energy(
-            plan, rows_energy, rows_gradient if gradient == "analytic" else None,
+            plan, terms.rows_energy, terms.rows_gradient if gradient == "analytic" else None,
             symmetric=False))
 
 
@@ -269,3 +219,74 @@ class StillingerWeber(StillingerWeberForm, CheckedParameters, PairNeighbors):
                              f"parameter of {', '.join(cls.required_parameters)}, or name a set "
                              f"with parameters = \"silicon\"")
         return cls(**config)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ShellTerms:
+    """One atom's pair and three-body terms from the moments of its neighbour shell
+    (``StillingerWeber.energy_fn`` gives the maths), as rows of the neighbour plan.
+
+    ``pair``: phi2(r); ``min_distance``: the distance floor (0, or the training energy's clip);
+    ``three``: lambda epsilon / 2; ``gamma_sigma``: gamma sigma (length unit).
+    """
+
+    pair: Callable
+    min_distance: float
+    cos_theta0: float
+    cutoff: float
+    gamma_sigma: float
+    three: float
+
+    def entries(self, r2, mask):
+        """``(phi2, r, f)`` of each entry as functions of its unfloored ``r^2``."""
+        cutoff, min_distance = self.cutoff, self.min_distance
+        # Compared in r, not r^2: in float32 an r^2 just below cutoff^2 can still round to
+        # r == cutoff, where exp(sigma / (r - cutoff)) is infinite.
+        inside = mask & (jnp.sqrt(floored(r2, min_distance)) < cutoff)
+
+        def fn(raw):
+            # Outside the cutoff the placeholder r = cutoff / 2 keeps every branch finite.
+            r = jnp.where(inside, jnp.sqrt(floored(raw, min_distance)), 0.5 * cutoff)
+            f = jnp.where(inside, jnp.exp(self.gamma_sigma / (r - cutoff)), 0.0)
+            return jnp.where(inside, self.pair(r), 0.0), r, f
+        return fn
+
+    def moments(self, d, phi2, r, f):
+        c0 = self.cos_theta0
+        e = tuple(a / r for a in d)
+        q = e[0] * e[0] + e[1] * e[1] + e[2] * e[2] - c0
+        # Pair terms are seen from both ends (halved); each three-body term belongs to its
+        # central particle, the row it is computed in. The j == k terms are removed with
+        # |e_j|^2 rather than 1: under the training energy's distance clip,
+        # e_j = d_j / max(r_j, 0.01) is shorter than a unit vector.
+        sums = entry_sums(phi2, f, *(f * a for a in e),
+                          *(f * e[a] * e[b] for a, b in _UPPER), f * f * q * q)
+        two, s, v, t_upper, self_terms = sums[0], sums[1], sums[2:5], sums[5:11], sums[11]
+        tt = sum((1.0 if a == b else 2.0) * t * t for (a, b), t in zip(_UPPER, t_upper))
+        ordered = tt - 2.0 * c0 * sum(x * x for x in v) + c0**2 * s * s - self_terms
+        energy = 0.5 * jnp.sum(two) + self.three * jnp.sum(ordered)
+        return energy, e, q, s, v, t_upper
+
+    def rows_energy(self, d, mask):
+        _, raw = squared_distances(d, mask, self.min_distance)
+        return self.moments(d, *self.entries(raw, mask)(raw))[0]
+
+    def rows_gradient(self, d, mask):
+        c0, three = self.cos_theta0, self.three
+        _, raw = squared_distances(d, mask, self.min_distance)
+        (phi2, r, f), (dphi2, dr, df) = value_and_slope(self.entries(raw, mask), raw)
+        energy, e, q, s, v, t_upper = self.moments(d, phi2, r, f)
+        s, v = row_scalars(s, f), tuple(row_scalars(x, f) for x in v)
+        t = {ab: row_scalars(x, f) for ab, x in zip(_UPPER, t_upper)}
+        te = tuple(sum(t[tuple(sorted((a, b)))] * e[b] for b in range(3)) for a in range(3))
+        ve = sum(v[a] * e[a] for a in range(3))
+        ete = sum(e[a] * te[a] for a in range(3))
+        d_f = 2.0 * ete - 4.0 * c0 * ve + 2.0 * c0**2 * s - 2.0 * f * q * q
+        d_e = tuple(4.0 * f * (te[a] - c0 * v[a] - f * q * e[a]) for a in range(3))
+        # U = 1/2 sum phi2 + three O(e(d), f(r^2(d))); with e = d / r(r^2):
+        # dU/dd = 2 [phi2'/2 + three (dO/df f' - (dO/de . d) r' / r^2)] d + three/r dO/de.
+        de_d = sum(d_e[a] * d[a] for a in range(3))
+        along = 2.0 * (0.5 * dphi2 + three * (d_f * df - de_d * dr / (r * r)))
+        across = three / r
+        slopes = tuple(along * d[a] + across * d_e[a] for a in range(3))
+        return energy, entry_sums(*slopes), slopes
