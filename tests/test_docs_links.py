@@ -181,3 +181,18 @@ def test_the_readme_stays_a_front_page():
     """Issue 35: the README is a front page of at most 120 lines; studies go to docs/."""
     readme = Path(__file__).resolve().parents[1] / "README.md"
     assert len(readme.read_text().splitlines()) <= 120
+
+
+def test_the_bench_readme_says_what_each_script_does_briefly():
+    """Issue 35: bench/README.md is at most 300 lines, names every script under bench/, and
+    names no script that is not there."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    text = (bench / "README.md").read_text()
+    assert len(text.splitlines()) <= 300
+    scripts = {p.relative_to(bench).as_posix() for p in bench.glob("*/*")
+               if p.suffix == ".py" or p.name == "run_all"}
+    unnamed = {s for s in scripts
+               if f"### {Path(s).name}" not in text and f"bench/{s}" not in text}
+    assert unnamed == set(), "scripts bench/README.md does not describe"
+    named = set(re.findall(r"bench/((?:suite|table|peers)/\w+(?:\.py)?)\b", text))
+    assert named - scripts == set(), "scripts bench/README.md names that are not there"
