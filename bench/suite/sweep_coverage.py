@@ -32,6 +32,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from springs_oracle import TEMPERATURES, exact, springs  # noqa: E402
@@ -40,7 +41,8 @@ from freeflow.progress import showing  # noqa: E402
 from freeflow.sampling.hmc import HMCConfig  # noqa: E402
 from freeflow.sampling.smc import AnnealConfig  # noqa: E402
 from freeflow.workflows.baseline import PathConfig  # noqa: E402
-from freeflow.workflows.sweep import LadderConfig, SweepConfig, free_energy_curve  # noqa: E402
+from freeflow.workflows.sweep import (LadderConfig, SweepConfig, free_energy_curve,  # noqa: E402
+                                      parse_temperatures)
 
 #: The tests' settings (tests/workflows/test_sweep.py and test_temperature_ladder.py, which
 #: explain the 4 leapfrog steps); the ladder's errors by the bootstrap over chains, its
@@ -85,6 +87,15 @@ def _z_scores(system, k, radius, curve, route) -> dict[str, list[float]]:
     return z, raw
 
 
+def _chi2(system, k, radius, curve) -> float:
+    """``d^T C^-1 d`` of ``beta F / N`` against the exact values, the lowest temperature (the
+    start, exact to rounding) left out."""
+    truth = np.array([exact(system, k, radius, t)[0] for t in curve.temperatures])
+    d = (np.asarray(curve.beta_f_per_particle) - truth)[1:]
+    c = np.asarray(curve.covariance)[1:, 1:]
+    return float(d @ np.linalg.solve(c, d))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40)
@@ -95,8 +106,15 @@ def main(argv=None) -> int:
                         help="MBAR route: HMC chains per temperature (default: the tests' 8)")
     parser.add_argument("--samples", type=int, default=None,
                         help="MBAR route: samples per chain (default: the tests' 300)")
+    parser.add_argument("--bootstrap", type=int, default=None,
+                        help="MBAR route: bootstrap resamplings (0: pymbar's errors, the "
+                             "route's default; default here: 200)")
+    parser.add_argument("--temperatures", default=None,
+                        help="START:STOP:STEP or a list (default: the tests' 0.5, 1.3, 1.5)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    temperatures = (TEMPERATURES if args.temperatures is None
+                    else parse_temperatures(args.temperatures))
     routes = dict(ROUTES)
     if args.particles is not None:
         routes["smc"] = dataclasses.replace(routes["smc"], particles=args.particles)
@@ -106,26 +124,40 @@ def main(argv=None) -> int:
     if args.samples is not None:
         sampling = dataclasses.replace(sampling, num_samples=args.samples)
     routes["mbar"] = dataclasses.replace(routes["mbar"], sampling=sampling)
+    if args.bootstrap is not None:
+        routes["mbar"] = dataclasses.replace(routes["mbar"], bootstrap=args.bootstrap)
     directory = Path(tempfile.mkdtemp())
     _, system, k, radius = springs(directory)
     for route in args.routes:
         began = time.perf_counter()
-        z, beta_f = {}, {}
+        z, beta_f, chi2 = {}, {}, []
         with showing(False):
             for seed in range(100, 100 + args.repeats):
-                curve = free_energy_curve(system, TEMPERATURES, routes[route], seed=seed)
+                curve = free_energy_curve(system, temperatures, routes[route], seed=seed)
                 scores, raw = _z_scores(system, k, radius, curve, route)
+                chi2.append(_chi2(system, k, radius, curve))
                 for q, values in scores.items():
                     z.setdefault(q, []).extend(values)
                 for q, values in raw.items():
                     beta_f.setdefault(q, []).extend(values)
         settings = ({"particles": routes[route].particles, "runs": routes[route].repeats}
                     if route == "smc" else {"chains": routes[route].sampling.num_chains,
-                                            "samples": routes[route].sampling.num_samples})
+                                            "samples": routes[route].sampling.num_samples,
+                                            "bootstrap": routes[route].bootstrap})
         record = {"bench": "sweep_coverage", "route": route, "repeats": args.repeats,
                   **settings,
-                  "temperatures": list(TEMPERATURES), "wall_time": time.perf_counter() - began,
+                  "temperatures": list(temperatures), "wall_time": time.perf_counter() - began,
                   "machine": f"{platform.machine()} cpu x {jax.device_count()}"}
+        # The whole covariance of beta F / N: d^T C^-1 d over the temperatures but the lowest
+        # follows a chi^2 law with K - 1 degrees of freedom when the covariance is right.
+        dof = len(temperatures) - 1
+        record["beta_f_chi2"] = {"repeats": len(chi2), "dof": dof,
+                                 "mean_chi2_per_dof": float(np.mean(chi2) / dof),
+                                 "below_95th_percentile": float(np.mean(
+                                     np.asarray(chi2) <= stats.chi2.ppf(0.95, dof)))}
+        print(f"{route} beta F / N: chi^2 per dof {record['beta_f_chi2']['mean_chi2_per_dof']:.2f}"
+              f", {100 * record['beta_f_chi2']['below_95th_percentile']:.1f}% of repeats below "
+              f"the 95th percentile", file=sys.stderr)
         # The bias of beta F / N in absolute terms: its mean error against its mean stderr.
         record["beta_f_mean_difference"] = float(np.mean(beta_f["difference"]))
         record["beta_f_mean_stderr"] = float(np.mean(beta_f["stderr"]))

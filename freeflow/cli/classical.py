@@ -158,20 +158,41 @@ def run_baseline(args) -> int:
     return 0 if np.isfinite(result.value) else 1
 
 
+#: The options of each route of ``freeflow sweep`` and their defaults there.
+_ROUTE_OPTIONS = {
+    "smc": {"particles": 256, "repeats": 8, "mcmc_steps": 5},
+    "mbar": {"chains": 16, "samples": 500, "anchor_temperature": None, "anchor_states": 16,
+             "anchor_samples": 1024},
+}
+
+
+def _route_options(args) -> dict:
+    """The chosen route's options, defaults filled in; refuses the other route's."""
+    other = "smc" if args.route == "mbar" else "mbar"
+    given = [name for name in _ROUTE_OPTIONS[other] if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"{flags} belong to --route {other}, but this sweep runs --route "
+                         f"{args.route}: add --route {other} or leave them out")
+    return {name: default if getattr(args, name) is None else getattr(args, name)
+            for name, default in _ROUTE_OPTIONS[args.route].items()}
+
+
 def _sweep_config(args) -> SweepConfig | LadderConfig:
     """The route's settings from the options (``--route``)."""
+    o = _route_options(args)
     if args.route == "mbar":
         return LadderConfig(
-            anchor=PathConfig(num_states=args.anchor_states,
-                              samples_per_state=positive(args.anchor_samples,
+            anchor=PathConfig(num_states=o["anchor_states"],
+                              samples_per_state=positive(o["anchor_samples"],
                                                          "--anchor-samples")),
-            anchor_temperature=args.anchor_temperature,
-            sampling=HMCConfig(num_chains=args.chains,
-                               num_samples=positive(args.samples, "--samples"), thin=2,
+            anchor_temperature=o["anchor_temperature"],
+            sampling=HMCConfig(num_chains=o["chains"],
+                               num_samples=positive(o["samples"], "--samples"), thin=2,
                                num_integration_steps=args.integration_steps))
-    return SweepConfig(particles=positive(args.particles, "--particles"),
-                       repeats=args.repeats,
-                       anneal=AnnealConfig(mcmc_steps=args.mcmc_steps,
+    return SweepConfig(particles=positive(o["particles"], "--particles"),
+                       repeats=o["repeats"],
+                       anneal=AnnealConfig(mcmc_steps=o["mcmc_steps"],
                                            integration_steps=args.integration_steps))
 
 

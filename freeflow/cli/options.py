@@ -222,42 +222,44 @@ def _add_sweep(commands, shared: dict) -> None:
                                      shared["smc"]],
                             help="beta F / N, U, S, C_v and P of a crystal (or two) along "
                                  "temperature (resumable from --out)",
-                            description="--route smc (default): anneal by SMC from the "
-                                        "harmonic crystal at the lowest temperature, then "
-                                        "along beta through every requested temperature with "
-                                        "the same particles. --route mbar: MBAR from the "
-                                        "harmonic crystal at one temperature, HMC at every "
-                                        "temperature and MBAR over the temperatures. With "
-                                        "two systems, also their difference and where it "
-                                        "changes sign.")
+                            description="--route mbar (default): MBAR from the harmonic "
+                                        "crystal at one temperature, HMC at every temperature "
+                                        "and MBAR over the temperatures. --route smc: anneal "
+                                        "by SMC from the harmonic crystal at the lowest "
+                                        "temperature, then along beta through every requested "
+                                        "temperature with the same particles. With two "
+                                        "systems, also their difference and where it changes "
+                                        "sign. Options of the other route are refused.")
     p.add_argument("systems", nargs="+", metavar="SYSTEM",
                    help="a named system or a .toml file; a second one to compare")
     p.add_argument("--temperatures", required=True, metavar="RANGE",
                    help="START:STOP:STEP (both ends included), e.g. 180:220:20, or a comma "
                         "list, increasing, in the system's temperature unit")
-    p.add_argument("--route", default="smc", choices=["smc", "mbar"],
-                   help="smc: one SMC sweep (--particles, --repeats, --mcmc-steps); mbar: an "
-                        "MBAR ladder over the temperatures anchored by MBAR from the harmonic "
-                        "crystal (--chains, --samples, --anchor-*) (default smc)")
+    p.add_argument("--route", default="mbar", choices=["mbar", "smc"],
+                   help="mbar: an MBAR ladder over the temperatures anchored by MBAR from the "
+                        "harmonic crystal (--chains, --samples, --anchor-*); smc: one SMC "
+                        "sweep (--particles, --repeats, --mcmc-steps) (default mbar: 2.4 times "
+                        "cheaper at equal error on ice, and unbiased)")
     p.add_argument("--integration-steps", type=int, default=8,
                    help="leapfrog steps per HMC transition (default 8)")
-    p.add_argument("--chains", type=int, default=16,
+    p.add_argument("--chains", type=int, default=None,
                    help="mbar route: HMC chains per temperature (default 16)")
-    p.add_argument("--samples", type=int, default=500,
+    p.add_argument("--samples", type=int, default=None,
                    help="mbar route: samples saved per chain and temperature, one every 2 "
                         "transitions (default 500)")
     p.add_argument("--anchor-temperature", type=float, default=None, metavar="T",
                    help="mbar route: the temperature of the absolute value, one of "
                         "--temperatures (default the lowest)")
-    p.add_argument("--anchor-states", type=int, default=16,
+    p.add_argument("--anchor-states", type=int, default=None,
                    help="mbar route: states of the anchor's path from the harmonic crystal "
                         "(default 16)")
-    p.add_argument("--anchor-samples", type=int, default=1024,
+    p.add_argument("--anchor-samples", type=int, default=None,
                    help="mbar route: samples per state of the anchor's path (default 1024)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="keep every finished stage in DIR/SYSTEM (a rerun continues) and "
                         "write sweep.json, sweep.csv and sweep_*.png there")
-    p.set_defaults(run=run_sweep)
+    # None marks an option left out, so that one given for the other route can be refused.
+    p.set_defaults(run=run_sweep, particles=None, repeats=None, mcmc_steps=None)
 
 
 def _add_limit(commands, shared: dict) -> None:

@@ -39,7 +39,8 @@ def sweep(tmp_path_factory):
     out = directory / "out"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        status = main(["sweep", str(path), "--temperatures", ",".join(map(str, TEMPERATURES)),
+        status = main(["sweep", str(path), "--route", "smc",
+                       "--temperatures", ",".join(map(str, TEMPERATURES)),
                        "--particles", str(CONFIG.particles), "--repeats", str(CONFIG.repeats),
                        "--mcmc-steps", str(CONFIG.anneal.mcmc_steps),
                        "--integration-steps", str(CONFIG.anneal.integration_steps), "--seed", "3",
@@ -101,7 +102,8 @@ def test_command_line_compares_two_systems(sweep, capsys):
     twin.write_text((out.parent / "springs.toml").read_text())
     shutil.copytree(out / "springs", out / "springs_twin")
     (out / "springs_twin" / ".lock").unlink(missing_ok=True)
-    argv = ["sweep", str(out.parent / "springs.toml"), str(twin), "--temperatures",
+    argv = ["sweep", str(out.parent / "springs.toml"), str(twin), "--route", "smc",
+            "--temperatures",
             ",".join(map(str, TEMPERATURES)), "--particles", str(CONFIG.particles),
             "--repeats", str(CONFIG.repeats), "--mcmc-steps", str(CONFIG.anneal.mcmc_steps),
             "--integration-steps", str(CONFIG.anneal.integration_steps), "--seed", "3",
@@ -184,7 +186,19 @@ def test_cli_refuses_bad_input_with_one_line(capsys):
                  ["sweep", "mw_cubic_8", "--temperatures", "200,200"],
                  ["sweep", "mw_cubic_8", "--temperatures", "100:x:10"],
                  ["sweep", "mw_cubic_8", "mw_cubic_8", "--temperatures", "200"],
-                 ["sweep", "mw_cubic_8", "--temperatures", "200", "--repeats", "1"]):
+                 ["sweep", "mw_cubic_8", "--route", "smc", "--temperatures", "200",
+                  "--repeats", "1"],
+                 # an option of the other route is refused, not ignored
+                 ["sweep", "mw_cubic_8", "--temperatures", "200", "--particles", "64"],
+                 ["sweep", "mw_cubic_8", "--route", "smc", "--temperatures", "200",
+                  "--chains", "4"]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("freeflow sweep: error:"), err
+
+
+def test_cli_names_the_route_an_option_belongs_to(capsys):
+    assert main(["sweep", "mw_cubic_8", "--temperatures", "200", "--particles", "64",
+                 "--repeats", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--particles, --repeats belong to --route smc" in err and "--route mbar" in err
