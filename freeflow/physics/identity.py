@@ -5,6 +5,7 @@ name), and a crystal's identity across sizes (``freeflow limit``)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -12,6 +13,7 @@ from ase import Atoms
 from freeflow.fingerprint import fingerprint
 from freeflow.physics.potentials import potential_from_config
 from freeflow.physics.system import System
+from freeflow.physics.system_files import systems_directory
 
 __all__ = ["check_same_system", "crystal_identity", "describe_system", "system_fingerprint",
            "system_from_dict", "system_identity", "system_to_dict"]
@@ -45,7 +47,8 @@ def system_identity(system: System) -> dict:
     and its parameters, the temperature, the cell and the lattice sites (rounded to 1e-9 of
     the length unit). The name and description are labels and are left out."""
     data = system_to_dict(system)
-    return {"potential": data["potential"], "temperature": float(system.temperature),
+    return {"potential": _what_it_is(system, data["potential"]),
+            "temperature": float(system.temperature),
             "cell": np.round(np.asarray(data["atoms"]["cell"], np.float64), 9).tolist(),
             "sites": np.round(np.asarray(system.lattice, np.float64), 9).tolist(),
             "symbols": data["atoms"]["symbols"]}
@@ -63,7 +66,8 @@ def crystal_identity(system: System) -> dict:
     structure = ({"lattice": lattice} if lattice.get("kind") else
                  {"lattice_energy_per_particle":
                   float(f"{system.lattice_energy() / system.num_particles:.9g}")})
-    return {"potential": data["potential"], "temperature": float(system.temperature),
+    return {"potential": _what_it_is(system, data["potential"]),
+            "temperature": float(system.temperature),
             "number_density": float(f"{system.number_density:.9g}"),
             "species": sorted(set(data["atoms"]["symbols"])), **structure}
 
@@ -89,6 +93,28 @@ def check_same_system(expected: System, found: System, what: str):
                          f"{describe_system(expected)}")
 
 
+def _what_it_is(system: System, potential: dict) -> dict:
+    """The potential's record less the fields that only say where it came from
+    (``label_fields``, e.g. an EAM file's path, whose SHA-256 is recorded beside it), so that
+    one state point has one identity wherever its files lie."""
+    labels = getattr(system.potential, "label_fields", ())
+    return {key: value for key, value in potential.items() if key not in labels}
+
+
+def _found(potential: dict) -> dict:
+    """``potential`` with a recorded ``file`` that is no longer where it was looked up by its
+    name among the named systems' files (a moved checkout or another machine); the recorded
+    SHA-256 then refuses a file with other content."""
+    path = potential.get("file")
+    if not path or Path(path).is_file():
+        return potential
+    try:
+        candidate = systems_directory() / Path(path).name
+    except FileNotFoundError:
+        return potential
+    return dict(potential, file=str(candidate)) if candidate.is_file() else potential
+
+
 def system_from_dict(data: dict) -> System:
     """Inverse of ``system_to_dict``."""
     if "repr" in data["potential"]:
@@ -98,6 +124,6 @@ def system_from_dict(data: dict) -> System:
     atoms = Atoms(symbols=data["atoms"]["symbols"], positions=data["atoms"]["positions"],
                   cell=data["atoms"]["cell"], pbc=True)
     return System(name=data["name"], atoms=atoms,
-                  potential=potential_from_config(data["potential"]),
+                  potential=potential_from_config(_found(data["potential"])),
                   temperature=float(data["temperature"]),
                   description=data.get("description", ""), definition=data.get("definition"))

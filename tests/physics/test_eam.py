@@ -27,7 +27,7 @@ from freeflow.physics.potentials.eam_analytic import (
     zhou_tables,
 )
 from freeflow.physics.system_files import load_system, systems_directory
-from freeflow.physics.identity import system_from_dict, system_to_dict
+from freeflow.physics.identity import system_fingerprint, system_from_dict, system_to_dict
 
 RELATIVE = 1e-12
 A0 = 3.614979  # the analytic form's 0 K lattice constant to 1e-6 Angstrom, in cu_*.toml
@@ -230,3 +230,26 @@ def test_the_hessian_of_the_analytic_route_is_autodiffs(files):
             box, atoms.positions, max_displacement=1.0, neighbors="sites", gradient=route)))(x))
             for route in ("analytic", "autodiff")]
     assert np.abs(hessians[0] - hessians[1]).max() <= RELATIVE * np.abs(hessians[1]).max()
+
+
+def test_a_moved_checkout_keeps_the_identity_and_finds_the_file(files, tmp_path):
+    """The file's path labels an EAM potential and its SHA-256 identifies it: the same table
+    at two paths is one state point, and a run record whose path no longer exists is rebuilt
+    from the named systems' copy of that file."""
+    system = load_system("cu_32")
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    copy = folder / "Cu_zhou2004.eam.alloy"
+    copy.write_text((systems_directory() / "Cu_zhou2004.eam.alloy").read_text())
+    text = (systems_directory() / "cu_32.toml").read_text()
+    (folder / "cu_32.toml").write_text(text)
+    moved = load_system(folder / "cu_32.toml")
+    assert moved.potential.file != system.potential.file
+    assert system_fingerprint(moved) == system_fingerprint(system)
+    record = system_to_dict(system)
+    record["potential"]["file"] = "/no/such/checkout/systems/Cu_zhou2004.eam.alloy"
+    assert system_fingerprint(system_from_dict(record)) == system_fingerprint(system)
+    # Another table is another state point, wherever it lies.
+    (folder / "Cu_test.eam").write_text(files["funcfl"].read_text())
+    (folder / "other.toml").write_text(text.replace("Cu_zhou2004.eam.alloy", "Cu_test.eam"))
+    assert system_fingerprint(load_system(folder / "other.toml")) != system_fingerprint(system)

@@ -193,6 +193,9 @@ class EAM(CheckedParameters, PairNeighbors):
 
     #: Parameters a system definition must give (``potential_from_config(require_all=True)``).
     required_parameters = ("file",)
+    #: Fields that say where the potential came from, not what it is: left out of a system's
+    #: identity (``freeflow.physics.identity``), which the file's SHA-256 carries.
+    label_fields = ("file",)
     kind = "eam"
     #: Cost of one pair entry relative to the cell list's distance pass (see plan_neighbors):
     #: two table lookups per entry and a second pass for F'(rho).
