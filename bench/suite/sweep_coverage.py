@@ -1,17 +1,20 @@
 """Coverage of the temperature routes' error bars, on a crystal with exact thermodynamics.
 
 Runs ``freeflow.free_energy_curve`` many times with different seeds on the Einstein-spring
-crystal of ``tests/springs_oracle.py`` (8 particles, T = 0.5, 1.3, 1.5; exact ``ln Z``, ``U``
-and ``C_v``), by the SMC sweep and by the MBAR ladder, with the settings of the tests, and
+crystal of ``tests/springs_oracle.py`` (8 particles; exact ``ln Z``, ``U`` and ``C_v``) at the
+tests' T = 0.5, 1.3, 1.5 or at ``--temperatures``, by the SMC sweep and by the MBAR ladder,
+with the settings of the tests or those the options give, and
 records for each quantity (``beta F / N``, ``U / N``, ``C_v / N``, ``S / N``, ``P``) the
 fraction of values within 1 and 2 standard errors of the exact one. Honest error bars give
-about 68% and 95%; the binomial spread of that fraction over ``repeats x 3`` values is
+about 68% and 95%; the binomial spread of that fraction over ``repeats x K`` values is
 printed with it. For ``beta F / N`` the lowest temperature is left out: both routes start
 there from the harmonic crystal, which is the springs themselves but for the region's cut,
 so its error is ~1e-9 (the ladder) or 0 (the sweep), below float32 rounding.
-The ladder runs with the bootstrap over chains (``LadderConfig(bootstrap=200)``) and its
-``beta F / N`` is also scored against pymbar's asymptotic errors, the route's default
-(``beta_f_pymbar_errors``).
+The ladder runs with the bootstrap over chains (``LadderConfig(bootstrap=200)``, or
+``--bootstrap 0`` for pymbar's errors, the route's default) and its ``beta F / N`` is also
+scored against pymbar's asymptotic errors (``beta_f_pymbar_errors``). ``beta_f_chi2`` tests
+the whole covariance: ``d^T C^-1 d`` over the temperatures above the lowest, whose law is
+chi^2 with ``K - 1`` degrees of freedom when the covariance is right.
 
     python bench/suite/sweep_coverage.py --repeats 40 --out bench/results/sweep_coverage.jsonl
 
@@ -58,7 +61,8 @@ QUANTITIES = ("beta_f_per_particle", "u_per_particle", "cv_per_particle", "s_per
               "pressure")
 
 
-def _z_scores(system, k, radius, curve, route) -> dict[str, list[float]]:
+def _z_scores(system, k, radius, curve, route) -> tuple[dict, dict]:
+    """``(z, raw)``: each quantity's z-scores, and ``beta F / N``'s errors and stderrs."""
     z = {q: [] for q in QUANTITIES}
     raw = {"difference": [], "stderr": []}
     if route == "mbar":

@@ -172,8 +172,11 @@ def _route_options(args) -> dict:
     given = [name for name in _ROUTE_OPTIONS[other] if getattr(args, name) is not None]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise ValueError(f"{flags} belong to --route {other}, but this sweep runs --route "
-                         f"{args.route}: add --route {other} or leave them out")
+        default = " (the default since the SMC sweep became --route smc)" \
+            if args.route == "mbar" else ""
+        raise ValueError(f"{flags} {'belongs' if len(given) == 1 else 'belong'} to --route "
+                         f"{other}, but this sweep runs --route {args.route}{default}: add "
+                         f"--route {other} or leave {'it' if len(given) == 1 else 'them'} out")
     return {name: default if getattr(args, name) is None else getattr(args, name)
             for name, default in _ROUTE_OPTIONS[args.route].items()}
 

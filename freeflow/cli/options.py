@@ -218,8 +218,7 @@ def _add_compare(commands, shared: dict) -> None:
 def _add_sweep(commands, shared: dict) -> None:
     """The ``sweep`` command's options."""
     p = commands.add_parser("sweep",
-                            parents=[shared["seed"], shared["counting"], shared["json"],
-                                     shared["smc"]],
+                            parents=[shared["seed"], shared["counting"], shared["json"]],
                             help="beta F / N, U, S, C_v and P of a crystal (or two) along "
                                  "temperature (resumable from --out)",
                             description="--route mbar (default): MBAR from the harmonic "
@@ -242,6 +241,15 @@ def _add_sweep(commands, shared: dict) -> None:
                         "cheaper at equal error on ice, and unbiased)")
     p.add_argument("--integration-steps", type=int, default=8,
                    help="leapfrog steps per HMC transition (default 8)")
+    # The sweep's own route options, None when left out (so that the other route's can be
+    # refused); not the shared SMC parent, whose defaults other commands rely on.
+    p.add_argument("--particles", type=int, default=None,
+                   help="smc route: SMC particles per run (default 256)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="smc route: independent SMC runs; their spread is the error bar "
+                        "(default 8)")
+    p.add_argument("--mcmc-steps", type=int, default=None,
+                   help="smc route: HMC transitions per particle and temperature (default 5)")
     p.add_argument("--chains", type=int, default=None,
                    help="mbar route: HMC chains per temperature (default 16)")
     p.add_argument("--samples", type=int, default=None,
@@ -258,8 +266,7 @@ def _add_sweep(commands, shared: dict) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="keep every finished stage in DIR/SYSTEM (a rerun continues) and "
                         "write sweep.json, sweep.csv and sweep_*.png there")
-    # None marks an option left out, so that one given for the other route can be refused.
-    p.set_defaults(run=run_sweep, particles=None, repeats=None, mcmc_steps=None)
+    p.set_defaults(run=run_sweep)
 
 
 def _add_limit(commands, shared: dict) -> None:

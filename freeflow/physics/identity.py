@@ -11,12 +11,12 @@ import numpy as np
 from ase import Atoms
 
 from freeflow.fingerprint import fingerprint
-from freeflow.physics.potentials import potential_from_config
+from freeflow.physics.potentials import POTENTIALS, potential_from_config
 from freeflow.physics.system import System
 from freeflow.physics.system_files import systems_directory
 
-__all__ = ["check_same_system", "crystal_identity", "describe_system", "system_fingerprint",
-           "system_from_dict", "system_identity", "system_to_dict"]
+__all__ = ["check_same_system", "crystal_identity", "describe_system", "record_identity",
+           "system_fingerprint", "system_from_dict", "system_identity", "system_to_dict"]
 
 
 def system_to_dict(system: System) -> dict:
@@ -47,7 +47,7 @@ def system_identity(system: System) -> dict:
     and its parameters, the temperature, the cell and the lattice sites (rounded to 1e-9 of
     the length unit). The name and description are labels and are left out."""
     data = system_to_dict(system)
-    return {"potential": _what_it_is(system, data["potential"]),
+    return {"potential": _what_it_is(data["potential"]),
             "temperature": float(system.temperature),
             "cell": np.round(np.asarray(data["atoms"]["cell"], np.float64), 9).tolist(),
             "sites": np.round(np.asarray(system.lattice, np.float64), 9).tolist(),
@@ -66,7 +66,7 @@ def crystal_identity(system: System) -> dict:
     structure = ({"lattice": lattice} if lattice.get("kind") else
                  {"lattice_energy_per_particle":
                   float(f"{system.lattice_energy() / system.num_particles:.9g}")})
-    return {"potential": _what_it_is(system, data["potential"]),
+    return {"potential": _what_it_is(data["potential"]),
             "temperature": float(system.temperature),
             "number_density": float(f"{system.number_density:.9g}"),
             "species": sorted(set(data["atoms"]["symbols"])), **structure}
@@ -93,26 +93,37 @@ def check_same_system(expected: System, found: System, what: str):
                          f"{describe_system(expected)}")
 
 
-def _what_it_is(system: System, potential: dict) -> dict:
-    """The potential's record less the fields that only say where it came from
-    (``label_fields``, e.g. an EAM file's path, whose SHA-256 is recorded beside it), so that
+def _what_it_is(potential: dict) -> dict:
+    """A potential's record less the fields that only say where it came from (its kind's
+    ``label_fields``, e.g. an EAM file's path, whose SHA-256 is recorded beside it), so that
     one state point has one identity wherever its files lie."""
-    labels = getattr(system.potential, "label_fields", ())
+    labels = getattr(POTENTIALS.get(potential.get("kind")), "label_fields", ())
     return {key: value for key, value in potential.items() if key not in labels}
 
 
+def record_identity(record: dict) -> dict:
+    """A ``system_to_dict`` record less its potential's ``label_fields``: what two records of
+    one state point share wherever their files lie (a run's ``run.json`` against the system
+    that would resume it)."""
+    return dict(record, potential=_what_it_is(record["potential"]))
+
+
 def _found(potential: dict) -> dict:
-    """``potential`` with a recorded ``file`` that is no longer where it was looked up by its
-    name among the named systems' files (a moved checkout or another machine); the recorded
-    SHA-256 then refuses a file with other content."""
-    path = potential.get("file")
-    if not path or Path(path).is_file():
-        return potential
-    try:
-        candidate = systems_directory() / Path(path).name
-    except FileNotFoundError:
-        return potential
-    return dict(potential, file=str(candidate)) if candidate.is_file() else potential
+    """``potential`` with a recorded file (one of its kind's ``label_fields``) that is no
+    longer where it was looked up by its name among the named systems' files (a moved
+    checkout or another machine); the recorded SHA-256 then refuses other content."""
+    found = dict(potential)
+    for field in getattr(POTENTIALS.get(potential.get("kind")), "label_fields", ()):
+        path = potential.get(field)
+        if not isinstance(path, str) or not path or Path(path).is_file():
+            continue
+        try:
+            candidate = systems_directory() / Path(path).name
+        except FileNotFoundError:
+            continue
+        if candidate.is_file():
+            found[field] = str(candidate)
+    return found
 
 
 def system_from_dict(data: dict) -> System:

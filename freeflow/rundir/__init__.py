@@ -11,8 +11,9 @@ file, refused when a rerun asks for other settings, its finished parts and its l
 the one-writer lock. An MBAR work directory (``freeflow baseline --workdir DIR``,
 ``MbarWorkdir``) holds one ``state_###.npz`` per finished state of the path; an SMC one
 (``freeflow estimate --method smc --workdir DIR``, ``SmcWorkdir``) one ``group_###.npz`` per
-finished group of runs; a sweep's (``freeflow sweep --out DIR``, ``SweepWorkdir``) one
-``stage_###.npz`` per finished temperature. Sample files (``freeflow sample --out FILE``) are
+finished group of runs; a sweep's (``freeflow sweep --out DIR``) one ``temperature_###.npz``
+per finished temperature and the anchor's MBAR states (``LadderWorkdir``), or with
+``--route smc`` one ``stage_###.npz`` per finished temperature (``SweepWorkdir``). Sample files (``freeflow sample --out FILE``) are
 ``.npz`` or extended XYZ with the system's definition inside (``save_samples``).
 
 Every file but the append-only metrics log is written to a temporary name in the same

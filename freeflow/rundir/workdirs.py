@@ -11,8 +11,9 @@ in the log. The kinds differ only in their parts:
   the MBAR path;
 * ``SmcWorkdir`` (``freeflow estimate --method smc --workdir``): one ``group_###.npz`` per
   finished group of independent runs;
-* ``SweepWorkdir`` (``freeflow sweep --out``): one ``stage_###.npz`` per finished temperature;
-* ``LadderWorkdir`` (``freeflow sweep --route mbar --out``): the anchor's MBAR work directory
+* ``SweepWorkdir`` (``freeflow sweep --route smc --out``): one ``stage_###.npz`` per finished
+  temperature;
+* ``LadderWorkdir`` (``freeflow sweep --out``, the MBAR route): the anchor's MBAR work directory
   in ``anchor/`` and one ``temperature_###.npz`` of HMC chains per finished temperature;
 * ``RunDir`` (``freeflow train --out``, in ``freeflow.rundir.runs``): ``run.json`` as its
   settings, the checkpoint it resumes from and its metrics;

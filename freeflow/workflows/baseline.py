@@ -236,7 +236,8 @@ def mbar_transition_seconds(system, config: PathConfig = PathConfig(), *,
     (``freeflow.sampling.ladder.transition_seconds``). ``mbar_free_energy`` takes about
     ``num_warmup + (K - 2) * max(50, num_warmup // 4) + (K - 1) * thin * samples_per_state
     / num_chains`` of them. An Einstein reference without a width is timed at 3% of the
-    nearest-neighbour spacing (the cost does not depend on it); no pilot run is counted."""
+    mean interparticle spacing ``(V / N)^(1/3)`` (the cost does not depend on it); no pilot
+    run is counted."""
     width = config.width
     if config.reference == "einstein" and width is None:
         width = 0.03 * float(np.prod(system.box) / system.num_particles) ** (1 / 3)

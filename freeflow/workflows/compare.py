@@ -10,7 +10,7 @@
   then LFEP from its samples and LBAR between its samples and HMC samples of the target.
 
 The budget is split once, at the first call, into shares (``SHARES``) sized from timings of
-this machine (one HMC transition of the system, a few training steps) and written to
+this machine (one HMC transition of MBAR's path, a few training steps) and written to
 ``OUT/plan.json``; a later call with the same settings reads that plan back, so an interrupted
 comparison continues with the same sizes and gives the same numbers. Each finished route is
 kept in ``OUT/results/ROUTE.json``; the flow's run directory (``OUT/flow``), the MBAR and SMC

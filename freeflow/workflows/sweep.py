@@ -1,6 +1,8 @@
-"""``beta F / N``, ``U``, ``S``, ``C_v`` and ``P`` of a crystal along temperature, in one SMC run.
+"""``beta F / N``, ``U``, ``S``, ``C_v`` and ``P`` of a crystal along temperature:
+``free_energy_curve``, by the MBAR route (``LadderConfig``, the default;
+``freeflow.workflows.temperature_ladder``) or in one SMC run (``SweepConfig``), this module's.
 
-The route, for requested temperatures ``T_1 < T_2 < ... < T_K``:
+The SMC route, for requested temperatures ``T_1 < T_2 < ... < T_K``:
 
 1. anneal by SMC from the harmonic crystal of ``T_1`` (the lowest temperature, where it is
    closest to the crystal) to ``exp(-beta_1 U)`` on the crystal region, exactly as
@@ -28,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +43,7 @@ from freeflow.physics.system import System
 from freeflow.physics.system_files import load_system
 from freeflow.physics.identity import system_fingerprint
 from freeflow.sampling.smc import AnnealConfig, anneal
-from freeflow.rundir import SweepWorkdir
+from freeflow.rundir import LadderWorkdir, SweepWorkdir
 from freeflow.workflows.frame import (START_STEP_SIZE, SiteFrame, Whitening, absolute_positions,
                                       crystal_densities, crystal_energy)
 from freeflow.workflows.temperature_ladder import LadderConfig, ladder_curve
@@ -160,6 +163,20 @@ def _setup(system, temperatures, config, say):
     return cold, frame, whitening, sample, log_start, start, start_identity(leaves)
 
 
+def _refuse_the_other_route(workdir, config) -> None:
+    """A work directory holds one route's work: continuing it by the other route would start
+    afresh beside it and overwrite the reports, so it is refused."""
+    if workdir is None:
+        return
+    if isinstance(config, LadderConfig):
+        mine, other, name = LadderWorkdir, SweepWorkdir, "smc"
+    else:
+        mine, other, name = SweepWorkdir, LadderWorkdir, "mbar"
+    if (Path(workdir) / other.CONFIG).exists() and not (Path(workdir) / mine.CONFIG).exists():
+        raise ValueError(f"{workdir} holds a sweep by --route {name} ({other.CONFIG}); continue "
+                         f"it with --route {name}, or use another --out")
+
+
 def free_energy_curve(system, temperatures, config: LadderConfig | SweepConfig = LadderConfig(),
                       *, seed: int = 0, workdir=None) -> Curve:
     """``beta F / N``, ``F / N``, ``U / N``, ``S / N``, ``C_v / N`` and the pressure of
@@ -175,12 +192,14 @@ def free_energy_curve(system, temperatures, config: LadderConfig | SweepConfig =
       config: ``LadderConfig`` (the MBAR route) or ``SweepConfig`` (the SMC sweep).
       seed: PRNG seed.
       workdir: a directory where every finished stage is kept, so a rerun continues; it
-        also receives ``sweep.log``.
+        also receives the log (``sweep.log`` for the SMC route, ``ladder.log`` for the MBAR
+        route). A directory of one route is refused by the other.
 
     Returns:
       ``Curve`` in the ``"bravais"`` counting (``Curve.recounted`` gives the other).
     """
     temperatures = check_temperatures(temperatures)
+    _refuse_the_other_route(workdir, config)
     if isinstance(config, LadderConfig):
         return ladder_curve(system, temperatures, config, seed=seed, workdir=workdir)
     began = time.perf_counter()

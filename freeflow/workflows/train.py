@@ -26,6 +26,7 @@ from freeflow.flows.memory import attention_memory
 from freeflow.parallel import batch_mesh, writes_files
 from freeflow.physics.memory import check_device_memory
 from freeflow.progress import shown
+from freeflow.physics.identity import record_identity
 from freeflow.physics.system import System
 from freeflow.physics.system_files import load_system
 from freeflow.training.config import TrainingConfig, presets
@@ -75,7 +76,7 @@ def check_same_run(saved: dict, wanted: dict, run_dir: Path):
     # Fields added since the run was written take their defaults, as when it is loaded.
     saved = dict(saved, model=_with_defaults(ModelConfig, saved["model"]),
                  training=_with_defaults(TrainingConfig, saved["training"]))
-    if saved["system"] != wanted["system"]:
+    if record_identity(saved["system"]) != record_identity(wanted["system"]):
         problems.append(f"system {saved['system']['name']!r} (wanted "
                         f"{wanted['system']['name']!r}, or the same name with other settings)")
 

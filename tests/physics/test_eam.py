@@ -253,3 +253,18 @@ def test_a_moved_checkout_keeps_the_identity_and_finds_the_file(files, tmp_path)
     (folder / "Cu_test.eam").write_text(files["funcfl"].read_text())
     (folder / "other.toml").write_text(text.replace("Cu_zhou2004.eam.alloy", "Cu_test.eam"))
     assert system_fingerprint(load_system(folder / "other.toml")) != system_fingerprint(system)
+
+
+def test_a_training_run_resumes_after_its_table_moved(tmp_path):
+    from freeflow.rundir.runs import run_record
+    from freeflow.training.config import presets
+    from freeflow.workflows.train import check_same_run
+
+    system = load_system("cu_32")
+    model, training = presets("cpu", system)
+    saved = run_record(system, model, training)
+    saved["system"]["potential"]["file"] = "/an/old/checkout/systems/Cu_zhou2004.eam.alloy"
+    check_same_run(saved, run_record(system, model, training), tmp_path)
+    saved["system"]["potential"]["sha256"] = "0" * 64
+    with pytest.raises(ValueError, match="system"):
+        check_same_run(saved, run_record(system, model, training), tmp_path)

@@ -23,7 +23,8 @@ TINY_MODEL = ModelConfig(num_layers=2, num_bins=8, embedding_size=16, num_heads=
 TINY = cmp.CompareConfig(budget=40.0, mbar_states=3, mbar_chains=8, smc_particles=16,
                          smc_min_repeats=2, smc_max_repeats=2, target_chains=4, model=TINY_MODEL)
 #: Seconds of one HMC transition and one training step, given rather than measured: the
-#: measurement compiles a training step of its own (``test_timings_are_measured_on_the_path_mbar_samples``).
+#: measurement compiles a sampler and a training step of its own (the path's transition is
+#: timed in ``test_timings_are_measured_on_the_path_mbar_samples``).
 TIMINGS = (0.02, 0.05)
 
 

@@ -17,7 +17,8 @@ from freeflow.estimators.curve import delta_f_curve
 from freeflow.estimators.smc import combine_log_z
 from freeflow.reports import sweep as sweep_report
 from freeflow.sampling.smc import AnnealConfig
-from freeflow.workflows.sweep import SweepConfig, free_energy_curve, parse_temperatures
+from freeflow.workflows.sweep import (LadderConfig, SweepConfig, free_energy_curve,
+                                      parse_temperatures)
 
 from springs_oracle import TEMPERATURES, assert_exact_row, springs as _springs
 
@@ -202,3 +203,17 @@ def test_cli_names_the_route_an_option_belongs_to(capsys):
                  "--repeats", "4"]) == 2
     err = capsys.readouterr().err
     assert "--particles, --repeats belong to --route smc" in err and "--route mbar" in err
+
+
+def test_a_work_directory_of_one_route_is_not_continued_by_the_other(tmp_path):
+    """A directory from the SMC sweep (the default before the MBAR route) is refused by the
+    MBAR route rather than started afresh beside it, and the other way round."""
+    smc_dir, mbar_dir = tmp_path / "smc", tmp_path / "mbar"
+    smc_dir.mkdir()
+    mbar_dir.mkdir()
+    (smc_dir / "sweep_config.json").write_text("{}")
+    (mbar_dir / "ladder_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="holds a sweep by --route smc"):
+        free_energy_curve("mw_cubic_8", (200.0,), LadderConfig(), workdir=smc_dir)
+    with pytest.raises(ValueError, match="holds a sweep by --route mbar"):
+        free_energy_curve("mw_cubic_8", (200.0,), CONFIG, workdir=mbar_dir)
