@@ -93,11 +93,16 @@ def check_same_system(expected: System, found: System, what: str):
                          f"{describe_system(expected)}")
 
 
+def _label_fields(potential: dict) -> tuple[str, ...]:
+    """The fields of a potential's record that only say where it came from: its kind's
+    ``label_fields`` (e.g. an EAM file's path, whose SHA-256 is recorded beside it)."""
+    return getattr(POTENTIALS.get(potential.get("kind")), "label_fields", ())
+
+
 def _what_it_is(potential: dict) -> dict:
-    """A potential's record less the fields that only say where it came from (its kind's
-    ``label_fields``, e.g. an EAM file's path, whose SHA-256 is recorded beside it), so that
-    one state point has one identity wherever its files lie."""
-    labels = getattr(POTENTIALS.get(potential.get("kind")), "label_fields", ())
+    """A potential's record less its ``_label_fields``, so that one state point has one
+    identity wherever its files lie."""
+    labels = _label_fields(potential)
     return {key: value for key, value in potential.items() if key not in labels}
 
 
@@ -109,11 +114,11 @@ def record_identity(record: dict) -> dict:
 
 
 def _found(potential: dict) -> dict:
-    """``potential`` with a recorded file (one of its kind's ``label_fields``) that is no
-    longer where it was looked up by its name among the named systems' files (a moved
-    checkout or another machine); the recorded SHA-256 then refuses other content."""
+    """``potential`` with a recorded file (one of its ``_label_fields``) that is no longer
+    where it was looked up by its name among the named systems' files (a moved checkout or
+    another machine); the recorded SHA-256 then refuses other content."""
     found = dict(potential)
-    for field in getattr(POTENTIALS.get(potential.get("kind")), "label_fields", ()):
+    for field in _label_fields(potential):
         path = potential.get(field)
         if not isinstance(path, str) or not path or Path(path).is_file():
             continue
