@@ -418,6 +418,28 @@ class SiteNeighbors:
         slopes = () if symmetric else tuple(g.reshape(-1, g.shape[-1])[:n] for g in out[2])
         return jnp.sum(out[0]), _pull(pulls, slopes, self._transpose, symmetric), overflow
 
+    def row_sums(self, positions, rows_fn):
+        """Per-particle sums over the list, block by block as ``total``: ``(tuple of [N]
+        arrays, overflow)``.
+
+        ``rows_fn(d, mask, partners, rows)`` gets a block's entries (``d``, ``mask`` as
+        ``components``), the partner of every entry (``[B, K]``, ``N`` for padding) and the
+        block's particle indices (``[B]``, ``N`` for padding rows), and returns a tuple of
+        per-row arrays ``[B]``. Indices into an array of ``N + 1`` values (the last for
+        padding) let a second pass read per-particle values of a first (EAM's ``F'(rho)``).
+        """
+        n = positions.shape[0]
+        if n <= self.block:
+            d, mask, overflow = self.components(positions)
+            return rows_fn(d, mask, jnp.asarray(self.partners), jnp.arange(n)), overflow
+        padded, blocks, overflow = self._padded_blocks(positions)
+
+        def one(block):
+            partners, _, rows = block
+            return rows_fn(*self._rows(padded, *block), partners, rows)
+
+        return tuple(a.reshape(-1)[:n] for a in jax.lax.map(one, blocks)), overflow
+
     def _padded_blocks(self, positions):
         u, overflow = self.displacements(positions)
         padded = jnp.concatenate([u, jnp.zeros((1, 3), u.dtype)])

@@ -305,6 +305,9 @@ class EAM(CheckedParameters, PairNeighbors):
         pair_gradient = None
         if plan.strategy == "dense" and gradient == "analytic":
             pair_gradient = _dense_pair_gradient(plan, entries, self.embedding, f0)
+        elif plan.strategy == "sites" and gradient == "analytic":
+            pair_gradient = _site_pair_gradient(plan, self._grid, self.cutoff, min_distance,
+                                                self.embedding, f0)
 
         total = planned_energy(plan, rows_energy,
                                rows_gradient if gradient == "analytic" else None,
@@ -357,5 +360,49 @@ def _dense_pair_gradient(plan, entries, embedding, f0: float):
         along = (row_scalars(slope, drho) + slope[None, :, None]) * drho + dphi
         pulls = entry_sums(*(along * a for a in d))
         return energy, -jnp.stack(pulls, axis=-1), overflow
+
+    return pair_gradient
+
+
+def _site_pair_gradient(plan, grid: LammpsGrid, cutoff: float, min_distance: float,
+                        embedding, f0: float):
+    """``(U, dU/dx, overflow)`` of one configuration with the site list, in two passes over
+    the entries, each fused into one loop: the densities ``rho_i`` alone, then each entry's
+    pair term and whole force ``(F'(rho_i) + F'(rho_j)) rho'(r) + phi'(r)``, the partner's
+    ``F'`` read per entry from the first pass's result. The second pass evaluates the
+    tables again rather than storing four per-entry arrays between the passes, and the list
+    holds both entries of every pair, so the row sums are the forces: no transpose."""
+    cutoff2 = cutoff**2
+
+    def distances(d, mask):
+        r2, raw = squared_distances(d, mask, min_distance)
+        inside = mask & (r2 < cutoff2)
+        return jnp.sqrt(jnp.where(inside, r2, 0.25 * cutoff2)), inside, inside & (raw >= r2)
+
+    def densities(d, mask, partners, rows):
+        r, inside, _ = distances(d, mask)
+        return entry_sums(jnp.where(inside, grid.density(r), 0.0))
+
+    def pair_gradient(x):
+        (rho,), overflow = plan.row_sums(x, densities)
+        embedded, slope = value_and_slope(embedding, rho)
+        padded = jnp.concatenate([slope, jnp.zeros((1,), slope.dtype)])
+
+        def forces(d, mask, partners, rows):
+            r, inside, moving = distances(d, mask)
+            z, dz = grid.r_phi.value_and_derivative(r)
+            _, drho = grid.density.value_and_derivative(r)
+            phi = z / r
+            # d/dr of phi = z / r is (z' - phi) / r; both derivatives divided by r once more
+            # to act on the displacement d.
+            along = jnp.where(moving, (row_scalars(padded[rows], drho) + padded[partners])
+                              * drho / r + (dz - phi) / (r * r), 0.0)
+            return entry_sums(jnp.where(inside, phi, 0.0), *(along * a for a in d))
+
+        # The barrier keeps XLA from sharing the first pass's table lookups with the second
+        # (which would store them per entry between the passes).
+        (pairs, gx, gy, gz), _ = plan.row_sums(jax.lax.optimization_barrier(x), forces)
+        energy = 0.5 * jnp.sum(pairs) + jnp.sum(embedded - f0)
+        return energy, -jnp.stack([gx, gy, gz], axis=-1), overflow
 
     return pair_gradient
