@@ -4,6 +4,7 @@ calls one workflow or report, and prints."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,7 +25,6 @@ from freeflow.rundir import SAMPLE_SUFFIXES, check_writable_dir, check_writable_
 from freeflow.sampling.smc import AnnealConfig
 from freeflow.workflows.baseline import PathConfig, mbar_free_energy
 from freeflow.workflows.sampling import sample_to_file
-from freeflow.sampling.hmc import HMCConfig
 from freeflow.workflows.sweep import (LadderConfig, SweepConfig, free_energy_curve,
                                       parse_temperatures)
 
@@ -190,33 +190,57 @@ def _sweep_config(args) -> SweepConfig | LadderConfig:
                               samples_per_state=positive(o["anchor_samples"],
                                                          "--anchor-samples")),
             anchor_temperature=o["anchor_temperature"],
-            sampling=HMCConfig(num_chains=o["chains"],
-                               num_samples=positive(o["samples"], "--samples"), thin=2,
-                               num_integration_steps=args.integration_steps))
+            sampling=dataclasses.replace(
+                LadderConfig().sampling, num_chains=o["chains"],
+                num_samples=positive(o["samples"], "--samples"),
+                # --integration-steps fixes the leapfrog steps; left out, production's last
+                # a quarter of the harmonic period.
+                **({} if args.integration_steps is None else
+                   {"num_integration_steps": args.integration_steps, "trajectory": None})))
     return SweepConfig(particles=positive(o["particles"], "--particles"),
                        repeats=o["repeats"],
                        anneal=AnnealConfig(mcmc_steps=o["mcmc_steps"],
-                                           integration_steps=args.integration_steps))
+                                           integration_steps=_integration_steps(args)))
+
+
+def _integration_steps(args) -> int:
+    """``--integration-steps``, 8 when left out (``None``, so that a sweep that runs nothing
+    can refuse it)."""
+    return 8 if args.integration_steps is None else args.integration_steps
 
 
 def run_sweep(args) -> int:
-    temperatures = parse_temperatures(args.temperatures)
-    if len(args.systems) > 2:
-        raise ValueError(f"sweep takes one system, or two to compare; got {len(args.systems)}")
-    names = [Path(name).stem for name in args.systems]
-    if len(set(names)) != len(names):
-        raise ValueError(f"give two different systems to compare; got {names[0]} twice")
-    config = _sweep_config(args)
-    systems = [load_system(name) for name in args.systems]
-    if len({(s.units.energy, s.units.temperature) for s in systems}) > 1:
-        raise ValueError(f"{names[0]} and {names[1]} are in different units; compare crystals "
-                         "of one potential")
+    stored = {k: [c.recounted(args.counting) for c in sweep_report.read(name)]
+              for k, name in enumerate(args.systems) if _is_stored(name)}
+    to_run = [name for name in args.systems if not _is_stored(name)]
+    systems = {name: load_system(name) for name in to_run}
+    _check_comparable(args.systems, stored, [(name, systems[name]) for name in to_run])
+    if to_run:
+        if args.temperatures is None:
+            raise ValueError(f"sweeping {' and '.join(to_run)} needs --temperatures "
+                             "START:STOP:STEP or a comma list")
+        temperatures = parse_temperatures(args.temperatures)
+        _check_stored_temperatures(stored, temperatures)
+        if args.route is None:
+            args.route = "mbar"
+        config = _sweep_config(args)
+    else:
+        _nothing_to_run(args)
     out = Path(args.out) if args.out else None
     if out is not None:
         rundir.check_writable_dir(out)
-    curves = [free_energy_curve(system, temperatures, config, seed=args.seed,
-                                workdir=None if out is None else out / name).recounted(args.counting)
-              for system, name in zip(systems, names)]
+        inputs = [Path(args.systems[k]).resolve() for k in stored]
+        if (out / "sweep.json").resolve() in inputs:
+            raise ValueError(f"--out {out} would overwrite the stored sweep it reads; give "
+                             "another --out")
+    curves = []
+    for k, name in enumerate(args.systems):
+        if k in stored:
+            curves += stored[k]
+        else:
+            curves.append(free_energy_curve(
+                systems[name], temperatures, config, seed=args.seed,
+                workdir=None if out is None else out / Path(name).stem).recounted(args.counting))
     delta = delta_f_curve(*curves) if len(curves) == 2 else None
     data = json.loads(strict_json(sweep_report.record(curves, delta)))
     if out is not None:
@@ -229,9 +253,55 @@ def run_sweep(args) -> int:
         print(sweep_report.to_text(curves, delta), end="")
         if out is not None:
             log = "ladder.log" if args.route == "mbar" else "sweep.log"
-            logs = ", ".join(f"{name}/{log}" for name in names)
-            print(f"written: {out}/sweep.json, sweep.csv, sweep_*.png, {logs}")
+            logs = "".join(f", {Path(name).stem}/{log}" for name in to_run)
+            print(f"written: {out}/sweep.json, sweep.csv, sweep_*.png{logs}")
     return 0
+
+
+def _is_stored(name: str) -> bool:
+    """A ``SYSTEM`` argument that names a stored ``sweep.json`` rather than a system."""
+    return Path(name).suffix.lower() == ".json"
+
+
+def _check_comparable(arguments, stored: dict, systems: list) -> None:
+    """One system or two, distinct and in one potential's units (stored curves included),
+    checked before anything runs. ``systems``: ``(argument, System)`` of those to run."""
+    labels = [(name, (s.units.energy, s.units.temperature)) for name, s in systems]
+    labels += [(c.system, (c.energy_unit, c.temperature_unit))
+               for cs in stored.values() for c in cs]
+    if len(labels) > 2:
+        held = "".join(f"; {arguments[k]} holds {len(cs)}" for k, cs in stored.items())
+        raise ValueError(f"sweep takes one system, or two to compare; got {len(labels)}"
+                         f"{held}")
+    names = [Path(name).stem for name, _ in labels]
+    if len(set(names)) != len(names):
+        raise ValueError(f"give two different systems to compare; got {names[0]} twice")
+    if len({units for _, units in labels}) > 1:
+        (a, ua), (b, ub) = labels
+        raise ValueError(f"{a} ({ua[0]}, {ua[1]}) and {b} ({ub[0]}, {ub[1]}) are in different "
+                         "units; compare crystals of one potential")
+
+
+def _check_stored_temperatures(stored: dict, temperatures) -> None:
+    """Before anything runs: a stored curve to compare with has the requested temperatures."""
+    for curve in (c for cs in stored.values() for c in cs):
+        if (len(curve.temperatures) != len(temperatures)
+                or not np.allclose(curve.temperatures, temperatures, rtol=0, atol=1e-9)):
+            listed = ",".join(f"{t:.12g}" for t in curve.temperatures)
+            raise ValueError(f"{curve.details['read_from']} holds {curve.system} at other "
+                             f"temperatures than --temperatures; give --temperatures {listed}")
+
+
+def _nothing_to_run(args) -> None:
+    """Refuses the options of a run when every SYSTEM is a stored sweep."""
+    names = [name for route in _ROUTE_OPTIONS.values() for name in route]
+    given = [name for name in ("temperatures", "route", "integration_steps", *names)
+             if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        which = "it" if len(given) == 1 else "them"
+        raise ValueError(f"{flags} set how a system is swept, but every SYSTEM here is a "
+                         f"stored sweep.json, read as it was run; leave {which} out")
 
 
 def run_limit(args) -> int:

@@ -230,17 +230,20 @@ def _add_sweep(commands, shared: dict) -> None:
                                         "systems, also their difference and where it changes "
                                         "sign. Options of the other route are refused.")
     p.add_argument("systems", nargs="+", metavar="SYSTEM",
-                   help="a named system or a .toml file; a second one to compare")
-    p.add_argument("--temperatures", required=True, metavar="RANGE",
+                   help="a named system or a .toml file; a second one to compare. A stored "
+                        "sweep.json in place of a system is read, not run: two polymorphs "
+                        "swept as separate jobs compare without sampling again")
+    p.add_argument("--temperatures", default=None, metavar="RANGE",
                    help="START:STOP:STEP (both ends included), e.g. 180:220:20, or a comma "
-                        "list, increasing, in the system's temperature unit")
-    p.add_argument("--route", default="mbar", choices=["mbar", "smc"],
+                        "list, increasing, in the system's temperature unit (needed unless "
+                        "every SYSTEM is a stored sweep.json)")
+    p.add_argument("--route", default=None, choices=["mbar", "smc"],
                    help="mbar: an MBAR ladder over the temperatures anchored by MBAR from the "
                         "harmonic crystal (--chains, --samples, --anchor-*); smc: one SMC "
                         "sweep (--particles, --repeats, --mcmc-steps) (default mbar: 2.4 times "
                         "cheaper at equal error on ice, and unbiased)")
-    p.add_argument("--integration-steps", type=int, default=8,
-                   help="leapfrog steps per HMC transition (default 8)")
+    p.add_argument("--integration-steps", type=int, default=None,
+                   help="leapfrog steps per HMC transition (default: smc route 8; mbar route 4 in warm-up, then a quarter of the harmonic period)")
     # The sweep's own route options, None when left out (so that the other route's can be
     # refused); not the shared SMC parent, whose defaults other commands rely on.
     p.add_argument("--particles", type=int, default=None,

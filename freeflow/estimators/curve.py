@@ -72,7 +72,7 @@ class Curve:
     temperature_unit: str
     energy_unit: str
     counting: str
-    lattice_multiplicity: int
+    lattice_multiplicity: int | None
     pressure: np.ndarray | None = None
     pressure_stderr: np.ndarray | None = None
     pressure_unit: str | None = None
@@ -91,7 +91,14 @@ class Curve:
     def recounted(self, counting: str) -> "Curve":
         """The same curve under another counting (``freeflow.estimators.conventions``): a
         constant shift of ``beta F / N`` by ``-ln m / N`` (exact) and of ``S / N`` by the
-        opposite; errors unchanged."""
+        opposite; errors unchanged. ``lattice_multiplicity`` ``None`` (a curve read from an
+        older record) allows only the curve's own counting."""
+        if counting == self.counting:
+            return self
+        if self.lattice_multiplicity is None:
+            raise ValueError(f"{self.system}'s curve was recorded in the {self.counting} "
+                             f"counting without its lattice multiplicity; ask for "
+                             f"--counting {self.counting}, or sweep it again")
         shift = convert_counting(0.0, self.num_particles, self.lattice_multiplicity,
                                  self.counting, counting)
         return dataclasses.replace(self, beta_f_per_particle=self.beta_f_per_particle + shift,

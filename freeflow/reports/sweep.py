@@ -1,5 +1,7 @@
 """Reports of a temperature sweep (``freeflow sweep``): a table, JSON, CSV and PNG plots of
-``F(T)``, ``U(T)``, ``C_v(T)`` and, for two crystals, ``Delta F(T)``."""
+``F(T)``, ``U(T)``, ``C_v(T)`` and, for two crystals, ``Delta F(T)``. This module owns
+``sweep.json``: ``record`` writes its object and ``read`` turns one back into curves, so that
+a stored sweep can be compared with another (two polymorphs run as separate jobs)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,13 @@ import csv
 import os
 from pathlib import Path
 
-from freeflow.estimators.curve import Curve, DeltaCurve
+import numpy as np
 
-__all__ = ["record", "to_csv", "to_png", "to_text"]
+from freeflow.estimators.curve import Curve, DeltaCurve
+from freeflow.physics.units import BAR_PER_ENERGY_PER_CUBIC_ANGSTROM
+from freeflow.rundir import read_json
+
+__all__ = ["curves_from_record", "read", "record", "to_csv", "to_png", "to_text"]
 
 
 def record(curves: list[Curve], delta: DeltaCurve | None = None) -> dict:
@@ -22,7 +28,8 @@ def record(curves: list[Curve], delta: DeltaCurve | None = None) -> dict:
         "system": c.system, "num_particles": c.num_particles, "counting": c.counting,
         "temperature_unit": c.temperature_unit, "energy_unit": c.energy_unit,
         "entropy_and_heat_capacity": "configurational, in k_B per particle (no kinetic part)",
-        "pressure_unit": c.pressure_unit,
+        "pressure_unit": c.pressure_unit, "bar_per_pressure_unit": c.bar_per_pressure_unit,
+        "lattice_multiplicity": c.lattice_multiplicity,
         "route": c.details.get("route", "smc"),
         "smc_particles": c.details.get("smc_particles"), "repeats": c.details.get("repeats"),
         "wall_time": c.details.get("wall_time"), "temperatures": c.rows(),
@@ -34,6 +41,82 @@ def record(curves: list[Curve], delta: DeltaCurve | None = None) -> dict:
         data["difference"] = {"of": f"{delta.systems[1]} minus {delta.systems[0]}",
                               "temperatures": delta.rows(), "crossings": delta.crossings}
     return data
+
+
+#: ``Curve`` arrays and the ``Curve.rows`` names they are read back from.
+_COLUMNS = ("temperatures", "temperature"), ("beta", "beta"), \
+    ("beta_f_per_particle", "beta_f_per_particle"), ("stderr", "stderr"), \
+    ("u_per_particle", "u_per_particle"), ("u_stderr", "u_stderr"), \
+    ("s_per_particle", "s_per_particle"), ("s_stderr", "s_stderr"), \
+    ("cv_per_particle", "cv_per_particle"), ("cv_stderr", "cv_stderr")
+
+
+def curves_from_record(data: dict, source: str = "the sweep record") -> list[Curve]:
+    """The curves of a sweep's JSON object (``record``), one per system, as they were
+    written (a ``null``, a value that was not finite, reads back as NaN); ``details`` keeps
+    the route, the runs' sizes, the wall time and ``source``.
+
+    A record written before ``lattice_multiplicity`` was part of it gives ``None`` there;
+    ``Curve.recounted`` then refuses another counting. Raises ``ValueError`` (naming
+    ``source``) for an object that is not a sweep's.
+    """
+    systems = data.get("systems") if isinstance(data, dict) else None
+    if not isinstance(systems, list) or not systems:
+        raise ValueError(f"{source} is not a sweep.json of freeflow sweep (no 'systems')")
+    curves = []
+    for s in systems:
+        try:
+            curves.append(_curve_from_system(s, source))
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ValueError(f"{source}: a system's record is incomplete or malformed "
+                             f"({type(error).__name__}: {error}); give a sweep.json written "
+                             "by freeflow sweep") from None
+    return curves
+
+
+def _curve_from_system(s: dict, source: str) -> Curve:
+    rows = s["temperatures"]
+    arrays = {field: _numbers(r[name] for r in rows) for field, name in _COLUMNS}
+    if "pressure" in rows[0]:
+        arrays |= {"pressure": _numbers(r["pressure"] for r in rows),
+                   "pressure_stderr": _numbers(r["pressure_stderr"] for r in rows)}
+    covariance = np.array([_numbers(line) for line in s["covariance"]]).reshape(
+        len(s["covariance"]), -1)
+    if covariance.shape != (len(rows), len(rows)):
+        raise ValueError(f"{s['system']}'s covariance is {covariance.shape[0]} x "
+                         f"{covariance.shape[1]}, not {len(rows)} x {len(rows)}")
+    multiplicity = s.get("lattice_multiplicity")
+    return Curve(
+        system=s["system"], num_particles=int(s["num_particles"]), **arrays,
+        covariance=covariance, temperature_unit=s["temperature_unit"],
+        energy_unit=s["energy_unit"], counting=s["counting"],
+        lattice_multiplicity=None if multiplicity is None else int(multiplicity),
+        pressure_unit=s.get("pressure_unit"), bar_per_pressure_unit=_bar_per_pressure_unit(s),
+        details={"route": s.get("route"), "smc_particles": s.get("smc_particles"),
+                 "repeats": s.get("repeats"), "wall_time": s.get("wall_time"),
+                 "read_from": source})
+
+
+def _numbers(values) -> np.ndarray:
+    """Floats from JSON numbers; ``null`` (how a sweep writes a value that is not finite)
+    as NaN."""
+    return np.array([np.nan if v is None else float(v) for v in values], np.float64)
+
+
+def _bar_per_pressure_unit(system: dict) -> float | None:
+    """The record's factor or, in a record from before it was written, the one of its units
+    (``freeflow.physics.units``)."""
+    if system.get("bar_per_pressure_unit") is not None:
+        return float(system["bar_per_pressure_unit"])
+    if system.get("pressure_unit") == f"{system['energy_unit']}/Angstrom^3":
+        return BAR_PER_ENERGY_PER_CUBIC_ANGSTROM.get(system["energy_unit"])
+    return None
+
+
+def read(path: str | os.PathLike) -> list[Curve]:
+    """The curves of a stored ``sweep.json`` (``curves_from_record``)."""
+    what = "a sweep.json written by freeflow sweep"
+    return curves_from_record(read_json(path, what), str(path))
 
 
 def to_text(curves: list[Curve], delta: DeltaCurve | None = None) -> str:

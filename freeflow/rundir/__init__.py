@@ -35,6 +35,7 @@ from freeflow.rundir.files import (  # noqa: F401
     check_writable_dir,
     check_writable_file,
     npz_bytes,
+    read_json,
     read_jsonl,
     write_json,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "npz_bytes",
     "read_baseline",
     "read_chains",
+    "read_json",
     "read_jsonl",
     "read_metrics",
     "read_run_record",

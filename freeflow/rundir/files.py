@@ -85,6 +85,21 @@ def write_json(path: str | os.PathLike, data):
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
+def read_json(path: str | os.PathLike, what: str = "a JSON file"):
+    """The object ``write_json`` wrote; one line naming ``path`` and ``what`` it should be for
+    a file that is missing, unreadable or not JSON text."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}; give {what}") \
+            from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not JSON ({error.msg}, line {error.lineno}); give "
+                         f"{what}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not JSON (not UTF-8 text); give {what}") from None
+
+
 def npz_bytes(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

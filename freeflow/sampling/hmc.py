@@ -39,14 +39,20 @@ from freeflow.parallel import batch_mesh, batch_sharding, to_host
 from freeflow.progress import progress_bar
 from freeflow.sampling.kernel import hmc_init, hmc_transition, jittered
 
-__all__ = ["Boltzmann", "HMCConfig", "SampleResult", "sample", "sample_system",
-           "integrated_autocorrelation_time"]
+__all__ = ["QUARTER_PERIOD", "Boltzmann", "HMCConfig", "Preconditioner", "SampleResult",
+           "sample", "sample_system", "integrated_autocorrelation_time"]
 
 #: Warm-up recursion: log(step) += gain_t * (acceptance_t - target), gain_t = 1.5 / sqrt(1 + t),
 #: but never below this floor so late warm-up can still follow a drifting optimum.
 _MIN_GAIN = 0.02
 #: Only show a progress bar when a run is expected to take more than a few transitions.
 _PROGRESS_MIN_STEPS = 200
+#: A quarter of the period (2 pi) of every harmonic mode in a harmonic crystal's
+#: coordinates: the trajectory length after which the energy decorrelates fastest.
+QUARTER_PERIOD = math.pi / 2
+#: The first leapfrog step in a preconditioner's coordinates (a harmonic crystal's modes have
+#: period 2 pi there); warm-up adapts it.
+WHITENED_STEP_SIZE = 0.2
 
 
 @dataclasses.dataclass
@@ -63,9 +69,11 @@ class SampleResult:
       tau: integrated autocorrelation time of the energy, in saved samples (``>= 1``;
         multiply by ``thin`` for transitions). ``num_chains * num_samples / tau`` is the
         effective sample size.
-      step_size: the frozen leapfrog step (length unit, unit mass).
+      step_size: the frozen leapfrog step (length unit, unit mass; with a preconditioner,
+        in its coordinates).
+      num_integration_steps: leapfrog steps per production transition.
       energy_evaluations: evaluations of the energy with its gradient, warm-up included
-        (``num_chains * (1 + transitions * num_integration_steps)``).
+        (``num_chains * (1 + transitions * leapfrog steps)``).
       observable_evaluations: evaluations of the ``observables`` function.
       final_positions: ``[num_chains, N, 3]`` the last state of every chain (warm start).
     """
@@ -152,46 +160,54 @@ def integrated_autocorrelation_time(x, window_factor: float = 5.0) -> float:
 
 @functools.lru_cache(maxsize=32)
 def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[int, ...],
-             has_box: bool, num_integration_steps: int):
+             has_box: bool, num_integration_steps: int, preconditioned: bool = False):
     """Build (init, warmup_block, production_block) for one energy function.
 
     Everything that changes between calls (beta, box, step size, energy arguments, fixed
-    particles' positions) is a traced argument, so a whole MBAR path of states compiles once.
+    particles' positions, a preconditioner's colouring) is a traced argument, so a whole MBAR
+    path of states compiles once. A chain's state is the mobile rows ``q [M, D]``, or with a
+    preconditioner their linear coordinates ``u [M * D]`` (``Preconditioner``).
     """
     mobile_idx = np.asarray(mobile, dtype=np.int32)
-    hmc = hmc_transition(num_integration_steps, periodic=has_box)
+    # Linear coordinates are not periodic: the positions they give are wrapped instead.
+    hmc = hmc_transition(num_integration_steps, periodic=has_box and not preconditioned)
 
-    def full(q, template):
-        # Insert the mobile particles into the per-chain template holding the fixed ones.
-        return template.at[mobile_idx].set(q)
+    def full(q, template, colour, box):
+        # The mobile particles inserted into the per-chain template holding the fixed ones
+        # (with a preconditioner, the reference positions the coordinates are offsets from).
+        if not preconditioned:
+            return template.at[mobile_idx].set(q)
+        moved = template.at[mobile_idx].add((q @ colour).reshape(len(mobile_idx), -1))
+        return jnp.mod(moved, box) if has_box else moved
 
-    def make_logdensity(template, beta, args):
+    def make_logdensity(template, colour, beta, box, args):
         def logdensity(q):
-            return -beta * energy_fn(full(q, template), *args)
+            return -beta * energy_fn(full(q, template, colour, box), *args)
         return logdensity
 
-    def one_step(key, state, template, step_size, beta, box, args):
-        return hmc(key, state, make_logdensity(template, beta, args), step_size, box)
+    def one_step(key, state, template, colour, step_size, beta, box, args):
+        return hmc(key, state, make_logdensity(template, colour, beta, box, args), step_size,
+                   box)
 
-    def step_all(key, states, templates, step_size, beta, box, args):
+    def step_all(key, states, templates, colour, step_size, beta, box, args):
         keys = jax.random.split(key, templates.shape[0])
-        return jax.vmap(one_step, in_axes=(0, 0, 0, None, None, None, None))(
-            keys, states, templates, step_size, beta, box, args)
+        return jax.vmap(one_step, in_axes=(0, 0, 0, None, None, None, None, None))(
+            keys, states, templates, colour, step_size, beta, box, args)
 
     @jax.jit
-    def init(positions, templates, beta, args):
-        q = positions[:, mobile_idx]
-
+    def init(q, templates, colour, beta, box, args):
         def one(q, template):
-            return hmc_init(q, make_logdensity(template, beta, args))
+            return hmc_init(q, make_logdensity(template, colour, beta, box, args))
 
         return jax.vmap(one)(q, templates)
 
     @functools.partial(jax.jit, static_argnames=("num_steps",))
-    def warmup_block(key, states, templates, log_step, t, beta, box, args, target, num_steps):
+    def warmup_block(key, states, templates, colour, log_step, t, beta, box, args, target,
+                     num_steps):
         def body(carry, key):
             states, log_step, t = carry
-            states, acc = step_all(key, states, templates, jnp.exp(log_step), beta, box, args)
+            states, acc = step_all(key, states, templates, colour, jnp.exp(log_step), beta,
+                                   box, args)
             mean_acc = jnp.mean(acc)
             gain = jnp.maximum(1.5 / jnp.sqrt(1.0 + t), _MIN_GAIN)
             log_step = log_step + gain * (mean_acc - target)
@@ -202,17 +218,18 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
         return states, log_step, t, trace, accs
 
     @functools.partial(jax.jit, static_argnames=("num_saved", "thin", "keep_positions"))
-    def production_block(key, states, templates, step_size, beta, box, args, num_saved, thin,
-                         keep_positions):
+    def production_block(key, states, templates, colour, step_size, beta, box, args,
+                         num_saved, thin, keep_positions):
         def transition(states, key):
             key_jitter, key_step = jax.random.split(key)
-            states, acc = step_all(key_step, states, templates, jittered(key_jitter, step_size),
-                                   beta, box, args)
+            states, acc = step_all(key_step, states, templates, colour,
+                                   jittered(key_jitter, step_size), beta, box, args)
             return states, jnp.mean(acc)
 
         def saved(states, key):
             states, accs = jax.lax.scan(transition, states, jax.random.split(key, thin))
-            x = jax.vmap(full)(states.position, templates)
+            x = jax.vmap(full, in_axes=(0, 0, None, None))(states.position, templates, colour,
+                                                          box)
             out = {"energy": -states.logdensity / beta, "acceptance": jnp.mean(accs)}
             if keep_positions:
                 out["positions"] = x
@@ -222,7 +239,12 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
 
         return jax.lax.scan(saved, states, jax.random.split(key, num_saved))
 
-    return init, warmup_block, production_block
+    @jax.jit
+    def positions(states, templates, colour, box):
+        return jax.vmap(full, in_axes=(0, 0, None, None))(states.position, templates, colour,
+                                                         box)
+
+    return init, warmup_block, production_block, positions
 
 
 def _progress(total, desc, enabled):
@@ -245,6 +267,12 @@ class HMCConfig:
       target_acceptance: mean Metropolis acceptance probability warm-up aims at.
       block_size: saved samples (or warm-up transitions) per compiled block; only the
         progress reporting's granularity.
+      trajectory: with a ``Preconditioner`` only: production's trajectories last this long
+        in its coordinates, ``max(1, round(trajectory / step))`` leapfrog steps of the frozen
+        step (warm-up uses ``num_integration_steps``). ``QUARTER_PERIOD`` turns every
+        harmonic mode by a quarter of its period, which decorrelates the energy fastest:
+        a whole period or half of one brings it back. ``None``: ``num_integration_steps``
+        throughout.
     """
 
     num_chains: int = 16
@@ -255,6 +283,7 @@ class HMCConfig:
     step_size: float | None = None
     target_acceptance: float = 0.7
     block_size: int = 50
+    trajectory: float | None = None
 
     def __post_init__(self):
         check_whole_numbers(self, {"num_chains": 1, "num_samples": 1, "num_warmup": 0,
@@ -262,9 +291,44 @@ class HMCConfig:
         if self.step_size is not None and not (math.isfinite(self.step_size)
                                                and self.step_size > 0):
             raise ValueError(f"step_size must be a positive length; got {self.step_size!r}")
+        if self.trajectory is not None and not (isinstance(self.trajectory, (int, float))
+                                                and math.isfinite(self.trajectory)
+                                                and self.trajectory > 0):
+            raise ValueError(f"trajectory must be a positive length in the preconditioner's "
+                             f"coordinates, or None; got {self.trajectory!r}")
         if not 0.0 < self.target_acceptance < 1.0:
             raise ValueError(f"target_acceptance must be in (0, 1); got "
                              f"{self.target_acceptance!r}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Preconditioner:
+    """Linear coordinates in which HMC runs: the mobile rows are ``reference + (u @ colour)``
+    (reshaped to ``[M, D]``), ``u [M * D]``.
+
+    Unit mass in ``u`` is the mass matrix ``(colour^T colour)^-1`` in the positions. With the
+    colouring of a harmonic crystal (``freeflow.physics.harmonic.GaussianCrystal.colour``, at
+    the density's ``beta``) every normal mode of the crystal has the same period, 2 pi, so
+    that one trajectory moves the soft and the stiff modes alike; with unit mass in the
+    positions, the step is set by the stiffest mode and the soft ones crawl. The map is
+    linear, so the density of the positions is unchanged.
+
+    Attributes:
+      reference: ``[P, D]`` the positions ``u = 0`` stands for (a crystal's sites, the fixed
+        rows included).
+      colour: ``[M * D, M * D]``; whiten: its inverse (chains start at ``u`` of their initial
+        positions, displacements from ``reference`` by the minimum image in a periodic box).
+    ``freeflow.workflows.frame.harmonic_preconditioner`` builds a crystal's.
+    """
+
+    reference: np.ndarray
+    colour: np.ndarray
+    whiten: np.ndarray
+
+    def scaled(self, factor: float) -> "Preconditioner":
+        """The same coordinates stretched by ``factor`` (a harmonic crystal at ``T`` from one
+        at ``T_0``: ``factor = sqrt(T / T_0)``)."""
+        return Preconditioner(self.reference, self.colour * factor, self.whiten / factor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,6 +349,8 @@ class Boltzmann:
         crystal, say). ``None``: everything moves.
       energy_args: extra (traced) arguments of ``energy_fn`` (and of the observables), the
         coupling parameter of an intermediate state, say; changing them does not recompile.
+      preconditioner: ``Preconditioner`` (HMC in its linear coordinates) or ``None`` (unit
+        mass in the positions). Another one of the same shape does not recompile.
     """
 
     energy_fn: Callable
@@ -292,6 +358,7 @@ class Boltzmann:
     box: Any = None
     fixed: Any = None
     energy_args: tuple = ()
+    preconditioner: Preconditioner | None = None
 
 
 def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCConfig(), *,
@@ -320,34 +387,46 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
     """
     start = time.perf_counter()
     c = config
+    if c.trajectory is not None and density.preconditioner is None:
+        raise ValueError("HMCConfig.trajectory is a length in a preconditioner's coordinates; "
+                         "give the density a preconditioner or leave trajectory None")
     box = density.box
     x0, mobile = _initial_chains(initial_positions, c.num_chains, density.fixed, box)
+    has_box = box is not None
+    box_arr = jnp.asarray(box if has_box else np.ones(x0.shape[-1]), jnp.float32)
+    templates, colour, q0 = _chain_coordinates(density.preconditioner, x0, mobile, box_arr,
+                                               has_box)
     mesh = batch_mesh()
     if mesh.size > 1 and c.num_chains % mesh.size == 0:
         # The chains are independent: split them over the devices, as training splits its
         # batch; every later array of the chains inherits this sharding.
-        x0 = jax.device_put(x0, batch_sharding(mesh))
-    has_box = box is not None
-    box_arr = jnp.asarray(box if has_box else np.ones(x0.shape[-1]), jnp.float32)
+        templates, q0 = jax.device_put((templates, q0), batch_sharding(mesh))
     step_size = c.step_size
     if step_size is None:
-        step_size = _default_step_size(box, x0.shape[1], x0.shape[-1])
+        step_size = (WHITENED_STEP_SIZE if density.preconditioner is not None
+                     else _default_step_size(box, x0.shape[1], x0.shape[-1]))
     beta_arr = jnp.float32(density.beta)
     args = tuple(jnp.asarray(a) for a in density.energy_args)
 
-    init, warmup_block, production_block = _kernels(density.energy_fn, observables, mobile,
-                                                    has_box, int(c.num_integration_steps))
-    states = init(x0, x0, beta_arr, args)
+    init, warmup_block, production_block, positions = _kernels(
+        density.energy_fn, observables, mobile, has_box, int(c.num_integration_steps),
+        density.preconditioner is not None)
+    states = init(q0, templates, colour, beta_arr, box_arr, args)
     if not np.all(np.isfinite(to_host(states.logdensity))):
         raise FloatingPointError("the energy is not finite at the initial positions")
 
     total_steps = c.num_warmup + c.num_samples * c.thin
     show = None if total_steps >= _PROGRESS_MIN_STEPS else False
     key_warm, key_prod = jax.random.split(key)
-    fixed_args = (x0, beta_arr, box_arr, args)
+    fixed_args = (templates, colour, beta_arr, box_arr, args)
     with _progress(total_steps, desc, show) as bar:
         states, frozen = _warm_up(warmup_block, states, key_warm, fixed_args, step_size,
                                   c.num_warmup, float(c.target_acceptance), c.block_size, bar)
+        steps = int(c.num_integration_steps)
+        if c.trajectory is not None:
+            steps = max(1, round(c.trajectory / float(frozen)))
+            _, _, production_block, positions = _kernels(
+                density.energy_fn, observables, mobile, has_box, steps, True)
         states, out = _produce(production_block, states, key_prod, fixed_args, frozen,
                                c.num_samples, int(c.thin), bool(keep_positions), c.block_size,
                                bar)
@@ -365,14 +444,38 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
         acceptance=float(np.mean(out["acceptance"])),
         tau=integrated_autocorrelation_time(energies_cs),
         step_size=float(frozen),
-        energy_evaluations=int(c.num_chains * (1 + total_steps * c.num_integration_steps)),
+        energy_evaluations=int(c.num_chains * (1 + c.num_warmup * c.num_integration_steps
+                                               + c.num_samples * c.thin * steps)),
         observable_evaluations=(int(c.num_chains * c.num_samples)
                                 if observables is not None else 0),
         num_chains=c.num_chains, num_samples=c.num_samples, num_warmup=c.num_warmup,
-        thin=c.thin, num_integration_steps=c.num_integration_steps,
-        final_positions=to_host(jax.vmap(lambda q, tpl: tpl.at[np.asarray(mobile)].set(q))(
-            states.position, x0)),
+        thin=c.thin, num_integration_steps=steps,
+        final_positions=to_host(positions(states, templates, colour, box_arr)),
         wall_time=time.perf_counter() - start)
+
+
+def _chain_coordinates(preconditioner, x0, mobile, box, has_box: bool):
+    """``(templates [C, P, D], colour, q0)``: what ``_kernels`` inserts the chains' mobile
+    rows into, the colouring (a placeholder without a preconditioner) and the chains' first
+    states (the mobile rows, or their linear coordinates)."""
+    mobile_idx = np.asarray(mobile)
+    if preconditioner is None:
+        return x0, jnp.zeros((), jnp.float32), x0[:, mobile_idx]
+    reference = jnp.asarray(preconditioner.reference, jnp.float32)
+    size = len(mobile) * x0.shape[-1]
+    if (reference.shape != x0.shape[1:]
+            or np.shape(preconditioner.colour) != (size, size)
+            or np.shape(preconditioner.whiten) != (size, size)):
+        raise ValueError(f"the preconditioner's reference must be {tuple(x0.shape[1:])} and its "
+                         f"colour and whiten [{size}, {size}]; got "
+                         f"{tuple(reference.shape)}, {np.shape(preconditioner.colour)} and "
+                         f"{np.shape(preconditioner.whiten)}")
+    offsets = (x0 - reference)[:, mobile_idx]
+    if has_box:  # the nearest periodic image (this layer knows boxes, not crystals)
+        offsets = offsets - box * jnp.round(offsets / box)
+    q0 = offsets.reshape(x0.shape[0], -1) @ jnp.asarray(preconditioner.whiten, jnp.float32)
+    templates = jnp.broadcast_to(reference, x0.shape)
+    return templates, jnp.asarray(preconditioner.colour, jnp.float32), q0
 
 
 def _initial_chains(initial_positions, num_chains: int, fixed, box):
@@ -406,7 +509,7 @@ def _warm_up(warmup_block, states, key, fixed_args, step_size: float, num_warmup
              target_acceptance: float, block_size: int, bar):
     """Adapt the step size over ``num_warmup`` transitions; return the states and the frozen
     step (the mean of ``log(step)`` over the last quarter of warm-up)."""
-    x0, beta, box, args = fixed_args
+    templates, colour, beta, box, args = fixed_args
     log_step = jnp.float32(np.log(step_size))
     t = jnp.float32(0.0)
     trace = []
@@ -414,8 +517,8 @@ def _warm_up(warmup_block, states, key, fixed_args, step_size: float, num_warmup
     while done < num_warmup:
         n = min(block_size, num_warmup - done)
         states, log_step, t, tr, accs = warmup_block(
-            jax.random.fold_in(key, done), states, x0, log_step, t, beta, box, args,
-            target_acceptance, num_steps=n)
+            jax.random.fold_in(key, done), states, templates, colour, log_step, t, beta, box,
+            args, target_acceptance, num_steps=n)
         trace.append(to_host(tr))
         done += n
         bar.update(n)
@@ -431,13 +534,13 @@ def _produce(production_block, states, key, fixed_args, step, num_samples: int, 
              keep_positions: bool, block_size: int, bar):
     """``num_samples`` saved samples per chain at the frozen ``step``: the states and the
     saved arrays (``[S, C, ...]``)."""
-    x0, beta, box, args = fixed_args
+    templates, colour, beta, box, args = fixed_args
     chunks = []
     done = 0
     while done < num_samples:
         n = min(block_size, num_samples - done)
-        states, out = production_block(jax.random.fold_in(key, done), states, x0, step, beta,
-                                       box, args, num_saved=n, thin=thin,
+        states, out = production_block(jax.random.fold_in(key, done), states, templates,
+                                       colour, step, beta, box, args, num_saved=n, thin=thin,
                                        keep_positions=keep_positions)
         chunks.append(jax.tree.map(to_host, out))
         done += n
@@ -449,7 +552,9 @@ def _produce(production_block, states, key, fixed_args, step, num_samples: int, 
 
 def sample_system(system, key, config: HMCConfig = HMCConfig(thin=2), *,
                   energy_fn: Callable | None = None, initial_positions=None,
-                  fixed_particle: int | None = 0, **kwargs: Any) -> SampleResult:
+                  fixed_particle: int | None = 0,
+                  preconditioner: Preconditioner | None = None,
+                  **kwargs: Any) -> SampleResult:
     """Sample a ``freeflow`` system's Boltzmann density at its temperature.
 
     Particle ``fixed_particle`` (default 0, the one at the box corner) stays on its lattice
@@ -459,7 +564,9 @@ def sample_system(system, key, config: HMCConfig = HMCConfig(thin=2), *,
     rejected, which confines the chains to the crystal; any pure ``[N, 3] -> scalar`` of the
     same system (an intermediate state of a path, say) can be passed instead. Chains start on
     the lattice unless ``initial_positions`` (``[N, 3]`` or ``[num_chains, N, 3]``) is given.
-    ``config``: ``HMCConfig`` (default: thinned by 2). Other keyword arguments go to
+    ``config``: ``HMCConfig`` (default: thinned by 2). ``preconditioner``: HMC in its
+    coordinates (``freeflow.workflows.frame.harmonic_preconditioner``), with particle
+    ``fixed_particle`` held at its reference position. Other keyword arguments go to
     ``sample``.
     """
     system.check_batch_memory(config.num_chains, f"HMC of {config.num_chains} chains")
@@ -469,6 +576,6 @@ def sample_system(system, key, config: HMCConfig = HMCConfig(thin=2), *,
         fixed[fixed_particle] = True
     x0 = system.lattice if initial_positions is None else initial_positions
     density = Boltzmann(energy_fn or system.energy_fn(strays="nan"), system.beta,
-                        box=system.box, fixed=fixed)
+                        box=system.box, fixed=fixed, preconditioner=preconditioner)
     return sample(density, x0, key, config,
                   desc=kwargs.pop("desc", f"sampling {system.name}"), **kwargs)

@@ -11,6 +11,9 @@ coordinates, and the start and target densities there.
   HMC moves the soft and the stiff normal modes alike.
 * ``crystal_densities``: ``ln q`` and ``ln p`` (``-beta U`` on the crystal's region) as
   functions of the whitened coordinates of one configuration.
+
+``harmonic_preconditioner`` gives the HMC chains of the MBAR route along temperature
+(``freeflow.workflows.temperature_ladder``) the same coordinates.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow.flows.bases import harmonic_base
+from freeflow.physics.harmonic import harmonic_crystal
 from freeflow.physics.space import minimum_image, wrap
+from freeflow.sampling.hmc import Preconditioner
 
 __all__ = ["START_STEP_SIZE", "SiteFrame", "Whitening", "absolute_positions", "crystal_densities",
-           "crystal_energy"]
+           "crystal_energy", "harmonic_preconditioner"]
 
 #: The first leapfrog step in whitened coordinates (harmonic modes of period 2 pi); later
 #: ones adapt.
@@ -151,3 +156,13 @@ def crystal_densities(system, frame: SiteFrame, whitening: "Whitening", log_star
         return -beta * energy(u)
 
     return log_start_u, log_target_u
+
+
+def harmonic_preconditioner(system) -> Preconditioner:
+    """HMC coordinates in which ``system``'s harmonic crystal (particle 0 held) is standard
+    normal at the system's temperature (``Preconditioner``; ``scaled(sqrt(T / T_0))`` carries
+    it to another temperature). Raises ``ValueError`` for a lattice that is not a stable
+    minimum (``freeflow.physics.harmonic.harmonic_crystal``)."""
+    crystal = harmonic_crystal(system)
+    return Preconditioner(np.mod(np.asarray(system.lattice, np.float64), system.box),
+                          crystal.colour, crystal.whiten)

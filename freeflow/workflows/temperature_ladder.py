@@ -6,7 +6,12 @@ lowest, where the harmonic crystal is closest to the crystal):
 1. ``beta F / N`` at ``T_a`` by MBAR from the harmonic crystal
    (``freeflow.workflows.baseline.mbar_free_energy``): ``ln Z_fixed(beta_a)`` with its error;
 2. HMC chains of the crystal at every ``T_k`` (particle 0 held, as the baseline), each
-   temperature's chains starting where the previous temperature's stopped;
+   temperature's chains starting where the previous temperature's stopped. They run in the
+   coordinates in which the harmonic crystal at ``T_k`` is standard normal
+   (``freeflow.workflows.frame.harmonic_preconditioner``, scaled by ``sqrt(T_k / T_1)``), with
+   trajectories of a quarter of the harmonic period (``HMCConfig.trajectory``): there the
+   energy decorrelates 4.5 times faster per unit of work than with unit mass (mw_cubic_216
+   at 200 K; docs/sweep.md, "The chains' coordinates");
 3. MBAR over the temperatures on the decorrelated samples' energies, ``u_k(x) = beta_k U(x)``:
    no energy is evaluated again. It gives ``ln Z_fixed(beta_k) - ln Z_fixed(beta_a)``
    (``freeflow.estimators.mbar.mbar_states``), with their covariance from a bootstrap over
@@ -25,6 +30,7 @@ are kept; a rerun continues, and more temperatures above the last extend the lad
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import jax
@@ -38,8 +44,9 @@ from freeflow.physics.system import System
 from freeflow.physics.system_files import load_system
 from freeflow.progress import status
 from freeflow.rundir import LadderWorkdir
-from freeflow.sampling.hmc import HMCConfig, sample_system
+from freeflow.sampling.hmc import QUARTER_PERIOD, HMCConfig, sample_system
 from freeflow.workflows.baseline import PathConfig, mbar_free_energy
+from freeflow.workflows.frame import harmonic_preconditioner
 
 __all__ = ["LadderConfig", "ladder_curve"]
 
@@ -54,15 +61,19 @@ class LadderConfig:
         (``PathConfig``).
       anchor_temperature: one of the requested temperatures; ``None``: the lowest.
       sampling: the HMC chains at every temperature (``HMCConfig``: chains, samples saved per
-        chain, warm-up, thinning, leapfrog steps); at least 2 chains, whose spread gives the
-        errors of ``U``, ``C_v`` and the pressure.
+        chain, warm-up, thinning, leapfrog steps, trajectory); at least 2 chains, whose spread
+        gives the errors of ``U``, ``C_v`` and the pressure. The chains always run in the
+        harmonic crystal's coordinates; ``trajectory=QUARTER_PERIOD`` (default) sets the
+        production's leapfrog steps from the step size, ``None`` keeps
+        ``num_integration_steps`` (warm-up's, default 4).
       bootstrap: 0 (default): the ladder's covariance from pymbar's asymptotic errors;
         at least 20: from that many bootstrap resamplings of the chains (``_ladder``).
     """
 
     anchor: PathConfig = PathConfig()
     anchor_temperature: float | None = None
-    sampling: HMCConfig = HMCConfig(num_chains=16, num_samples=500, num_warmup=200, thin=2)
+    sampling: HMCConfig = HMCConfig(num_chains=16, num_samples=500, num_warmup=200, thin=2,
+                                    num_integration_steps=4, trajectory=QUARTER_PERIOD)
     bootstrap: int = 0
 
     def __post_init__(self):
@@ -150,17 +161,21 @@ def _sample_temperatures(system, temperatures, sampling: HMCConfig, seed: int, s
     kept): ``[{"energies": [C, S], "volume_derivatives": [C, S], "final_positions",
     "info"}]``."""
     derivative = volume_derivative_fn(system)
-    # One energy function for every temperature (beta is a traced argument of the chains):
-    # the chains compile once.
+    # One energy function for every temperature (beta and the preconditioner are traced
+    # arguments of the chains): the chains compile once.
     energy = system.energy_fn(strays="nan")
+    coordinates = harmonic_preconditioner(dataclasses.replace(system,
+                                                              temperature=temperatures[0]))
     parts, start = [], None
     for k, temperature in enumerate(temperatures):
         saved = store.read_temperature(k, temperature) if store is not None else None
         if saved is None:
             at = dataclasses.replace(system, temperature=temperature)
             began = time.perf_counter()
+            scale = math.sqrt(temperature / temperatures[0])
             result = sample_system(at, jax.random.fold_in(jax.random.PRNGKey(seed), 1000 + k),
                                    sampling, energy_fn=energy, initial_positions=start,
+                                   preconditioner=coordinates.scaled(scale),
                                    desc=f"ladder {system.name} T = {temperature:g} "
                                         f"({k + 1}/{len(temperatures)})")
             shape = (sampling.num_chains, sampling.num_samples)
@@ -170,13 +185,15 @@ def _sample_temperatures(system, temperatures, sampling: HMCConfig, seed: int, s
                      "info": {"temperature": float(temperature),
                               "acceptance": float(result.acceptance),
                               "tau": float(result.tau), "step_size": float(result.step_size),
+                              "leapfrog_steps": int(result.num_integration_steps),
                               "energy_evaluations": int(result.energy_evaluations),
                               "wall_time": time.perf_counter() - began}}
             if store is not None:
                 store.write_temperature(k, saved)
             say(f"ladder {system.name}: T = {temperature:g} sampled in "
                 f"{saved['info']['wall_time']:.1f} s, acceptance "
-                f"{saved['info']['acceptance']:.2f}, U/N = "
+                f"{saved['info']['acceptance']:.2f}, {result.num_integration_steps} leapfrog "
+                f"steps, tau {saved['info']['tau']:.2f}, U/N = "
                 f"{saved['energies'].mean() / system.num_particles:.6g}")
         parts.append(saved)
         start = saved["final_positions"]

@@ -217,3 +217,126 @@ def test_a_work_directory_of_one_route_is_not_continued_by_the_other(tmp_path):
         free_energy_curve("mw_cubic_8", (200.0,), LadderConfig(), workdir=smc_dir)
     with pytest.raises(ValueError, match="holds a sweep by --route mbar"):
         free_energy_curve("mw_cubic_8", (200.0,), CONFIG, workdir=mbar_dir)
+
+
+def _renamed(record: dict, name: str) -> dict:
+    """A copy of a sweep.json object whose one system is called ``name``."""
+    copy = json.loads(json.dumps(record))
+    copy["systems"][0]["system"] = name
+    return copy
+
+
+def _stored(printed: dict, directory, name: str = "springs") -> str:
+    """The fixture's printed record as a file of its own (``out/sweep.json`` is rewritten by
+    other tests of this module)."""
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(_renamed(printed, name)))
+    return str(path)
+
+
+def test_stored_sweeps_compare_without_running_again(sweep, tmp_path, capsys):
+    """Two polymorphs swept as separate jobs: their sweep.json files compare, read back
+    exactly."""
+    _, _, _, curve, _, printed = sweep
+    stored = _stored(printed, tmp_path)
+    (read,) = sweep_report.read(stored)
+    for field in ("temperatures", "beta_f_per_particle", "stderr", "covariance",
+                  "u_per_particle", "s_stderr", "cv_per_particle", "pressure"):
+        assert np.array_equal(getattr(read, field), getattr(curve, field)), field
+    assert read.lattice_multiplicity == curve.lattice_multiplicity == 2
+    twin = _stored(printed, tmp_path, "twin")
+    assert main(["sweep", stored, twin, "--out", str(tmp_path / "both"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["difference"]["of"] == "twin minus springs"
+    for row, stderr in zip(data["difference"]["temperatures"], curve.stderr):
+        assert row["delta_beta_f_per_particle"] == 0.0
+        assert row["stderr"] == pytest.approx(math.sqrt(2) * stderr, rel=1e-12)
+    assert data["systems"][0] == printed["systems"][0]  # rewritten as read
+    assert (tmp_path / "both" / "sweep_delta_f.png").stat().st_size > 0
+    # Exact counting shifts both alike: the difference stays zero.
+    assert main(["sweep", stored, twin, "--counting", "exact", "--json"]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert exact["systems"][0]["temperatures"][0]["beta_f_per_particle"] == pytest.approx(
+        curve.beta_f_per_particle[0] - math.log(2) / curve.num_particles, rel=1e-12)
+    assert all(r["delta_beta_f_per_particle"] == 0.0
+               for r in exact["difference"]["temperatures"])
+
+
+def test_older_and_incomplete_records_read_back(sweep, tmp_path, capsys):
+    """A record from before the multiplicity and the bar factor were written, and one with a
+    value that was not finite (written as null)."""
+    _, _, _, curve, _, printed = sweep
+    old = _renamed(printed, "old")
+    del old["systems"][0]["lattice_multiplicity"]
+    del old["systems"][0]["bar_per_pressure_unit"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert main(["sweep", str(tmp_path / "old.json"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["systems"][0]["temperatures"] == \
+        printed["systems"][0]["temperatures"]
+    assert main(["sweep", str(tmp_path / "old.json"), "--counting", "exact"]) == 2
+    assert "without its lattice multiplicity" in capsys.readouterr().err
+    # Physical units: the bar factor of an older record comes from its units, exactly.
+    physical = _renamed(printed, "physical")
+    system = physical["systems"][0]
+    system.update(energy_unit="eV", temperature_unit="K", pressure_unit="eV/Angstrom^3")
+    del system["bar_per_pressure_unit"]
+    (read,) = sweep_report.curves_from_record(physical)
+    assert read.bar_per_pressure_unit == 1.602176634e-19 / 1e-30 / 1e5
+    nan = _renamed(printed, "nan")
+    nan["systems"][0]["temperatures"][1]["cv_stderr"] = None
+    nan["systems"][0]["covariance"][0][0] = None
+    (read,) = sweep_report.curves_from_record(nan)
+    assert np.isnan(read.cv_stderr[1]) and np.isnan(read.covariance[0, 0])
+    assert np.array_equal(read.cv_stderr[[0, 2]], curve.cv_stderr[[0, 2]])
+
+
+def test_stored_sweeps_refuse_what_cannot_be_compared(sweep, tmp_path, capsys):
+    """Every refusal is one line, and those of a stored curve beside a system to run come
+    before anything runs (the system here would be sampled for minutes otherwise)."""
+    _, _, _, _, out, printed = sweep
+    stored = _stored(printed, tmp_path)
+    (tmp_path / "table.json").write_text('{"rows": []}')
+    (tmp_path / "broken.json").write_text('{"systems": [')
+    (tmp_path / "latin1.json").write_bytes(b'{"systems": "\xe9"}')
+    other = _renamed(printed, "other")
+    other["systems"][0]["temperature_unit"] = "K"
+    other["systems"][0]["energy_unit"] = "kcal/mol"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    old = _renamed(printed, "old")
+    del old["systems"][0]["lattice_multiplicity"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    # The same crystal under another name: same units, so only the temperatures differ.
+    cousin = tmp_path / "cousin.toml"
+    cousin.write_text((out.parent / "springs.toml").read_text())
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "sweep.json").write_text(json.dumps(printed))
+    for argv, says in (
+            ([stored, str(tmp_path / "table.json")], "not a sweep.json"),
+            ([stored, str(tmp_path / "broken.json")], "is not JSON"),
+            ([stored, str(tmp_path / "latin1.json")], "is not JSON"),
+            ([stored, str(tmp_path / "missing.json")], "cannot read"),
+            ([stored, str(tmp_path / "other.json")], "different units"),
+            ([stored, "--chains", "4"], "--chains set how a system is swept"),
+            ([stored, "--temperatures", "0.5"], "--temperatures set how"),
+            ([stored, "--route", "smc", "--integration-steps", "4"],
+             "--route, --integration-steps set how"),
+            ([stored, "mw_cubic_8", "--temperatures", "200"], "different units"),
+            ([stored, str(cousin), "--temperatures", "0.5,1.4", "--out", str(tmp_path / "run")],
+             "give --temperatures 0.5,1.3,1.5"),
+            ([str(cousin), str(tmp_path / "old.json"), "--temperatures", "0.5,1.3,1.5",
+              "--counting", "exact"], "without its lattice multiplicity"),
+            ([str(job / "sweep.json"), str(cousin), "--temperatures", "0.5,1.3,1.5",
+              "--out", str(job)], "would overwrite the stored sweep"),
+            (["mw_cubic_8"], "needs --temperatures"),
+            ([stored, str(tmp_path / "table.json"), "mw_cubic_8"], "not a sweep.json")):
+        assert main(["sweep", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], (argv, err)
+    # Nothing ran: no work directory was made for the system beside the stored curve.
+    assert not (tmp_path / "run" / "cousin").exists() and not (job / "cousin").exists()
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"systems": printed["systems"]
+                                + _renamed(printed, "b")["systems"]}))
+    assert main(["sweep", str(both), "mw_cubic_8", "--temperatures", "0.5,1.3,1.5"]) == 2
+    assert "both.json holds 2" in capsys.readouterr().err
