@@ -37,7 +37,6 @@ from pathlib import Path
 import jax
 
 from freeflow.physics.system_files import load_system
-from freeflow.sampling.hmc import HMCConfig
 from freeflow.workflows.smc import SMCConfig, smc_free_energy
 from freeflow.workflows.sweep import (LadderConfig, SweepConfig, free_energy_curve,
                                       parse_temperatures)
@@ -88,8 +87,8 @@ def main(argv=None) -> int:
     # All runs of a temperature at once, as the sweep runs them.
     smc = SMCConfig(particles=args.particles, repeats=args.repeats, group_size=args.repeats)
     sweep_config = SweepConfig(particles=args.particles, repeats=args.repeats)
-    ladder_config = LadderConfig(sampling=HMCConfig(num_chains=args.chains,
-                                                    num_samples=args.samples, thin=2))
+    ladder_config = LadderConfig(sampling=dataclasses.replace(
+        LadderConfig().sampling, num_chains=args.chains, num_samples=args.samples))
 
     began = time.perf_counter()
     sweep = free_energy_curve(system, temperatures, sweep_config, seed=args.seed,

@@ -50,6 +50,9 @@ _PROGRESS_MIN_STEPS = 200
 #: A quarter of the period (2 pi) of every harmonic mode in a harmonic crystal's
 #: coordinates: the trajectory length after which the energy decorrelates fastest.
 QUARTER_PERIOD = math.pi / 2
+#: Production's leapfrog steps set by ``HMCConfig.trajectory`` are at most this many times
+#: warm-up's.
+MAX_STEPS_FACTOR = 10
 #: The first leapfrog step in a preconditioner's coordinates (a harmonic crystal's modes have
 #: period 2 pi there); warm-up adapts it.
 WHITENED_STEP_SIZE = 0.2
@@ -269,7 +272,8 @@ class HMCConfig:
         progress reporting's granularity.
       trajectory: with a ``Preconditioner`` only: production's trajectories last this long
         in its coordinates, ``max(1, round(trajectory / step))`` leapfrog steps of the frozen
-        step (warm-up uses ``num_integration_steps``). ``QUARTER_PERIOD`` turns every
+        step, at most ``MAX_STEPS_FACTOR`` times ``num_integration_steps`` (which warm-up
+        uses). ``QUARTER_PERIOD`` turns every
         harmonic mode by a quarter of its period, which decorrelates the energy fastest:
         a whole period or half of one brings it back. ``None``: ``num_integration_steps``
         throughout.
@@ -424,7 +428,10 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
                                   c.num_warmup, float(c.target_acceptance), c.block_size, bar)
         steps = int(c.num_integration_steps)
         if c.trajectory is not None:
-            steps = max(1, round(c.trajectory / float(frozen)))
+            # Capped: a step that warm-up shrank far (a poor match, many rejections) must not
+            # buy thousands of leapfrog steps per transition.
+            steps = min(max(1, round(c.trajectory / float(frozen))),
+                        MAX_STEPS_FACTOR * int(c.num_integration_steps))
             _, _, production_block, positions = _kernels(
                 density.energy_fn, observables, mobile, has_box, steps, True)
         states, out = _produce(production_block, states, key_prod, fixed_args, frozen,
@@ -565,10 +572,13 @@ def sample_system(system, key, config: HMCConfig = HMCConfig(thin=2), *,
     same system (an intermediate state of a path, say) can be passed instead. Chains start on
     the lattice unless ``initial_positions`` (``[N, 3]`` or ``[num_chains, N, 3]``) is given.
     ``config``: ``HMCConfig`` (default: thinned by 2). ``preconditioner``: HMC in its
-    coordinates (``freeflow.workflows.frame.harmonic_preconditioner``), with particle
-    ``fixed_particle`` held at its reference position. Other keyword arguments go to
-    ``sample``.
+    coordinates (``freeflow.workflows.frame.harmonic_preconditioner``, whose crystal holds
+    particle 0: ``fixed_particle`` must be 0), particle 0 held at its reference position
+    (its site) whatever ``initial_positions`` say. Other keyword arguments go to ``sample``.
     """
+    if preconditioner is not None and fixed_particle != 0:
+        raise ValueError(f"a harmonic crystal's coordinates hold particle 0; got "
+                         f"fixed_particle={fixed_particle!r}")
     system.check_batch_memory(config.num_chains, f"HMC of {config.num_chains} chains")
     fixed = None
     if fixed_particle is not None:

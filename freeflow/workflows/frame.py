@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from freeflow.flows.bases import harmonic_base
-from freeflow.physics.harmonic import harmonic_crystal
+from freeflow.physics.harmonic import GaussianCrystal, harmonic_crystal
 from freeflow.physics.space import minimum_image, wrap
 from freeflow.sampling.hmc import Preconditioner
 
@@ -158,11 +158,16 @@ def crystal_densities(system, frame: SiteFrame, whitening: "Whitening", log_star
     return log_start_u, log_target_u
 
 
-def harmonic_preconditioner(system) -> Preconditioner:
+def harmonic_preconditioner(system, temperature: float | None = None) -> Preconditioner:
     """HMC coordinates in which ``system``'s harmonic crystal (particle 0 held) is standard
-    normal at the system's temperature (``Preconditioner``; ``scaled(sqrt(T / T_0))`` carries
-    it to another temperature). Raises ``ValueError`` for a lattice that is not a stable
-    minimum (``freeflow.physics.harmonic.harmonic_crystal``)."""
-    crystal = harmonic_crystal(system)
+    normal at ``temperature`` (default the system's; ``Preconditioner``,
+    ``scaled(sqrt(T / T_0))`` carries it to another temperature). Raises ``ValueError`` for a
+    lattice that is not a stable minimum (``freeflow.physics.harmonic.GaussianCrystal``)."""
+    if temperature is None:
+        crystal = harmonic_crystal(system)
+    else:  # the system's own (cached) Hessian, not a new System's
+        crystal = GaussianCrystal(system.lattice, system.box, system.lattice_hessian()[3:, 3:],
+                                  system.units.beta(temperature),
+                                  remedy="use the Einstein reference")
     return Preconditioner(np.mod(np.asarray(system.lattice, np.float64), system.box),
                           crystal.colour, crystal.whiten)

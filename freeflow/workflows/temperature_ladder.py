@@ -9,9 +9,9 @@ lowest, where the harmonic crystal is closest to the crystal):
    temperature's chains starting where the previous temperature's stopped. They run in the
    coordinates in which the harmonic crystal at ``T_k`` is standard normal
    (``freeflow.workflows.frame.harmonic_preconditioner``, scaled by ``sqrt(T_k / T_1)``), with
-   trajectories of a quarter of the harmonic period (``HMCConfig.trajectory``): there the
-   energy decorrelates 4.5 times faster per unit of work than with unit mass (mw_cubic_216
-   at 200 K; docs/sweep.md, "The chains' coordinates");
+   trajectories of a quarter of the harmonic period (``HMCConfig.trajectory``): there an
+   independent energy costs 5.4 times fewer energy evaluations than with unit mass
+   (mw_cubic_216 at 200 K; docs/sweep.md, "The chains' coordinates");
 3. MBAR over the temperatures on the decorrelated samples' energies, ``u_k(x) = beta_k U(x)``:
    no energy is evaluated again. It gives ``ln Z_fixed(beta_k) - ln Z_fixed(beta_a)``
    (``freeflow.estimators.mbar.mbar_states``), with their covariance from a bootstrap over
@@ -50,6 +50,11 @@ from freeflow.workflows.frame import harmonic_preconditioner
 
 __all__ = ["LadderConfig", "ladder_curve"]
 
+#: Above this many particles the chains keep unit mass: the harmonic coordinates' dense
+#: colouring grows as N^2 in memory and in work per leapfrog step (measured at N = 216 only;
+#: docs/sweep.md, "The chains' coordinates").
+MAX_COORDINATE_PARTICLES = 1000
+
 
 @dataclasses.dataclass(frozen=True)
 class LadderConfig:
@@ -62,10 +67,13 @@ class LadderConfig:
       anchor_temperature: one of the requested temperatures; ``None``: the lowest.
       sampling: the HMC chains at every temperature (``HMCConfig``: chains, samples saved per
         chain, warm-up, thinning, leapfrog steps, trajectory); at least 2 chains, whose spread
-        gives the errors of ``U``, ``C_v`` and the pressure. The chains always run in the
-        harmonic crystal's coordinates; ``trajectory=QUARTER_PERIOD`` (default) sets the
-        production's leapfrog steps from the step size, ``None`` keeps
-        ``num_integration_steps`` (warm-up's, default 4).
+        gives the errors of ``U``, ``C_v`` and the pressure. The chains run in the harmonic
+        crystal's coordinates (``_chain_coordinates`` says when not);
+        ``trajectory=QUARTER_PERIOD`` (default) sets production's leapfrog steps from the
+        step size, ``None`` keeps ``num_integration_steps`` (warm-up's, default 4). Build it
+        with ``dataclasses.replace(LadderConfig().sampling, ...)``: a plain ``HMCConfig()``
+        has 8 fixed steps, which turn the harmonic modes by nearly half a period, the worst
+        choice in these coordinates.
       bootstrap: 0 (default): the ladder's covariance from pymbar's asymptotic errors;
         at least 20: from that many bootstrap resamplings of the chains (``_ladder``).
     """
@@ -164,18 +172,21 @@ def _sample_temperatures(system, temperatures, sampling: HMCConfig, seed: int, s
     # One energy function for every temperature (beta and the preconditioner are traced
     # arguments of the chains): the chains compile once.
     energy = system.energy_fn(strays="nan")
-    coordinates = harmonic_preconditioner(dataclasses.replace(system,
-                                                              temperature=temperatures[0]))
+    chains = None  # (coordinates at T_1 or None, HMCConfig), built when first needed
     parts, start = [], None
     for k, temperature in enumerate(temperatures):
         saved = store.read_temperature(k, temperature) if store is not None else None
         if saved is None:
+            if chains is None:
+                chains = _chain_coordinates(system, temperatures[0], sampling, say)
+            coordinates, config = chains
             at = dataclasses.replace(system, temperature=temperature)
             began = time.perf_counter()
             scale = math.sqrt(temperature / temperatures[0])
             result = sample_system(at, jax.random.fold_in(jax.random.PRNGKey(seed), 1000 + k),
-                                   sampling, energy_fn=energy, initial_positions=start,
-                                   preconditioner=coordinates.scaled(scale),
+                                   config, energy_fn=energy, initial_positions=start,
+                                   preconditioner=None if coordinates is None
+                                   else coordinates.scaled(scale),
                                    desc=f"ladder {system.name} T = {temperature:g} "
                                         f"({k + 1}/{len(temperatures)})")
             shape = (sampling.num_chains, sampling.num_samples)
@@ -198,6 +209,27 @@ def _sample_temperatures(system, temperatures, sampling: HMCConfig, seed: int, s
         parts.append(saved)
         start = saved["final_positions"]
     return parts
+
+
+def _chain_coordinates(system, temperature: float, sampling: HMCConfig, say):
+    """``(Preconditioner at temperature, HMCConfig)`` of the chains: the harmonic crystal's
+    coordinates, or unit mass with 8 fixed leapfrog steps where there are none (a lattice
+    that is not a stable minimum) or where the dense colouring would cost too much (more
+    than ``MAX_COORDINATE_PARTICLES`` particles)."""
+    reason = None
+    if system.num_particles > MAX_COORDINATE_PARTICLES:
+        reason = (f"{system.num_particles} particles, more than the "
+                  f"{MAX_COORDINATE_PARTICLES} whose dense colouring it keeps")
+    else:
+        try:
+            return harmonic_preconditioner(system, temperature), sampling
+        except ValueError as error:
+            reason = str(error).splitlines()[0]
+    say(f"ladder {system.name}: the chains keep unit mass in the positions ({reason}); 8 "
+        "leapfrog steps per transition")
+    return None, dataclasses.replace(sampling, trajectory=None,
+                                     num_integration_steps=max(
+                                         8, sampling.num_integration_steps))
 
 
 def _ladder(system, temperatures, energies, anchor: int, ln_z_anchor: float,

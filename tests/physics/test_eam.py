@@ -47,9 +47,10 @@ def _pair_lines(path, format):
     return ["pair_style eam", f"pair_coeff 1 1 {path}"]
 
 
-def _perturbed_copper(lattice_constant=3.615, amplitude=0.15, seed=0):
-    atoms = bulk("Cu", "fcc", a=lattice_constant, cubic=True).repeat((2, 2, 2))
-    atoms.positions += amplitude * np.random.default_rng(seed).standard_normal((32, 3))
+def _perturbed_copper(lattice_constant=3.615, amplitude=0.15, seed=0, repeat=2):
+    atoms = bulk("Cu", "fcc", a=lattice_constant, cubic=True).repeat((repeat,) * 3)
+    atoms.positions += amplitude * np.random.default_rng(seed).standard_normal(
+        (len(atoms), 3))
     return atoms
 
 
@@ -162,6 +163,19 @@ def test_the_site_list_matches_lammps(files):
     require_lammps()
     potential = EAM(file=str(files["setfl"]))
     atoms = _perturbed_copper(amplitude=0.1, seed=1)
+    _against_lammps(potential, atoms, _pair_lines(files["setfl"], "setfl"), neighbors="sites")
+
+
+def test_the_site_list_in_blocks_matches_lammps(files):
+    """256 atoms: the site list sums its rows in blocks (a second pass reads every block's
+    densities), as it does for cu_256 and cu_500."""
+    require_lammps()
+    potential = EAM(file=str(files["setfl"]))
+    atoms = _perturbed_copper(amplitude=0.1, seed=4, repeat=4)
+    box = np.diag(np.asarray(atoms.cell))
+    plan = potential.neighbor_plan(box, np.mod(atoms.positions, box), max_displacement=1.0,
+                                   neighbors="sites")
+    assert plan.block < len(atoms)  # more than one block
     _against_lammps(potential, atoms, _pair_lines(files["setfl"], "setfl"), neighbors="sites")
 
 

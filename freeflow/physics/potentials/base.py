@@ -81,7 +81,8 @@ def planned_energy(plan, rows_energy, rows_gradient=None, symmetric: bool = Fals
     itself differentiable (so Hessians work). ``symmetric``: the rows are a halved pair sum,
     whose gradient needs no transpose of the partner table. ``total_and_gradient(x) -> (U,
     dU/dx, overflow)`` replaces the plan's own route where a potential has a faster one
-    (``DenseNeighbors.pair_total_and_gradient``).
+    (``DenseNeighbors.pair_total_and_gradient``; EAM's whole-pair forces on the all-pairs
+    and site-list plans).
     """
 
     def energy(x):

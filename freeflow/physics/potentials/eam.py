@@ -22,10 +22,11 @@ documentation and source, written anew here), so that the two agree to rounding:
 
 The energy of each particle (its row of the neighbour plan) is ``F(rho_i) - F(0) + 1/2 sum_j
 phi(r_ij)``; the ``N F(0)`` that makes up the total is added once, so that padded rows (no
-partners, ``rho = 0``) contribute nothing. The analytic gradient pulls back ``dU/dd_ij = (F'(rho_i)
-rho'(r) + phi'(r) / 2) d_ij / r``; the partner's ``F'(rho_j)`` term arrives through the plan's
-transpose (``freeflow.physics.neighbors``), except with the all-pairs plan, which sums each
-pair's whole force ``(F'(rho_i) + F'(rho_j)) rho'(r) + phi'(r)`` directly.
+partners, ``rho = 0``) contribute nothing. The analytic gradient of the all-pairs and site-list
+plans sums each pair's whole force ``(F'(rho_i) + F'(rho_j)) rho'(r) + phi'(r)`` over a row's
+entries (every pair is in both rows, so the row sums are the forces, with no transpose); the
+cell list pulls back ``dU/dd_ij = (F'(rho_i) rho'(r) + phi'(r) / 2) d_ij / r`` and the
+partner's ``F'(rho_j)`` term arrives through its transpose (``freeflow.physics.neighbors``).
 """
 
 from __future__ import annotations
@@ -348,8 +349,8 @@ def _dense_pair_gradient(plan, entries, embedding, f0: float):
     """``(U, dU/dx, overflow)`` of one configuration with the all-pairs plan, each pair's force
     ``(F'(rho_i) + F'(rho_j)) rho'(r) + phi'(r)`` (as LAMMPS sums it), the partner's ``F'``
     broadcast along the columns: no transpose of three slope arrays. Side by side on cu_108
-    (27 image shifts) and cu_256 this was faster than the plan's route; the site list gained
-    nothing by the same (a gather of F' per entry instead), so it keeps the plan's route."""
+    (27 image shifts) and cu_256 this was faster than the plan's route. The site list does
+    the same in two passes (``_site_pair_gradient``)."""
 
     def pair_gradient(x):
         d, mask, overflow = plan.components(x)
