@@ -183,6 +183,9 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
         moved = template.at[mobile_idx].add((q @ colour).reshape(len(mobile_idx), -1))
         return jnp.mod(moved, box) if has_box else moved
 
+    def every_chain(q, templates, colour, box):
+        return jax.vmap(full, in_axes=(0, 0, None, None))(q, templates, colour, box)
+
     def make_logdensity(template, colour, beta, box, args):
         def logdensity(q):
             return -beta * energy_fn(full(q, template, colour, box), *args)
@@ -231,8 +234,7 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
 
         def saved(states, key):
             states, accs = jax.lax.scan(transition, states, jax.random.split(key, thin))
-            x = jax.vmap(full, in_axes=(0, 0, None, None))(states.position, templates, colour,
-                                                          box)
+            x = every_chain(states.position, templates, colour, box)
             out = {"energy": -states.logdensity / beta, "acceptance": jnp.mean(accs)}
             if keep_positions:
                 out["positions"] = x
@@ -242,12 +244,7 @@ def _kernels(energy_fn: Callable, observables: Callable | None, mobile: tuple[in
 
         return jax.lax.scan(saved, states, jax.random.split(key, num_saved))
 
-    @jax.jit
-    def positions(states, templates, colour, box):
-        return jax.vmap(full, in_axes=(0, 0, None, None))(states.position, templates, colour,
-                                                         box)
-
-    return init, warmup_block, production_block, positions
+    return init, warmup_block, production_block, jax.jit(every_chain)
 
 
 def _progress(total, desc, enabled):
@@ -273,9 +270,8 @@ class HMCConfig:
       trajectory: with a ``Preconditioner`` only: production's trajectories last this long
         in its coordinates, ``max(1, round(trajectory / step))`` leapfrog steps of the frozen
         step, at most ``MAX_STEPS_FACTOR`` times ``num_integration_steps`` (which warm-up
-        uses). ``QUARTER_PERIOD`` turns every
-        harmonic mode by a quarter of its period, which decorrelates the energy fastest:
-        a whole period or half of one brings it back. ``None``: ``num_integration_steps``
+        uses). ``QUARTER_PERIOD`` turns every harmonic mode by a quarter of its period,
+        which decorrelates the energy fastest: a whole period or half of one brings it back. ``None``: ``num_integration_steps``
         throughout.
     """
 
@@ -457,7 +453,7 @@ def sample(density: Boltzmann, initial_positions, key, config: HMCConfig = HMCCo
                                 if observables is not None else 0),
         num_chains=c.num_chains, num_samples=c.num_samples, num_warmup=c.num_warmup,
         thin=c.thin, num_integration_steps=steps,
-        final_positions=to_host(positions(states, templates, colour, box_arr)),
+        final_positions=to_host(positions(states.position, templates, colour, box_arr)),
         wall_time=time.perf_counter() - start)
 
 

@@ -372,7 +372,11 @@ def _site_pair_gradient(plan, grid: LammpsGrid, cutoff: float, min_distance: flo
     pair term and whole force ``(F'(rho_i) + F'(rho_j)) rho'(r) + phi'(r)``, the partner's
     ``F'`` read per entry from the first pass's result. The second pass evaluates the
     tables again rather than storing four per-entry arrays between the passes, and the list
-    holds both entries of every pair, so the row sums are the forces: no transpose."""
+    holds both entries of every pair, so the row sums are the forces: no transpose.
+
+    Its passes evaluate only what each needs rather than calling ``_entry_terms``: built on
+    that (the unused values left to XLA to drop), energy + forces of cu_108 cost 3.1-3.3
+    times the energy against 2.2-2.7, measured alternately in one sitting."""
     cutoff2 = cutoff**2
 
     def distances(d, mask):
